@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/*: dependency installation and the nginx build dir.
+# Sourced, not run.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODULE_SO="$ROOT/build/ngx_http_worker_events_module.so"
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+NGINX_MODULES_DIR=${NGINX_MODULES_DIR:-/usr/lib/nginx/modules}
+
+# Debian packages the build, the tests and the benchmark need.
+APT_PACKAGES=(
+  nginx nginx-dev libnginx-mod-http-lua libnginx-mod-http-ndk lua-cjson
+  libpcre2-dev libssl-dev zlib1g-dev clang libclang-dev libluajit2-5.1-dev pkg-config
+  libtest-base-perl libtext-diff-perl libtest-longstring-perl liblist-moreutils-perl
+  libipc-run-perl libwww-perl liburi-perl wrk curl
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_apt_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    printf 'missing packages; run as root:\n  apt-get update && apt-get install -y %s\n' "${missing[*]}" >&2
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+}
+
+# A configured copy of Debian's nginx source, made with Debian's own configure
+# flags, so the module's binary signature matches /usr/sbin/nginx.
+ensure_nginx_build_dir() {
+  local src=/usr/share/nginx/src dir="$ROOT/target/nginx-src"
+  local stamp="$dir/.configured-$(dpkg-query -W -f='${Version}' nginx-dev)"
+  if [ ! -f "$stamp" ]; then
+    log "configuring nginx sources in $dir"
+    rm -rf "$dir"; mkdir -p "$dir"
+    cp -r "$src"/. "$dir"/
+    # shellcheck disable=SC1091
+    ( cd "$dir" && source ./conf_flags && ./configure "${NGX_CONF_FLAGS[@]}" >configure.log 2>&1 ) \
+      || die "nginx configure failed, see $dir/configure.log"
+    touch "$stamp"
+  fi
+  export NGINX_SOURCE_DIR="$dir" NGINX_BUILD_DIR="$dir/objs"
+}
+
+nginx_signature() { strings "$1" | grep -E '^[0-9]+,[0-9]+,[0-9]+,[01]{30,}' | head -1; }

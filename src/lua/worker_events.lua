@@ -1,0 +1,457 @@
+-- resty.worker.events: the lua-resty-worker-events 2.x API over the
+-- ngx-worker-events shared log. Embedded in the nginx module and registered
+-- with package.preload; `core` holds the native functions (see core.rs).
+--
+-- What it does not do: serialise payloads (core does, once per post), or
+-- keep any state in a lua_shared_dict.
+local core = ...
+
+local ngx = ngx
+local log = ngx.log
+local ERR, WARN, DEBUG = ngx.ERR, ngx.WARN, ngx.DEBUG
+local type, tostring, error, pcall, xpcall, select = type, tostring, error, pcall, xpcall, select
+local setmetatable, ipairs, pairs, next = setmetatable, ipairs, pairs, next
+local traceback = debug.traceback
+local timer_at = ngx.timer.at
+local exiting = ngx.worker.exiting
+local sleep = ngx.sleep
+local min = math.min
+
+local ffi = require "ffi"
+pcall(ffi.cdef, "int ngx_worker_events_pending(void);")
+local C = ffi.C
+local c_pending = C.ngx_worker_events_pending
+
+local core_attach, core_post, core_fetch, core_claim = core.attach, core.post, core.fetch, core.claim
+local core_pid = core.pid
+
+local SOURCE = "resty-worker-events"
+local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
+local SLEEP_STEP = 0.5  -- the loop checks ngx.worker.exiting() this often
+
+local DEFAULTS = {
+  timeout = 2, interval = 1, wait_interval = 0.010, wait_max = 0.5, shm_retries = 999,
+}
+
+local _M = { _VERSION = "2.0.1" }
+
+-- configuration (per worker process)
+local _shm, _opts, _pid
+local _loop_running = false
+
+---------------------------------------------------------------------------
+-- handler lists: level = { weak_count, weak_list, strong_count, strong_list, subs }
+---------------------------------------------------------------------------
+local function new_level()
+  return {
+    weak_count = 0, weak_list = setmetatable({}, { __mode = "v" }),
+    strong_count = 0, strong_list = {},
+    subs = {},
+  }
+end
+
+local _callbacks = new_level()
+
+local function level_for(source, event, create)
+  local lvl = _callbacks
+  if source == nil then return lvl end
+  local s = lvl.subs[source]
+  if not s then
+    if not create then return nil end
+    s = new_level()
+    lvl.subs[source] = s
+  end
+  if event == nil then return s end
+  local e = s.subs[event]
+  if not e and create then
+    e = new_level()
+    s.subs[event] = e
+  end
+  return e
+end
+
+local function add_handler(lvl, mode, cb)
+  local ck, lk = mode .. "_count", mode .. "_list"
+  local n = lvl[ck] + 1
+  lvl[ck] = n
+  lvl[lk][n] = cb
+end
+
+local function run_list(lvl, data, event, source, pid)
+  if not lvl then return end
+  for _, mode in ipairs({ "weak", "strong" }) do
+    local ck, lk = mode .. "_count", mode .. "_list"
+    local list = lvl[lk]
+    local i = 1
+    while i <= lvl[ck] do
+      local handler = list[i]
+      if type(handler) ~= "function" then
+        -- unregistered or collected: compact the list
+        local last = lvl[ck]
+        list[i] = list[last]
+        list[last] = nil
+        lvl[ck] = last - 1
+      else
+        local ok, err = xpcall(handler, traceback, data, event, source, pid)
+        if not ok then
+          -- never log `data`: payloads may hold secrets
+          log(ERR, "worker-events: event callback failed; source=", source,
+              ", event=", event, ", pid=", pid, " error='", tostring(err), "'")
+        end
+        i = i + 1
+      end
+    end
+  end
+end
+
+local function do_event(source, event, data, pid)
+  log(DEBUG, "worker-events: handling event; source=", source, ", event=", event, ", pid=", pid)
+  run_list(_callbacks, data, event, source, pid)
+  local s = _callbacks.subs[source]
+  if s then
+    run_list(s, data, event, source, pid)
+    run_list(s.subs[event], data, event, source, pid)
+  end
+end
+
+local function check_handler(cb)
+  if type(cb) ~= "function" then
+    error("expected function, got: " .. type(cb), 3)
+  end
+end
+
+local function register(mode, cb, source, ...)
+  check_handler(cb)
+  if source == nil then
+    add_handler(_callbacks, mode, cb)
+  elseif select("#", ...) == 0 then
+    add_handler(level_for(source, nil, true), mode, cb)
+  else
+    for i = 1, select("#", ...) do
+      local event = select(i, ...)
+      add_handler(level_for(source, event, true), mode, cb)
+    end
+  end
+  return true
+end
+
+function _M.register(cb, source, ...)
+  return register("strong", cb, source, ...)
+end
+
+function _M.register_weak(cb, source, ...)
+  return register("weak", cb, source, ...)
+end
+
+local function remove_from(lvl, cb)
+  if not lvl then return false end
+  local found = false
+  for _, mode in ipairs({ "weak", "strong" }) do
+    local list = lvl[mode .. "_list"]
+    for i = 1, lvl[mode .. "_count"] do
+      if list[i] == cb then
+        list[i] = nil -- compacted by the next dispatch
+        found = true
+      end
+    end
+  end
+  return found
+end
+
+function _M.unregister(cb, source, ...)
+  check_handler(cb)
+  if source == nil then
+    return remove_from(_callbacks, cb)
+  end
+  if select("#", ...) == 0 then
+    return remove_from(level_for(source, nil, false), cb)
+  end
+  local found = false
+  for i = 1, select("#", ...) do
+    if remove_from(level_for(source, select(i, ...), false), cb) then
+      found = true
+    end
+  end
+  return found
+end
+
+---------------------------------------------------------------------------
+-- posting
+---------------------------------------------------------------------------
+local local_queue, local_n = {}, 0
+
+local function check_names(source, event)
+  if type(source) ~= "string" or source == "" then
+    return nil, "source is required"
+  end
+  if type(event) ~= "string" or event == "" then
+    return nil, "event is required"
+  end
+  return true
+end
+
+local wake_self -- set up by the background loop (push delivery)
+
+function _M.post(source, event, data, unique)
+  local ok, err = check_names(source, event)
+  if not ok then return nil, err end
+
+  if unique ~= nil then
+    local tu = type(unique)
+    if tu ~= "string" and tu ~= "number" then
+      return nil, 'failed posting event "' .. event .. '" by "' .. source
+                  .. '"; unique must be a string or a number, got ' .. tu
+    end
+    unique = tostring(unique)
+  end
+
+  local seq
+  if not _shm then
+    err = "events not configured, call configure() first"
+  else
+    seq, err = core_post(source, event, data, unique)
+  end
+  if not seq then
+    err = 'failed posting event "' .. event .. '" by "' .. source .. '"; ' .. tostring(err)
+    log(ERR, "worker-events: ", err)
+    return nil, err
+  end
+  if wake_self then wake_self() end
+  return true
+end
+
+function _M.post_local(source, event, data)
+  local ok, err = check_names(source, event)
+  if not ok then return nil, err end
+  local_n = local_n + 1
+  local_queue[local_n] = { source, event, data }
+  if wake_self then wake_self() end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- polling
+---------------------------------------------------------------------------
+local _busy = false
+
+local function run_local()
+  while local_n > 0 do
+    local q, n = local_queue, local_n
+    local_queue, local_n = {}, 0
+    for i = 1, n do
+      local e = q[i]
+      do_event(e[1], e[2], e[3], nil)
+    end
+  end
+end
+
+-- handles up to MAX_BATCH broadcast records; returns true if more may wait
+local function run_broadcast()
+  for _ = 1, MAX_BATCH do
+    local kind, a, b, c, d, e, f = core_fetch()
+    if kind == nil then
+      return false
+    elseif kind == 1 then
+      -- a=source b=event c=data d=pid e=unique f=seq
+      if e == nil then
+        do_event(a, b, c, d)
+      else
+        local mine, owner = core_claim(e, _opts.timeout)
+        if mine then
+          do_event(a, b, c, d)
+        else
+          log(DEBUG, "worker-events: skipping event ", f, " was handled by worker ", owner)
+        end
+      end
+    elseif kind == 2 then
+      log(ERR, "worker-events: lost ", a, " event(s): this worker fell behind and they were ",
+          "overwritten in zone \"", _shm, "\" (make the zone larger or poll more often)")
+      do_event(SOURCE, "lost", { count = a }, nil)
+    else
+      log(ERR, "worker-events: dropping event ", b, ": ", a)
+    end
+  end
+  return true
+end
+
+local function do_poll()
+  run_local()
+  local more = run_broadcast()
+  -- handlers may have posted local events
+  run_local()
+  return more
+end
+
+local _more = false
+
+function _M.poll()
+  if _busy then
+    return "recursive"
+  end
+  if local_n == 0 and (not _shm or c_pending() == 0) then
+    _more = false
+    return "done"
+  end
+  if not _shm then
+    _busy = true
+    local ok, err = pcall(run_local)
+    _busy = false
+    if not ok then return nil, err end
+    return "done"
+  end
+  _busy = true
+  local ok, more = pcall(do_poll)
+  _busy = false
+  if not ok then
+    log(ERR, "worker-events: poll failed: ", tostring(more))
+    return nil, tostring(more)
+  end
+  _more = more
+  return "done"
+end
+
+---------------------------------------------------------------------------
+-- background loop
+---------------------------------------------------------------------------
+local function loop(premature)
+  if premature then
+    _loop_running = false
+    return
+  end
+  while not exiting() do
+    local interval = _opts.interval
+    if interval == 0 then break end
+
+    local ok, err = _M.poll()
+    if not ok then
+      log(ERR, "worker-events: timer-poll returned: ", err)
+    end
+
+    if _more or local_n > 0 then
+      sleep(0) -- let requests run, then carry on draining
+    else
+      local left = interval
+      while left > 0 and not exiting() do
+        local step = min(left, SLEEP_STEP)
+        sleep(step)
+        left = left - step
+        if local_n > 0 or c_pending() ~= 0 then break end
+      end
+    end
+  end
+  _loop_running = false
+end
+
+local function start_loop()
+  if _loop_running or _opts.interval == 0 then return true end
+  local ok, err = timer_at(0, loop)
+  if not ok then
+    err = "failed to create timer: " .. tostring(err)
+    log(ERR, "worker-events: ", err)
+    return nil, err
+  end
+  _loop_running = true
+  return true
+end
+
+---------------------------------------------------------------------------
+-- configuration
+---------------------------------------------------------------------------
+local function opt_number(opts, name, current, positive)
+  local v = opts[name]
+  if v == nil then v = current[name] end
+  if type(v) ~= "number" then
+    return nil, 'optional "' .. name .. '" option must be a number'
+  end
+  if positive == "gt0" and v <= 0 then
+    return nil, '"' .. name .. '" must be greater than 0'
+  elseif positive == "ge0" and v < 0 then
+    return nil, '"' .. name .. '" must be greater than or equal to 0'
+  elseif positive == "retries" and v < 0 then
+    return nil, '"' .. name .. '" must be 0 or greater'
+  end
+  return v
+end
+
+function _M.configure(opts)
+  if type(opts) ~= "table" then
+    error("Expected a table, got " .. type(opts), 2)
+  end
+
+  local pid = core_pid()
+  if _pid ~= pid then
+    -- new process (forked after an init_by_lua configure): start afresh
+    _pid, _shm, _loop_running = pid, nil, false
+  end
+
+  local shm = opts.shm
+  if shm ~= nil and _shm ~= nil and shm ~= _shm then
+    return nil, "Already started, cannot change shm"
+  end
+  if shm == nil and _shm == nil then
+    return nil, '"shm" option required to start'
+  end
+  if shm ~= nil and type(shm) ~= "string" then
+    return nil, 'shm "' .. tostring(shm) .. '" not found'
+  end
+
+  local current = _opts or DEFAULTS
+  local new = {}
+  local err
+  new.timeout, err = opt_number(opts, "timeout", current, "gt0")
+  if err then return nil, err end
+  new.interval, err = opt_number(opts, "interval", current, "ge0")
+  if err then return nil, err end
+  new.wait_interval, err = opt_number(opts, "wait_interval", current, "ge0")
+  if err then return nil, err end
+  new.wait_max, err = opt_number(opts, "wait_max", current, "ge0")
+  if err then return nil, err end
+  new.shm_retries, err = opt_number(opts, "shm_retries", current, "retries")
+  if err then return nil, err end
+
+  local first = false
+  if _shm == nil then
+    local ok, aerr = core_attach(shm)
+    if ok == nil then return nil, aerr end
+    first = true
+  end
+  _shm = _shm or shm
+  _opts = new
+
+  if first then
+    -- we're live, let's celebrate it with an event
+    local ok, perr = _M.post(SOURCE, "started")
+    if not ok then return nil, perr end
+  end
+
+  local ok, terr = start_loop()
+  if not ok then return nil, terr end
+
+  if opts.debug then
+    _M._callbacks = _callbacks
+  end
+  return true
+end
+
+function _M.configured()
+  return _shm ~= nil and _pid == core_pid()
+end
+
+---------------------------------------------------------------------------
+-- event lists
+---------------------------------------------------------------------------
+function _M.event_list(source, ...)
+  local events = { _source = source }
+  for _, event in pairs({ ... }) do
+    events[event] = event
+  end
+  return setmetatable(events, {
+    __index = function(_, key)
+      error("event '" .. tostring(key) .. "' is an unknown event", 2)
+    end,
+  })
+end
+
+_M.events = _M.event_list(SOURCE, "started", "stopping", "lost")
+
+return _M

@@ -1,0 +1,192 @@
+//! The byte format of one record in the log.
+//!
+//! ```text
+//! 0   u32 len        whole record in bytes, header and padding included (multiple of 8)
+//! 4   i32 pid        the posting worker's pid
+//! 8   u64 seq        position in the zone's global order
+//! 16  u16 source_len
+//! 18  u16 event_len
+//! 20  u16 unique_len (0: not a unique event)
+//! 22  u16 flags      reserved, 0
+//! 24  u32 data_len   encoded payload (see `crate::codec`)
+//! 28  u32 reserved
+//! 32  source | event | unique | data | zero padding to 8
+//! ```
+//! Little-endian (native on every platform nginx builds this module for).
+
+/// Size of the fixed record header.
+pub const HEADER_LEN: usize = 32;
+
+/// Decoded fixed header of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub len: u32,
+    pub pid: i32,
+    pub seq: u64,
+    pub source_len: u16,
+    pub event_len: u16,
+    pub unique_len: u16,
+    pub data_len: u32,
+}
+
+/// Why a record cannot be built.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A name (source, event, unique) is longer than 65535 bytes.
+    NameTooLong(&'static str, usize),
+    /// The payload does not fit a u32.
+    DataTooLong(usize),
+}
+
+/// Total record length for the given parts (padded to 8).
+pub fn record_len(source: usize, event: usize, unique: usize, data: usize) -> u64 {
+    let raw = HEADER_LEN as u64 + source as u64 + event as u64 + unique as u64 + data as u64;
+    (raw + 7) & !7
+}
+
+impl RecordHeader {
+    /// Builds the header for a record of these parts.
+    pub fn new(
+        pid: i32,
+        seq: u64,
+        source: &[u8],
+        event: &[u8],
+        unique: &[u8],
+        data: &[u8],
+    ) -> Result<RecordHeader, RecordError> {
+        let name = |what, n: usize| u16::try_from(n).map_err(|_| RecordError::NameTooLong(what, n));
+        let source_len = name("source", source.len())?;
+        let event_len = name("event", event.len())?;
+        let unique_len = name("unique", unique.len())?;
+        let data_len =
+            u32::try_from(data.len()).map_err(|_| RecordError::DataTooLong(data.len()))?;
+        let len = record_len(source.len(), event.len(), unique.len(), data.len());
+        let len = u32::try_from(len).map_err(|_| RecordError::DataTooLong(data.len()))?;
+        Ok(RecordHeader {
+            len,
+            pid,
+            seq,
+            source_len,
+            event_len,
+            unique_len,
+            data_len,
+        })
+    }
+
+    /// Serialises the header.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.pid.to_le_bytes());
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..18].copy_from_slice(&self.source_len.to_le_bytes());
+        b[18..20].copy_from_slice(&self.event_len.to_le_bytes());
+        b[20..22].copy_from_slice(&self.unique_len.to_le_bytes());
+        b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
+        b
+    }
+
+    /// Parses a header; `None` if it is inconsistent with itself.
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Option<RecordHeader> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let h = RecordHeader {
+            len: u32_at(0),
+            pid: u32_at(4) as i32,
+            seq: u64::from_le_bytes(b[8..16].try_into().ok()?),
+            source_len: u16_at(16),
+            event_len: u16_at(18),
+            unique_len: u16_at(20),
+            data_len: u32_at(24),
+        };
+        let want = record_len(
+            h.source_len as usize,
+            h.event_len as usize,
+            h.unique_len as usize,
+            h.data_len as usize,
+        );
+        (want == h.len as u64 && h.source_len > 0 && h.event_len > 0).then_some(h)
+    }
+}
+
+/// A record copied out of the log: borrowed parts of the reader's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub pid: i32,
+    pub seq: u64,
+    pub source: &'a [u8],
+    pub event: &'a [u8],
+    /// `None` for an ordinary (broadcast to all) event.
+    pub unique: Option<&'a [u8]>,
+    pub data: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Splits a whole record (`buf.len() >= h.len`) into its parts.
+    pub fn parse(h: &RecordHeader, buf: &'a [u8]) -> Option<RecordView<'a>> {
+        let mut at = HEADER_LEN;
+        let mut take = |n: usize| {
+            let s = buf.get(at..at + n)?;
+            at += n;
+            Some(s)
+        };
+        let source = take(h.source_len as usize)?;
+        let event = take(h.event_len as usize)?;
+        let unique = take(h.unique_len as usize)?;
+        let data = take(h.data_len as usize)?;
+        Some(RecordView {
+            pid: h.pid,
+            seq: h.seq,
+            source,
+            event,
+            unique: (!unique.is_empty()).then_some(unique),
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_roundtrip() {
+        let h = RecordHeader::new(1234, 99, b"src", b"ev", b"", b"payload").unwrap();
+        assert_eq!(h.len % 8, 0);
+        assert_eq!(h.len as usize, (HEADER_LEN + 3 + 2 + 7 + 7) & !7);
+        assert_eq!(RecordHeader::decode(&h.encode()), Some(h));
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert_eq!(RecordHeader::decode(&[0u8; HEADER_LEN]), None);
+        let mut b = RecordHeader::new(1, 1, b"s", b"e", b"u", b"d")
+            .unwrap()
+            .encode();
+        b[0] ^= 8;
+        assert_eq!(RecordHeader::decode(&b), None);
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        let long = vec![b'x'; 70_000];
+        assert_eq!(
+            RecordHeader::new(1, 1, &long, b"e", b"", b""),
+            Err(RecordError::NameTooLong("source", 70_000))
+        );
+    }
+
+    #[test]
+    fn parse_splits_parts() {
+        let h = RecordHeader::new(7, 3, b"src", b"ev", b"u1", b"\x00\xff").unwrap();
+        let mut buf = h.encode().to_vec();
+        buf.extend_from_slice(b"srcevu1\x00\xff");
+        buf.resize(h.len as usize, 0);
+        let v = RecordView::parse(&h, &buf).unwrap();
+        assert_eq!(v.source, b"src");
+        assert_eq!(v.event, b"ev");
+        assert_eq!(v.unique, Some(&b"u1"[..]));
+        assert_eq!(v.data, b"\x00\xff");
+        assert_eq!((v.pid, v.seq), (7, 3));
+    }
+}

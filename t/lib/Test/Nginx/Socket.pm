@@ -1,0 +1,1212 @@
+package Test::Nginx::Socket;
+
+# A compact, drop-in replacement for the subset of Test::Nginx::Socket
+# (https://github.com/openresty/test-nginx) that this project uses.
+# Block parsing, filters (eval, chomp, ...), blocks(), ONLY/SKIP/LAST and the
+# Test::More re-exports all come from Test::Base, exactly as in the original.
+# See t/lib/README.md for what is supported and how it differs.
+
+use strict;
+use warnings;
+
+use Test::Base ();    # no import: our own import is Test::Base's (inherited)
+use Test::More ();
+use Test::Builder ();
+use POSIX qw(SIGQUIT SIGKILL SIGTERM WNOHANG);
+use Time::HiRes qw(sleep time);
+use IO::Socket::INET ();
+use IO::Select ();
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
+use File::Path qw(make_path remove_tree);
+use File::Spec ();
+use Scalar::Util qw(looks_like_number);
+use Text::Diff ();
+
+our @ISA = ('Test::Base');
+our $VERSION = '0.29';
+
+our @EXPORT = qw(
+    run_tests run_test repeat_each workers master_on master_off
+    master_process_enabled log_level no_shuffle no_long_string
+    no_root_location add_block_preprocessor env_to_nginx is_str
+    server_root html_dir server_port server_port_for_client server_addr
+    server_name timeout worker_connections config_preamble bail_out
+    add_cleanup_handler add_response_body_check no_nginx_manager use_hup
+    check_accum_error_log
+);
+
+# ---------------------------------------------------------------- settings
+
+our $RepeatEach        = 1;
+our $Workers           = 1;
+our $WorkerConnections = 1024;
+our $MasterProcess     = $ENV{TEST_NGINX_MASTER_PROCESS} || 'on';
+our $LogLevel          = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
+our $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
+our $ServerAddr        = '127.0.0.1';
+our $ServerName        = 'localhost';
+our $ServerPort        = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+our $ServerPortForClient = $ENV{TEST_NGINX_CLIENT_PORT} || $ServerPort;
+our $NginxBinary       = $ENV{TEST_NGINX_BINARY}
+                         || (-x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : 'nginx');
+our $NoLongString;
+our $NoRootLocation    = 0;
+our $NoNginxManager    = $ENV{TEST_NGINX_NO_NGINX_MANAGER} || 0;
+our $CheckAccumErrLog  = $ENV{TEST_NGINX_CHECK_ACCUM_ERR_LOG};
+our $ConfigPreamble    = '';
+our $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0.015;
+our $ConnectRetry      = 2;     # seconds to retry a refused connect
+our $QuitWait          = 10;    # seconds to wait for a graceful stop
+our (@BlockPreprocessors, @EnvToNginx, @CleanupHandlers, @ResponseBodyChecks);
+our ($NginxVersion, $NginxRawVersion);
+
+our $ServRoot = File::Spec->rel2abs($ENV{TEST_NGINX_SERVROOT} || 't/servroot');
+$ServRoot =~ s{/+$}{};
+our $LogDir     = "$ServRoot/logs";
+our $ErrLogFile = "$LogDir/error.log";
+our $StartErrFile = "$LogDir/nginx-start.stderr";
+our $HtmlDir    = "$ServRoot/html";
+our $ConfDir    = "$ServRoot/conf";
+our $ConfFile   = "$ConfDir/nginx.conf";
+our $PidFile    = "$LogDir/nginx.pid";
+
+$ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
+$ENV{TEST_NGINX_HTML_DIR}    = $HtmlDir;
+$ENV{TEST_NGINX_SERVER_PORT} = $ServerPort unless defined $ENV{TEST_NGINX_SERVER_PORT};
+
+our $ErrLogFilePos = 0;
+our %StartedPids;          # master pids started by this process
+our $PrevBlock;
+our $InSubprocess;
+my %Warned;
+
+# ---------------------------------------------------------- global helpers
+
+sub repeat_each (@)   { $RepeatEach = shift if @_; $RepeatEach }
+sub workers (@)       { $Workers = shift if @_; $Workers }
+sub worker_connections (@) { $WorkerConnections = shift if @_; $WorkerConnections }
+sub log_level (@)     { $LogLevel = shift if @_; $LogLevel }
+sub timeout (@)       { $Timeout = shift if @_; $Timeout }
+sub server_addr (@)   { $ServerAddr = shift if @_; $ServerAddr }
+sub server_name (@)   { $ServerName = shift if @_; $ServerName }
+sub server_port (@)   { $ServerPort = shift if @_; $ServerPort }
+sub server_port_for_client (@) { $ServerPortForClient = shift if @_; $ServerPortForClient }
+sub server_root ()    { $ServRoot }
+sub html_dir ()       { $HtmlDir }
+sub master_on ()      { $MasterProcess = 'on' }
+sub master_off ()     { $MasterProcess = 'off' }
+sub master_process_enabled (@) {
+    $MasterProcess = (shift() ? 'on' : 'off') if @_;
+    $MasterProcess;
+}
+sub no_shuffle ()     { 1 }    # we never shuffle
+sub no_long_string () { $NoLongString = 1 }
+sub no_root_location () { $NoRootLocation = 1 }
+sub no_nginx_manager () { $NoNginxManager = 1 }
+sub use_hup ()        { warn "WARNING: use_hup() is not supported by this runner; ignored\n" }
+sub check_accum_error_log () { $CheckAccumErrLog = 1 }
+sub config_preamble ($) { $ConfigPreamble = shift }
+sub add_block_preprocessor (&) { unshift @BlockPreprocessors, shift }
+sub add_cleanup_handler ($) { unshift @CleanupHandlers, shift }
+sub add_response_body_check ($) { push @ResponseBodyChecks, shift }
+
+sub env_to_nginx (@) {
+    die "env_to_nginx: no arguments specified\n" unless @_;
+    for my $v (@_) {
+        die "env_to_nginx: bad argument value: $v\n" if $v !~ /^[A-Za-z_]/ || $v =~ /\n/;
+        push @EnvToNginx, $v;
+    }
+}
+
+sub bail_out (@) {
+    cleanup();
+    Test::More::BAIL_OUT(join '', @_);
+}
+
+sub is_str (@) {
+    my ($got, $expected, $desc) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return Test::More::like($got, $expected, $desc) if ref $expected && ref $expected eq 'Regexp';
+    return is_text($got, $expected, $desc);
+}
+
+# Exact string comparison; on failure print a unified diff for multi-line or
+# long values (plain got/expected otherwise).
+sub is_text {
+    my ($got, $expected, $desc) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    if (!defined $got || !defined $expected || $ENV{TEST_SHOW_NO_DIFFS}
+        || ($got !~ /\n./s && $expected !~ /\n./s
+            && length($got) < 200 && length($expected) < 200))
+    {
+        return Test::More::is($got, $expected, $desc);
+    }
+    my $ok = Test::More::ok($got eq $expected, $desc);
+    Test::More::diag("--- expected\n+++ got\n"
+                     . Text::Diff::diff(\$expected, \$got, { STYLE => 'Unified' }))
+        unless $ok;
+    return $ok;
+}
+
+sub parse_time ($) {
+    my $tm = shift;
+    return undef unless defined $tm;
+    $tm =~ s/^\s+|\s+$//g;
+    if ($tm =~ s/([^_a-zA-Z])ms$/$1/) { $tm /= 1000 }
+    else { $tm =~ s/([^_a-zA-Z])s$/$1/ }
+    return $tm;
+}
+
+sub fmt_str ($) {
+    my $str = shift;
+    chomp $str;
+    $str =~ s/"/\\"/g;
+    $str =~ s/\r/\\r/g;
+    $str =~ s/\n/\\n/g;
+    $str;
+}
+
+sub trim_summary ($) {
+    my $s = shift;
+    return '' unless defined $s;
+    $s =~ s/^\s+|\s+$//g;
+    $s =~ s/\n/ /g;
+    $s =~ s/\s{2,}/ /g;
+    $s = substr($s, 0, 60) . '...' if length $s > 63;
+    $s;
+}
+
+# ------------------------------------------------------ process management
+
+sub is_running ($) {
+    my $pid = shift;
+    return 0 unless $pid && kill(0, $pid);
+    # a daemonized master is not our child; under a non-reaping pid 1 it may
+    # linger as a zombie, which must count as gone
+    if (open my $fh, '<', "/proc/$pid/stat") {
+        my $stat = <$fh> // '';
+        close $fh;
+        return 0 if $stat =~ /^\d+ \(.*\) Z/s;
+    }
+    return 1;
+}
+
+sub read_pid_file () {
+    open my $in, '<', $PidFile or return undef;
+    my $pid = do { local $/; <$in> };
+    close $in;
+    return undef unless defined $pid && $pid =~ /^\s*(\d+)\s*$/;
+    return $1;
+}
+
+# Stop nginx: QUIT, wait up to $wait seconds, then KILL the process group.
+sub stop_nginx (;$$) {
+    my ($name, $wait) = @_;
+    $wait //= $QuitWait;
+    my %pids = map { $_ => 1 } grep { $_ } (read_pid_file(), keys %StartedPids);
+    for my $pid (keys %pids) {
+        delete $StartedPids{$pid};
+        next unless is_running($pid);
+        kill SIGQUIT, $pid;
+        my $deadline = time + $wait;
+        sleep 0.005;
+        while (is_running($pid) && time < $deadline) { sleep 0.01 }
+        if (is_running($pid)) {
+            warn "WARNING: ", ($name // 'cleanup'),
+                 " - nginx master $pid did not exit within ${wait}s; killing it\n";
+            kill SIGKILL, -$pid;
+            kill SIGKILL, $pid;
+            my $d2 = time + 2;
+            while (is_running($pid) && time < $d2) { sleep 0.01 }
+        }
+    }
+    unlink $PidFile if -f $PidFile && !is_running(read_pid_file());
+}
+
+sub cleanup () {
+    $_->() for @CleanupHandlers;
+}
+
+sub get_nginx_version () {
+    my $out = `$NginxBinary -V 2>&1`;
+    if (defined $out && $out =~ m{(?:nginx|openresty)[^/]*/(\d+)\.(\d+)\.(\d+)}s) {
+        $NginxRawVersion = "$1.$2.$3";
+        return sprintf "%d.%03d%03d", $1, $2, $3;
+    }
+    return undef;
+}
+
+# ------------------------------------------------------------ server root
+
+sub setup_server_root () {
+    remove_tree($ConfDir, $HtmlDir, $LogDir, glob("$ServRoot/*_temp"),
+                glob("$ServRoot/*_cache"));
+    for my $d ($ServRoot, $LogDir, $HtmlDir, $ConfDir) {
+        next if -d $d;
+        make_path($d) or bail_out("Failed to mkdir $d: $!");
+    }
+    open my $out, '>', "$HtmlDir/index.html" or bail_out("Can't write index.html: $!");
+    print $out '<html><head><title>It works!</title></head><body>It works!</body></html>';
+    close $out;
+}
+
+sub gen_rand_port ($) {
+    my $used = shift;
+    for (1 .. 1000) {
+        my $port = int(rand 63550) + 1985;
+        next if $used->{$port};
+        my $sock = IO::Socket::INET->new(LocalAddr => $ServerAddr, LocalPort => $port,
+                                         Proto => 'tcp', ReuseAddr => 1, Listen => 1);
+        next unless $sock;
+        close $sock;
+        $used->{$port} = 1;
+        return $port;
+    }
+    return undef;
+}
+
+sub expand_env_in_text ($$$) {
+    my ($text, $name, $rand_ports) = @_;
+    return $text unless defined $text;
+    $text =~ s{\$(TEST_NGINX_[_A-Z0-9]+)}{
+        my $var = $1;
+        if ($var =~ /^TEST_NGINX_RAND_PORT_\d+$/) {
+            $rand_ports->{$var} //= gen_rand_port({ $ServerPort => 1, map { $_ => 1 } values %$rand_ports })
+                // bail_out("$name - cannot find a free port for $var");
+        } else {
+            bail_out("$name - No environment $var defined.\n") unless defined $ENV{$var};
+            $ENV{$var};
+        }
+    }ge;
+    return $text;
+}
+
+sub write_user_files ($$) {
+    my ($block, $rand_ports) = @_;
+    my $name = $block->name;
+    my $files = $block->user_files;
+    return unless $files;
+    if (!ref $files) {
+        my @list;
+        my ($fname, $body, $date);
+        for my $line (split /^/m, $files) {
+            if ($line =~ /^>>> (\S+)(?:\s+(.+))?/) {
+                push @list, [$fname, $body, $date] if $fname;
+                ($fname, $date, $body) = ($1, $2, undef);
+            } else {
+                $body .= $line;
+            }
+        }
+        push @list, [$fname, $body, $date] if $fname;
+        $files = \@list;
+    } elsif (ref $files ne 'ARRAY') {
+        bail_out("$name - --- user_files: only a string or an ARRAY is accepted");
+    }
+    for my $file (@$files) {
+        my ($fname, $body, $date) = @$file;
+        $body //= '';
+        my $path = $fname =~ m{^/} ? $fname : "$HtmlDir/$fname";
+        if ($path =~ m{(.*)/} && !-d $1) {
+            make_path($1) or bail_out("$name - cannot create directory $1");
+        }
+        $body = expand_env_in_text($body, $name, $rand_ports);
+        open my $out, '>', $path or bail_out("$name - cannot open $path for writing: $!");
+        binmode $out;
+        print $out $body;
+        close $out;
+        if ($date) {
+            system("TZ=GMT touch -t '$date' '$path'") == 0
+                or bail_out("$name - failed to set the date of $path");
+        }
+    }
+}
+
+sub write_config_file ($$$) {
+    my ($block, $config, $rand_ports) = @_;
+    my $name = $block->name;
+    my $http_config = expand_env_in_text($block->http_config // '', $name, $rand_ports);
+    my $main_config = expand_env_in_text($block->main_config // '', $name, $rand_ports);
+    my $post_main_config = expand_env_in_text($block->post_main_config // '', $name, $rand_ports);
+    if (my $mods = $ENV{TEST_NGINX_LOAD_MODULES}) {
+        $main_config = join('', map { "load_module $_;\n" } grep { length } split /\s+/, $mods)
+                       . $main_config;
+    }
+    my $workers = $block->workers // $Workers;    # --- workers: runner extension
+    $workers =~ s/^\s+|\s+$//g;
+    my $log_level = $block->log_level || $LogLevel;
+    $log_level =~ s/^\s+|\s+$//g;
+    my $server_name = $block->server_name // $ServerName;
+    my $env = join '', map { my $v = /\s/ ? "'$_'" : $_; "env $v;\n" } @EnvToNginx;
+    my $user = $> == 0 ? "user root;\n" : '';
+    my $root_loc = $NoRootLocation ? '' : <<"_EOC_";
+        location / {
+            root $HtmlDir;
+            index index.html index.htm;
+        }
+_EOC_
+
+    open my $out, '>', $ConfFile or bail_out("Can't open $ConfFile for writing: $!");
+    print $out <<"_EOC_";
+worker_processes  $workers;
+daemon on;
+master_process $MasterProcess;
+error_log $ErrLogFile $log_level;
+pid       $PidFile;
+$user$env
+$main_config
+
+http {
+    access_log off;
+    default_type text/plain;
+    keepalive_timeout  68;
+    client_body_temp_path $ServRoot/client_body_temp;
+    proxy_temp_path $ServRoot/proxy_temp;
+    fastcgi_temp_path $ServRoot/fastcgi_temp;
+    uwsgi_temp_path $ServRoot/uwsgi_temp;
+    scgi_temp_path $ServRoot/scgi_temp;
+
+$http_config
+
+    server {
+        listen          $ServerAddr:$ServerPort;
+        server_name     '$server_name';
+
+        client_max_body_size 30M;
+
+        # Begin preamble config...
+$ConfigPreamble
+        # End preamble config...
+
+        # Begin test case config...
+$config
+        # End test case config.
+
+$root_loc    }
+}
+
+$post_main_config
+
+events {
+    accept_mutex off;
+    worker_connections  $WorkerConnections;
+}
+_EOC_
+    close $out;
+}
+
+# Start nginx; returns ($ok, $exit_status, $stderr_text).
+sub start_nginx ($) {
+    my ($name) = @_;
+    my @cmd = ($NginxBinary, '-p', "$ServRoot/", '-c', $ConfFile);
+    # nginx >= 1.19.5: send startup (config parsing) messages to our error.log
+    # too, as OpenResty's prefix-relative default error log does.
+    push @cmd, '-e', $ErrLogFile if defined $NginxVersion && $NginxVersion >= 1.019005;
+    my ($status, $err);
+    my $deadline = time + 5;
+    while (1) {
+        my $pid = fork();
+        bail_out("$name - fork() failed: $!") unless defined $pid;
+        if ($pid == 0) {
+            $InSubprocess = 1;
+            open STDOUT, '>', '/dev/null';
+            open STDERR, '>', $StartErrFile;
+            exec { $cmd[0] } @cmd or POSIX::_exit(127);
+        }
+        waitpid($pid, 0);
+        $status = $?;
+        $err = slurp($StartErrFile) // '';
+        last if $status == 0;
+        # the previous nginx may still hold the port for a moment
+        last unless $err =~ /Address already in use/ && time < $deadline;
+        sleep 0.05;
+    }
+    return (0, $status, $err) if $status != 0;
+
+    # daemon on: the master writes its pid file after forking
+    my $pid;
+    my $d = time + 5;
+    until (($pid = read_pid_file()) || time > $d) { sleep 0.005 }
+    if (!$pid) {
+        return (0, $status, "$err\n(no pid file $PidFile after 5 s)");
+    }
+    $StartedPids{$pid} = 1;
+    return (1, 0, $err);
+}
+
+sub slurp ($) {
+    my $f = shift;
+    open my $in, '<', $f or return undef;
+    local $/;
+    my $s = <$in>;
+    close $in;
+    return $s;
+}
+
+# --------------------------------------------------------------- main loop
+
+END {
+    return if $InSubprocess;
+    local $?;
+    cleanup();
+    stop_nginx('END') unless $ENV{TEST_NGINX_NO_CLEAN};
+}
+
+for my $sig (qw(INT TERM)) {
+    $SIG{$sig} = sub { stop_nginx('signal') unless $InSubprocess; exit 1 };
+}
+
+sub run_tests () {
+    my $tb = Test::More->builder;
+    $tb->plan('no_plan') unless $tb->has_plan;
+
+    my $bin = $NginxBinary;
+    if ($bin !~ m{/}) {
+        ($bin) = grep { -x } map { "$_/$NginxBinary" } split /:/, $ENV{PATH} // '';
+    }
+    bail_out("Cannot find the nginx executable $NginxBinary (set TEST_NGINX_BINARY)")
+        unless $bin && -x $bin;
+    $NginxBinary = $bin;
+    $NginxVersion = get_nginx_version();
+
+    my @blocks = Test::Base::blocks();
+    for my $i (0 .. $#blocks) {
+        my $block = $blocks[$i];
+        $_->($block) for @BlockPreprocessors;
+        run_test($block, $i == $#blocks);
+        $PrevBlock = $block;
+    }
+    cleanup();
+}
+
+sub run_test ($;$) {
+    my ($block, $is_last) = @_;
+    return if defined $block->SKIP;
+    my $name = $block->name;
+    my $tb = Test::More->builder;
+    my $failed_before = grep { !$_ } $tb->summary;
+    my $rand_ports = {};
+    my $config = expand_env_in_text($block->config // '', $name, $rand_ports);
+
+    # --- skip_nginx / skip_eval / todo
+    my ($tests_to_skip, $should_skip, $skip_reason, $should_todo, $todo_reason);
+    if (defined(my $s = $block->skip_eval)) {
+        if ($s =~ /^\s*(\d+)\s*:\s*(.*)/s) {
+            ($tests_to_skip, $skip_reason) = ($1, 'skip_eval');
+            $should_skip = eval $2;
+            bail_out("$name - skip_eval - failed to eval \"$2\": $@") if $@;
+        }
+    }
+    if (defined(my $s = $block->skip_nginx)) {
+        if ($s =~ /^\s*(\d+)\s*:\s*([<>]=?)\s*(\d+)\.(\d+)\.(\d+)(?:\s*:\s*(.*))?\s*$/) {
+            $tests_to_skip = $1;
+            my ($op, $ver) = ($2, sprintf("%d.%03d%03d", $3, $4, $5));
+            $skip_reason = $6 || "nginx version $op $3.$4.$5";
+            $should_skip = 1 if (!defined $NginxVersion && $op =~ /^</)
+                                || (defined $NginxVersion && eval "$NginxVersion $op $ver");
+        } else {
+            bail_out("$name - Invalid --- skip_nginx spec: $s");
+        }
+    }
+    if (defined(my $t = $block->todo)) {
+        if ($t =~ /^\s*(\d+)\s*:\s*(.*)/s) {
+            ($should_todo, $tests_to_skip, $todo_reason) = (1, $1, $2);
+        } else {
+            bail_out("$name - Invalid --- todo spec: $t");
+        }
+    }
+    $skip_reason //= 'various reasons';
+
+    my $started;
+    if (!$NoNginxManager && !$should_skip) {
+        stop_nginx($name);
+        setup_server_root();
+        write_user_files($block, $rand_ports);
+        write_config_file($block, $config, $rand_ports);
+
+        if (defined(my $must_die = $block->must_die)) {
+            $ErrLogFilePos = 0;
+            for my $i (0 .. $RepeatEach - 1) {
+                my ($ok, $status, $err) = start_nginx($name);
+                my $exit_code = $status >> 8;
+                if (!(defined $NginxVersion && $NginxVersion >= 1.019005) && length $err
+                    && open my $log, '>>', $ErrLogFile)
+                {   # no "nginx -e": make the startup messages visible to error_log
+                    print $log $err;
+                    close $log;
+                }
+                if ($status & 127) {
+                    Test::More::fail("$name - nginx died of a signal ($status)");
+                } elsif ($must_die =~ /^\s*(\d+)\s*$/) {
+                    Test::More::is($exit_code, $1, "$name - die with the expected exit code");
+                } else {
+                    Test::More::isnt($status, 0, "$name - die as expected");
+                }
+                check_error_log($block, undef, $i, 0);
+                if ($ok) {
+                    warn "WARNING: $name - nginx must die but it does not; killing it\n";
+                    stop_nginx($name, 1);
+                }
+            }
+            report_failure($name, $failed_before);
+            return;
+        }
+
+        my ($ok, $status, $err) = start_nginx($name);
+        if (!$ok) {
+            Test::More::fail("$name - failed to start nginx (status $status)");
+            Test::More::diag("nginx stderr:\n$err") if length $err;
+            Test::More::diag("nginx.conf: $ConfFile");
+            report_failure($name, $failed_before);
+            return;
+        }
+        $started = 1;
+        warn "$name - nginx: $err" if $err =~ /\S/;    # as Test::Nginx shows nginx's stderr
+    }
+
+    if (defined(my $init = $block->init)) {
+        eval $init;
+        bail_out("$name - init failed: $@") if $@;
+    }
+
+    $ErrLogFilePos = 0;
+    for my $i (0 .. $RepeatEach - 1) {
+        write_user_files($block, $rand_ports) if $i > 0;
+        if ($should_skip && defined $tests_to_skip) {
+            SKIP: { Test::More::skip("$name - $skip_reason", $tests_to_skip); }
+        } elsif ($should_todo) {
+            TODO: { Test::More::todo_skip("$name - $todo_reason", $tests_to_skip); }
+        } else {
+            run_test_helper($block, $i);
+        }
+    }
+
+    if ($started) {
+        if (defined $block->shutdown_error_log) {
+            stop_nginx($name);
+            check_shutdown_error_log($block);
+        } else {
+            if (defined $block->no_shutdown_error_log && !$Warned{"nsel$name"}++) {
+                warn "WARNING: $name - --- no_shutdown_error_log is only checked together "
+                     . "with --- shutdown_error_log (as in Test::Nginx)\n";
+            }
+            stop_nginx($name) unless $is_last && $ENV{TEST_NGINX_NO_CLEAN};
+        }
+    }
+    report_failure($name, $failed_before);
+}
+
+sub report_failure ($$) {
+    my ($name, $failed_before) = @_;
+    my $failed = grep { !$_ } Test::More->builder->summary;
+    if ($failed > $failed_before) {
+        my $rel = File::Spec->abs2rel($ServRoot);
+        $rel = $ServRoot if $rel =~ m{^\.\./};
+        Test::More::diag("$name - failed; server root kept at $rel "
+                         . "(see $rel/logs/error.log, $rel/conf/nginx.conf)");
+    }
+}
+
+# ------------------------------------------------------------- requests
+
+sub parse_more_headers ($) {
+    my ($in) = @_;
+    my ($out, $is_chunked) = ('', 0);
+    for my $header (split /\n+/, $in // '') {
+        next if $header =~ /^\s*#/;
+        my ($key, $val) = split /:\s*/, $header, 2;
+        $val //= '';
+        $val =~ s/\r$//;
+        $is_chunked = 1 if lc($key) eq 'transfer-encoding' && $val eq 'chunked';
+        $out .= "$key: $val\r\n";
+    }
+    return ($out, $is_chunked);
+}
+
+# Build one raw HTTP request from the Test::Nginx "METHOD URI [VER]\nbody" form.
+sub build_request ($$$$$) {
+    my ($name, $more_headers, $is_chunked, $conn, $req) = @_;
+    $req //= '';
+    bail_out("$name - Request line should be non-empty") if $req !~ /\S/;
+    my ($first, $content) = split /\n/, $req, 2;
+    $content //= '';
+    $first =~ /^\s*(\S+)(?:\s+(\S+))?(?:\s+(\S+))?\s*$/
+        or bail_out("$name - Request line is not valid. Should be 'meth [url [version]]' "
+                    . "but got \"$first\".");
+    my ($meth, $url, $ver) = ($1, $2 // '/', $3 // 'HTTP/1.1');
+    my $headers = '';
+    $headers .= "Host: $ServerName\r\n" if $more_headers !~ /(?:^|\n)Host:/i;
+    $headers .= "Connection: $conn\r\n" if $more_headers !~ /(?:^|\n)Connection/i;
+    $headers .= $more_headers;
+    if (!$is_chunked && $content ne '' && $more_headers !~ /(?:^|\n)Content-Length:/i) {
+        $content =~ s/^\s+|\s+$//gs;
+        $headers .= "Content-Length: " . length($content) . "\r\n";
+    }
+    return "$meth $url $ver\r\n$headers\r\n$content";
+}
+
+# Returns a list of requests, each an arrayref of packets {value, delay_before}.
+sub get_req_from_block ($) {
+    my ($block) = @_;
+    my $name = $block->name;
+    my @list;
+    if (defined(my $raw = $block->raw_request)) {
+        push @list, [map { ref $_ ? $_ : { value => $_ } } (ref $raw eq 'ARRAY' ? @$raw : $raw)];
+        return \@list;
+    }
+    my $request = $block->request;
+    my $more = $block->more_headers // '';
+    my $hdrs_for = sub {
+        my $i = shift;
+        if (ref $more eq 'ARRAY') {
+            bail_out("$name - --- more_headers lacks data for request $i") unless defined $more->[$i];
+            return parse_more_headers($more->[$i]);
+        }
+        return parse_more_headers($more);
+    };
+    if (my $reqs = $block->pipelined_requests) {
+        bail_out("$name - invalid entries in --- pipelined_requests") unless ref $reqs eq 'ARRAY';
+        my $all = '';
+        for my $i (0 .. $#$reqs) {
+            my ($h, $chunked) = $hdrs_for->($i);
+            $all .= build_request($name, $h, $chunked, $i == $#$reqs ? 'close' : 'keep-alive',
+                                  $reqs->[$i]);
+        }
+        return [[{ value => $all }]];
+    }
+    return [] unless defined $request;    # runner extension: no request at all
+    if (!ref $request) {
+        1 while $request =~ s/^\s*\#[^\n]+\s+|^\s+//gs;
+        my ($h, $chunked) = $hdrs_for->(0);
+        return [[{ value => build_request($name, $h, $chunked, 'close', $request) }]];
+    }
+    bail_out("$name - invalid --- request: MUST be a string or an array of requests")
+        unless ref $request eq 'ARRAY';
+    for my $i (0 .. $#$request) {
+        my $one = $request->[$i];
+        my ($h, $chunked) = $hdrs_for->($i);
+        if (!ref $one) {
+            push @list, [{ value => build_request($name, $h, $chunked, 'close', $one) }];
+        } elsif (ref $one eq 'ARRAY') {
+            # a request given as packets: the first packet carries the request line
+            my @packets = map { ref $_ ? { %$_ } : { value => $_ } } @$one;
+            my $whole = join '', map { $_->{value} } @packets;
+            my $built = build_request($name, $h, $chunked, 'close', $whole);
+            # keep the packet boundaries of the body part where possible
+            my $body_len = 0;
+            $body_len += length $_->{value} for @packets[1 .. $#packets];
+            if (@packets > 1 && $body_len <= length $built) {
+                my $pos = length($built) - $body_len;
+                $packets[0]{value} = substr($built, 0, $pos);
+                for my $p (@packets[1 .. $#packets]) {
+                    my $len = length $p->{value};
+                    $p->{value} = substr($built, $pos, $len);
+                    $pos += $len;
+                }
+                push @list, \@packets;
+            } else {
+                push @list, [{ value => $built }];
+            }
+        } else {
+            bail_out("$name - invalid request: $one should be a string or an array of packets");
+        }
+    }
+    return \@list;
+}
+
+# Sends one request (list of packets) on a new connection and reads until the
+# server closes it. Refused connects are retried for $ConnectRetry seconds
+# (e.g. while nginx reloads). Returns ($raw_response, $error, $timed_out).
+sub send_request ($$$$) {
+    my ($packets, $middle_delay, $timeout, $block) = @_;
+    my $name = $block->name;
+    my $addr = $block->server_addr_for_client // $ServerAddr;
+    my $sock;
+    my $deadline = time + $ConnectRetry;
+    while (1) {
+        $sock = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $ServerPortForClient,
+                                      Proto => 'tcp', Timeout => $timeout);
+        last if $sock;
+        my $err = $@ || $!;
+        return (undef, "cannot connect to $addr:$ServerPortForClient: $err")
+            if time >= $deadline;
+        sleep 0.02;
+    }
+    $sock->blocking(0);
+    binmode $sock;
+    my $sel = IO::Select->new($sock);
+    my @bits = @$packets;
+    my ($resp, $err, $timed_out) = ('', undef, 0);
+
+    # write all packets
+    my $first = 1;
+    PACKET: while (my $p = shift @bits) {
+        my $delay = $p->{delay_before} // ($first ? undef : $middle_delay);
+        sleep $delay if $delay;
+        $first = 0;
+        my ($buf, $off) = ($p->{value}, 0);
+        while ($off < length $buf) {
+            if (!$sel->can_write($timeout)) { $timed_out = 1; last PACKET }
+            my $n = syswrite($sock, $buf, length($buf) - $off, $off);
+            if (!defined $n) {
+                next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+                $err = "write failed: $!";
+                last PACKET;
+            }
+            $off += $n;
+        }
+    }
+    if (!$timed_out && !$err && defined(my $shutdown = $block->shutdown)) {
+        shutdown($sock, $shutdown =~ /^\s*(\d+)\s*$/ ? $1 : 1);
+    }
+
+    # read until EOF (we send "Connection: close"); idle timeout like Test::Nginx
+    while (!$timed_out) {
+        if (!$sel->can_read($timeout)) { $timed_out = 1; last }
+        my $n = sysread($sock, my $chunk, 65536);
+        if (!defined $n) {
+            next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+            $err //= "read failed: $!";    # e.g. reset by a killed worker
+            last;
+        }
+        last if $n == 0;
+        $resp .= $chunk;
+    }
+    close $sock;
+    return ($resp, $err, $timed_out);
+}
+
+sub res_header ($$) {
+    my ($res, $key) = @_;
+    return undef unless $res;
+    my @v = map { $_->[1] } grep { lc $_->[0] eq lc $key } @{ $res->{headers} };
+    return @v ? join(', ', @v) : undef;
+}
+
+# Parses one response from $raw; returns ($res, $raw_headers, $left).
+sub parse_response ($$$) {
+    my ($name, $raw, $head_req) = @_;
+    my $raw_headers = $raw =~ /\A(.*?\r\n)\r\n/s ? $1 : '';
+    my ($head, $body);
+    if ($raw =~ /\A(.*?)\r?\n\r?\n(.*)\z/s) { ($head, $body) = ($1, $2) }
+    else { ($head, $body) = ($raw, '') }
+    my @lines = split /\r?\n/, $head;
+    my $status = shift(@lines) // '';
+    my $res = { code => undef, headers => [], content => $body };
+    $res->{code} = $1 if $status =~ m{^HTTP/\d+(?:\.\d+)?\s+(\d+)};
+    for (@lines) {
+        push @{ $res->{headers} }, [$1, $2] if /^([^:\s]+)\s*:\s*(.*?)\s*$/;
+    }
+    my $code = $res->{code};
+    return ($res, $raw_headers) if $code && ($code == 304 || $code == 101 || $head_req);
+    my $enc = res_header($res, 'Transfer-Encoding');
+    my $len = res_header($res, 'Content-Length');
+    my $left;
+    if (defined $enc && $enc eq 'chunked') {
+        my $decoded = '';
+        pos($body) = 0;
+        while (1) {
+            if ($body =~ /\G0[ \t]*\r\n\r\n/gc) {
+                $left = $1 if $body =~ /\G(.+)/gcs;
+                last;
+            }
+            if ($body =~ /\G[ \t]*([A-Fa-f0-9]+)[ \t]*\r\n/gc) {
+                my $size = hex $1;
+                my $start = pos $body;
+                if (length($body) - $start < $size) {
+                    chunk_fail("$name - invalid chunked data received "
+                               . "(not enough octets for the data section)");
+                    return ($res, $raw_headers);
+                }
+                $decoded .= substr($body, $start, $size);
+                pos($body) = $start + $size;
+                if ($body !~ /\G\r\n/gc) {
+                    chunk_fail("$name - invalid chunked data received (expected CRLF).");
+                    return ($res, $raw_headers);
+                }
+            } elsif ($body =~ /\G(.+)/gcs) {
+                chunk_fail("$name - invalid chunked body received: " . fmt_str($1));
+                return ($res, $raw_headers);
+            } else {
+                chunk_fail("$name - no last chunk found - " . fmt_str($body));
+                return ($res, $raw_headers);
+            }
+        }
+        $res->{content} = $decoded;
+    } elsif (defined $len && $len =~ /^\d+$/) {
+        if (length $body < $len) {
+            warn "WARNING: $name - response body truncated: $len expected, but got "
+                 . length($body) . "\n";
+        } elsif (length $body > $len) {
+            $left = substr($body, $len);
+            $res->{content} = substr($body, 0, $len);
+        }
+    }
+    return ($res, $raw_headers, $left);
+}
+
+sub chunk_fail { Test::More::fail(shift) }
+
+sub get_indexed_value ($$$$) {
+    my ($name, $value, $req_idx, $need_array) = @_;
+    if (ref $value && ref $value eq 'ARRAY') {
+        return $value->[$need_array ? $req_idx : 0];
+    }
+    if ($need_array && !$Warned{"arr$name"}++) {
+        # runner leniency: Test::Nginx itself bails out here
+        Test::More::diag("$name - NOTE: a scalar expected value with several requests applies "
+                         . "to each; the real Test::Nginx requires an array");
+    }
+    return $value;
+}
+
+sub run_test_helper ($$) {
+    my ($block, $repeated_idx) = @_;
+    my $name = $block->name;
+    my $reqs = get_req_from_block($block);
+    my $wait = parse_time($block->wait);
+
+    if (!@$reqs) {    # runner extension: no --- request, only log checks
+        sleep $wait if $wait;
+        check_error_log($block, undef, $repeated_idx, 0);
+        return;
+    }
+
+    my $timeout = parse_time($block->timeout) // $Timeout;
+    my $middle_delay = parse_time($block->raw_request_middle_delay);
+    my $n = 0;
+    my $need_array;
+    my $req_idx = 0;
+    for my $one (@$reqs) {
+        my $head_req = join('', map { $_->{value} } @$one) =~ /^\s*HEAD\s+/ ? 1 : 0;
+        my ($raw, $err, $timed_out) = send_request($one, $middle_delay, $timeout, $block);
+        if ($timed_out && !defined $block->abort) {
+            Test::More::fail("ERROR: client socket timed out - $name (req $req_idx)");
+        }
+        Test::More::diag("$name - req $req_idx: $err") if $err && length($raw // '') == 0;
+        if ($block->pipelined_requests) {
+            $n = @{ $block->pipelined_requests };
+            $need_array = 1;
+        } else {
+            $need_array = @$reqs > 1;
+        }
+        $raw //= '';
+        while (1) {
+            my ($res, $raw_headers, $left);
+            if (!defined $block->ignore_response) {
+                ($res, $raw_headers, $left) = parse_response($name, $raw, $head_req);
+            }
+            if ($n) {
+                $raw = $left // '';
+                $n--;
+            } elsif (defined $left && length $left) {
+                warn "WARNING: $name - unexpected extra bytes after the response: \""
+                     . fmt_str($left) . "\"\n";
+            }
+            if (!defined $block->ignore_response) {
+                check_error_code($block, $res, $req_idx, $need_array);
+                check_raw_response_headers($block, $raw_headers, $req_idx, $need_array);
+                check_response_headers($block, $res, $raw_headers, $req_idx, $need_array);
+                transform_response_body($block, $res, $req_idx);
+                check_response_body($block, $res, $req_idx, $repeated_idx, $need_array);
+            }
+            if ($n || $req_idx < @$reqs - 1) {
+                sleep $wait if $wait;
+                check_error_log($block, $res, $repeated_idx, $need_array);
+            }
+            $req_idx++;
+            last unless $n;
+        }
+    }
+    sleep $wait if $wait;
+    check_error_log($block, undef, $repeated_idx, $need_array);
+}
+
+# --------------------------------------------------------------- checks
+
+sub check_error_code ($$$$) {
+    my ($block, $res, $req_idx, $need_array) = @_;
+    my $name = $block->name;
+    my $code = ($res && $res->{code}) || '';
+    if (defined $block->error_code_like) {
+        my $val = get_indexed_value($name, $block->error_code_like, $req_idx, $need_array);
+        Test::More::like($code, qr/$val/sm, "$name - status code ok");
+    } elsif (defined $block->error_code) {
+        my $val = get_indexed_value($name, $block->error_code, $req_idx, $need_array);
+        $val =~ s/^\s+|\s+$//g if defined $val;
+        Test::More::is($code, $val, "$name - status code ok");
+    } else {
+        Test::More::is($code, 200, "$name - status code ok");
+    }
+}
+
+sub check_raw_response_headers ($$$$) {
+    my ($block, $raw_headers, $req_idx, $need_array) = @_;
+    my $name = $block->name;
+    $raw_headers //= '';
+    if (defined $block->raw_response_headers_like) {
+        my $e = get_indexed_value($name, $block->raw_response_headers_like, $req_idx, $need_array);
+        Test::More::like($raw_headers, qr/$e/s, "$name - raw resp headers like");
+    }
+    if (defined $block->raw_response_headers_unlike) {
+        my $e = get_indexed_value($name, $block->raw_response_headers_unlike, $req_idx, $need_array);
+        Test::More::unlike($raw_headers, qr/$e/s, "$name - raw resp headers unlike");
+    }
+}
+
+sub parse_headers ($) {
+    my $s = shift // '';
+    my @h;
+    for (split /\n/, $s) {
+        s/^\s+|\s+$//g;
+        next unless length;
+        if (s/^!\s*//) { push @h, [$_, undef] }
+        else { my ($k, $v) = split /\s*:\s*/, $_, 2; push @h, [$k, $v // ''] }
+    }
+    return \@h;
+}
+
+sub check_response_headers ($$$$$) {
+    my ($block, $res, $raw_headers, $req_idx, $need_array) = @_;
+    my $name = $block->name;
+    if (defined $block->response_headers) {
+        my $h = parse_headers(get_indexed_value($name, $block->response_headers, $req_idx, $need_array));
+        for (@$h) {
+            my ($key, $val) = @$_;
+            if (!defined $val) {
+                Test::More::unlike($raw_headers // '', qr/^\s*\Q$key\E\s*:/ms,
+                                   "$name - header $key not present in the raw headers");
+                next;
+            }
+            $val =~ s/\$ServerPort\b/$ServerPort/g;
+            $val =~ s/\$ServerPortForClient\b/$ServerPortForClient/g;
+            Test::More::is(res_header($res, $key) // '', $val, "$name - header $key ok");
+        }
+    } elsif (defined $block->response_headers_like) {
+        my $h = parse_headers(get_indexed_value($name, $block->response_headers_like, $req_idx, $need_array));
+        for (@$h) {
+            my ($key, $val) = @$_;
+            $val //= '';
+            Test::More::like(res_header($res, $key) // '', qr/^$val$/,
+                             "$name - header $key like ok");
+        }
+    }
+}
+
+sub transform_response_body ($$$) {
+    my ($block, $res, $req_idx) = @_;
+    my $filters = $block->response_body_filters;
+    return unless $res && defined $filters;
+    if (!ref $filters) {
+        $filters =~ s/^\s+|\s+$//g;
+        $filters = [split /\s+/, $filters];
+    } elsif (ref $filters ne 'ARRAY') {
+        $filters = [$filters];
+    }
+    $filters = $filters->[$req_idx] if ref $filters->[0] eq 'ARRAY';
+    my $content = $res->{content};
+    for my $f (ref $filters eq 'ARRAY' ? @$filters : ($filters)) {
+        if (ref $f eq 'CODE') { $content = $f->($content) }
+        elsif ($f eq 'md5_hex') { require Digest::MD5; $content = Digest::MD5::md5_hex($content) }
+        elsif ($f eq 'sha1_hex') { require Digest::SHA; $content = Digest::SHA::sha1_hex($content) }
+        elsif ($f eq 'uc') { $content = uc $content }
+        elsif ($f eq 'lc') { $content = lc $content }
+        elsif ($f eq 'ucfirst') { $content = ucfirst $content }
+        elsif ($f eq 'lcfirst') { $content = lcfirst $content }
+        elsif ($f eq 'length') { $content = length $content }
+        else { bail_out($block->name . " - unknown response_body_filters filter \"$f\"") }
+    }
+    $res->{content} = $content;
+}
+
+sub check_response_body ($$$$$) {
+    my ($block, $res, $req_idx, $repeated_idx, $need_array) = @_;
+    my $name = $block->name;
+    my $content = $res ? $res->{content} : undef;
+    if (defined $block->response_body || defined $block->response_body_eval) {
+        my $expected;
+        if (defined $block->response_body_eval) {
+            $expected = eval get_indexed_value($name, $block->response_body_eval, $req_idx, $need_array);
+            warn $@ if $@;
+        } else {
+            $expected = get_indexed_value($name, $block->response_body, $req_idx, $need_array);
+        }
+        if (defined $expected && !ref $expected) {
+            $expected =~ s/\$ServerPort\b/$ServerPort/g;
+            $expected =~ s/\$ServerPortForClient\b/$ServerPortForClient/g;
+        }
+        my $desc = "$name - response_body - response is expected (repeated req $repeated_idx, req $req_idx)";
+        if (ref $expected) {
+            Test::More::like($content, $expected,
+                "$name - response_body - like (repeated req $repeated_idx, req $req_idx)");
+        } else {
+            is_text($content, $expected, $desc);
+        }
+    } elsif (defined $block->response_body_like || defined $block->response_body_unlike) {
+        my ($type, $pats) = defined $block->response_body_like
+            ? ('like', $block->response_body_like) : ('unlike', $block->response_body_unlike);
+        my $pat = get_indexed_value($name, $pats, $req_idx, $need_array);
+        $pat //= '';
+        if (!ref $pat) {
+            $pat =~ s/\$ServerPort\b/$ServerPort/g;
+            $pat =~ s/\$ServerPortForClient\b/$ServerPortForClient/g;
+        }
+        my $desc = "$name - response_body_$type - response is expected (" . trim_summary($content) . ")";
+        if ($type eq 'like') { Test::More::like($content, qr/$pat/s, $desc) }
+        else { Test::More::unlike($content, qr/$pat/s, $desc) }
+    }
+    $_->($block, $content, $req_idx, $repeated_idx, 0) for @ResponseBodyChecks;
+}
+
+# Error-log lines written since the previous call (position is reset to 0 at
+# the start of every block, where error.log is recreated anyway).
+sub error_log_data (;$) {
+    my $no_sleep = shift;
+    sleep $Sleep unless $no_sleep;    # lines logged after the connection is closed
+    open my $in, '<', $ErrLogFile or return [];
+    seek $in, $ErrLogFilePos, 0 if !$CheckAccumErrLog && $ErrLogFilePos > 0;
+    my @lines = <$in>;
+    $ErrLogFilePos = tell($in) unless $CheckAccumErrLog;
+    close $in;
+    return \@lines;
+}
+
+sub to_patterns ($) {
+    my $pats = shift;
+    if (!ref $pats) {
+        chomp $pats;
+        return [split /\n+/, $pats];
+    }
+    return [$pats] if ref $pats eq 'Regexp';
+    return [@$pats];
+}
+
+sub line_matches ($$) {
+    my ($line, $pat) = @_;
+    return ref $pat ? $line =~ /$pat/ : index($line, $pat) >= 0;
+}
+
+sub value_contains {
+    my ($val, $pat) = @_;
+    return 0 unless defined $val;
+    return scalar grep { value_contains($_, $pat) } @$val if ref $val eq 'ARRAY';
+    return index("$val", $pat) >= 0;
+}
+
+sub check_error_log ($$$$) {
+    my ($block, $res, $repeated_idx, $need_array) = @_;
+    my $name = $block->name;
+    my $lines;
+    my %warn_for = map { $_ => 1 } ('[alert', '[crit', '[emerg');
+
+    my $grep_pats = $block->grep_error_log;
+    if (defined $grep_pats) {
+        my $grep_pat = ref $grep_pats eq 'ARRAY' ? $grep_pats->[$repeated_idx] : $grep_pats;
+        my $expected = $block->grep_error_log_out;
+        bail_out("$name - No --- grep_error_log_out defined but --- grep_error_log is defined")
+            unless defined $expected;
+        $expected = $expected->[$repeated_idx] if ref $expected eq 'ARRAY';
+        $lines ||= error_log_data();
+        my $matched = '';
+        for my $line (@$lines) {
+            if (ref $grep_pat ? $line =~ /$grep_pat/ : $line =~ /\Q$grep_pat\E/) {
+                $matched .= "$&\n" if $& !~ /\n/;
+            }
+        }
+        if (ref $expected eq 'Regexp') {
+            Test::More::like($matched, $expected, "$name - grep_error_log_out (req $repeated_idx)");
+        } else {
+            is_text($matched, $expected, "$name - grep_error_log_out (req $repeated_idx)");
+        }
+    } elsif (defined $block->grep_error_log_out) {
+        bail_out("$name - No --- grep_error_log defined but --- grep_error_log_out is defined");
+    }
+
+    if (defined $block->error_log) {
+        my $pats = $block->error_log;
+        for my $k (keys %warn_for) { delete $warn_for{$k} if value_contains($pats, $k) }
+        $pats = to_patterns($pats);
+        $lines ||= error_log_data();
+        for my $line (@$lines) {
+            for my $pat (@$pats) {
+                next unless defined $pat;
+                if (line_matches($line, $pat)) {
+                    Test::More::pass("$name - pattern \"$pat\" matches a line in error.log (req $repeated_idx)");
+                    undef $pat;
+                }
+            }
+        }
+        for my $pat (grep { defined } @$pats) {
+            Test::More::fail("$name - pattern \"$pat\" should match a line in error.log (req $repeated_idx)");
+            Test::More::diag("  (only lines logged since the previous check count; see $ErrLogFile)");
+        }
+    }
+
+    if (defined $block->no_error_log) {
+        my $pats = $block->no_error_log;
+        for my $k (keys %warn_for) { delete $warn_for{$k} if value_contains($pats, $k) }
+        $pats = to_patterns($pats);
+        $lines ||= error_log_data();
+        my %found;
+        for my $i (0 .. $#$lines) {
+            my $line = $lines->[$i];
+            for my $pat (grep { defined } @$pats) {
+                next unless line_matches($line, $pat);
+                $found{$pat}++;
+                my @more = @$lines[$i + 1 .. ($i + 9 < $#$lines ? $i + 9 : $#$lines)];
+                Test::More::fail("$name - pattern \"" . fmt_str($pat) . "\" should not match any "
+                     . "line in error.log but matches line \"" . fmt_str($line)
+                     . "\" (req $repeated_idx)\n" . join('', @more));
+            }
+        }
+        for my $pat (grep { defined && !$found{$_} } @$pats) {
+            Test::More::pass("$name - pattern \"" . fmt_str($pat)
+                             . "\" does not match a line in error.log (req $repeated_idx)");
+        }
+    }
+
+    # like Test::Nginx: loudly report alert/crit/emerg lines nobody asked about
+    if (%warn_for) {
+        $lines ||= error_log_data(1);
+        for my $line (@$lines) {
+            for my $k (keys %warn_for) {
+                warn "WARNING: $name - " . fmt_str($line) . "\n" if index($line, "$k]") >= 0;
+            }
+        }
+    }
+}
+
+sub check_shutdown_error_log ($) {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $lines = error_log_data();
+    if (defined $block->no_shutdown_error_log) {
+        my $pats = to_patterns($block->no_shutdown_error_log);
+        my %found;
+        for my $line (@$lines) {
+            for my $pat (grep { defined } @$pats) {
+                next unless line_matches($line, $pat);
+                $found{$pat}++;
+                Test::More::fail("$name - pattern \"" . fmt_str($pat) . "\" should not match any "
+                                 . "line in error.log but matches line \"" . fmt_str($line) . "\"");
+            }
+        }
+        for my $pat (grep { defined && !$found{$_} } @$pats) {
+            Test::More::pass("$name - pattern \"" . fmt_str($pat) . "\" does not match a line in error.log");
+        }
+    }
+    my $pats = to_patterns($block->shutdown_error_log);
+    for my $line (@$lines) {
+        for my $pat (@$pats) {
+            next unless defined $pat;
+            if (line_matches($line, $pat)) {
+                Test::More::pass("$name - pattern \"$pat\" matches a line in error.log");
+                undef $pat;
+            }
+        }
+    }
+    for my $pat (grep { defined } @$pats) {
+        Test::More::fail("$name - pattern \"$pat\" should match a line in error.log");
+    }
+}
+
+1;
