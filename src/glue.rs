@@ -7,7 +7,6 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_uint_t,
     NGX_CONF_TAKE2, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
-    NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::http::{HttpModule, HttpModuleMainConf};
 use ngx::ngx_string;
@@ -79,19 +78,13 @@ pub static mut ngx_http_worker_events_module: ngx_module_t = ngx_module_t {
     ..ngx_module_t::default()
 };
 
-fn is_worker() -> bool {
-    // SAFETY: reading nginx's process type global.
-    let p = unsafe { ngx::ffi::ngx_process } as u32;
-    p == NGX_PROCESS_WORKER || p == NGX_PROCESS_SINGLE
-}
-
 /// Worker start. Must never fail a process, and stays quiet outside workers
 /// (cache manager/loader). Attaching to zones happens lazily from Lua
 /// (`configure`), because lua-nginx-module's `init_worker_by_lua` runs before
 /// this hook.
 extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
     util::catch_unwind_or((), || {
-        if is_worker() {
+        if util::is_worker() {
             wev_log!(DEBUG, "worker {} started", worker::pid());
         }
     });
@@ -101,7 +94,7 @@ extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
 /// Worker exit: post the `stopping` event and free this worker's slot.
 extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     util::catch_unwind_or((), || {
-        if is_worker() {
+        if util::is_worker() {
             lua::core::on_worker_exit();
         }
     });

@@ -19,7 +19,16 @@ pub fn catch_unwind_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Milliseconds of CLOCK_MONOTONIC (shared by all processes of the host).
+/// True in a worker process (or with `master_process off`), false in the
+/// master, the cache manager and the cache loader.
+pub fn is_worker() -> bool {
+    use ngx::ffi::{NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
+    // SAFETY: reading nginx's process type global.
+    let p = unsafe { ngx::ffi::ngx_process } as u32;
+    p == NGX_PROCESS_WORKER || p == NGX_PROCESS_SINGLE
+}
+
+/// Microseconds of CLOCK_MONOTONIC (shared by all processes of the host).
 pub fn monotonic_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -91,6 +91,9 @@ pub fn attach(name: &str) -> Result<bool, AttachError> {
             name
         );
     }
+    if let (Some(slot), true) = (slot, crate::util::is_worker()) {
+        crate::notify::enable(&handle, slot);
+    }
     with(|_| ());
     // SAFETY: as in `with`.
     unsafe {

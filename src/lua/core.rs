@@ -194,6 +194,7 @@ fn stats(lua: &Lua, (): ()) -> mlua::Result<Value> {
 /// Worker exit: broadcast `stopping` (as lua-resty-worker-events does) and
 /// free the slot. Runs from nginx's exit_process hook, outside any Lua code.
 pub fn on_worker_exit() {
+    crate::notify::disable();
     let Some((handle, pid)) = worker::detach() else {
         return;
     };

@@ -27,7 +27,7 @@ type AddPreload = unsafe extern "C" fn(*mut ngx_conf_t, *const c_char, LuaCFunct
 /// The Lua source of `resty.worker.events`.
 const WORKER_EVENTS_LUA: &str = include_str!("worker_events.lua");
 
-fn lookup_symbol(name: &CStr) -> *mut c_void {
+pub(crate) fn lookup_symbol(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with RTLD_DEFAULT searches the global scope, where nginx
     // put lua-nginx-module (modules are dlopened RTLD_GLOBAL).
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }

@@ -18,9 +18,14 @@ local sleep = ngx.sleep
 local min = math.min
 
 local ffi = require "ffi"
-pcall(ffi.cdef, "int ngx_worker_events_pending(void);")
+pcall(ffi.cdef, [[
+  int ngx_worker_events_pending(void);
+  int ngx_worker_events_set_sema(void *sem);
+]])
 local C = ffi.C
 local c_pending = C.ngx_worker_events_pending
+local c_set_sema = C.ngx_worker_events_set_sema
+local semaphore = require "ngx.semaphore"
 
 local core_attach, core_post, core_fetch, core_claim = core.attach, core.post, core.fetch, core.claim
 local core_pid = core.pid
@@ -190,7 +195,17 @@ local function check_names(source, event)
   return true
 end
 
-local wake_self -- set up by the background loop (push delivery)
+-- The background loop waits on this semaphore; posts in this worker and
+-- (through the module's notifier) posts in other workers wake it up.
+local _sema        -- kept referenced while native code may post it
+local _sema_posted = false
+
+local function wake_self()
+  if _sema and not _sema_posted then
+    _sema_posted = true
+    _sema:post(1)
+  end
+end
 
 function _M.post(source, event, data, unique)
   local ok, err = check_names(source, event)
@@ -313,11 +328,30 @@ end
 ---------------------------------------------------------------------------
 -- background loop
 ---------------------------------------------------------------------------
+-- waits up to `interval` for a wake-up; true if woken
+local function wait(interval, push)
+  _sema_posted = false
+  if push then
+    -- the notifier also wakes us when nginx starts shutting down
+    return (_sema:wait(interval)) == true
+  end
+  local left = interval
+  while left > 0 and not exiting() do
+    local step = min(left, SLEEP_STEP)
+    if (_sema:wait(step)) then return true end
+    left = left - step
+    if c_pending() ~= 0 then return true end
+  end
+  return false
+end
+
 local function loop(premature)
   if premature then
     _loop_running = false
     return
   end
+  _sema = _sema or semaphore.new(0)
+  local push = c_set_sema(_sema.sem) == 1
   while not exiting() do
     local interval = _opts.interval
     if interval == 0 then break end
@@ -330,15 +364,10 @@ local function loop(premature)
     if _more or local_n > 0 then
       sleep(0) -- let requests run, then carry on draining
     else
-      local left = interval
-      while left > 0 and not exiting() do
-        local step = min(left, SLEEP_STEP)
-        sleep(step)
-        left = left - step
-        if local_n > 0 or c_pending() ~= 0 then break end
-      end
+      wait(interval, push)
     end
   end
+  c_set_sema(nil)
   _loop_running = false
 end
 
