@@ -70,7 +70,7 @@ pub unsafe extern "C" fn set_zone(
         let (zname, size) = match check_zone(&mcf.zones, name.as_bytes(), size) {
             Ok(v) => v,
             Err(msg) => {
-                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", msg);
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::log::PREFIX, msg);
                 return NGX_CONF_ERROR;
             }
         };

@@ -45,7 +45,8 @@ pub unsafe fn register_preload(cf: *mut ngx_conf_t) -> Result<(), ()> {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,
-            "worker_events: ngx_http_lua_module is not loaded; add \"load_module modules/ndk_http_module.so;\" and \"load_module modules/ngx_http_lua_module.so;\" to nginx.conf"
+            "{}ngx_http_lua_module is not loaded; load ndk_http_module.so and ngx_http_lua_module.so with load_module",
+            crate::log::PREFIX
         );
         return Err(());
     }

@@ -466,6 +466,17 @@ function _M.configured()
   return _shm ~= nil and _pid == core_pid()
 end
 
+-- Extension (not in lua-resty-worker-events): the zone's counters, for
+-- monitoring: posted, evicted, log_size, max_record, next_seq, workers, ...
+function _M.stats()
+  if not _M.configured() then
+    return nil, "not configured"
+  end
+  local s = core.stats()
+  s.zone = _shm
+  return s
+end
+
 ---------------------------------------------------------------------------
 -- event lists
 ---------------------------------------------------------------------------

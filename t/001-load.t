@@ -1,0 +1,97 @@
+# The module loads next to ndk + lua in any load_module order, and refuses
+# to start without the lua module.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use WorkerEventsTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: ndk, lua, then ours
+--- main_config
+load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
+load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
+load_module $TEST_NGINX_WE_MODULE;
+--- http_config
+worker_events_zone ev 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        ngx.say(type(ev), " ", ev._VERSION)
+    }
+}
+--- request
+GET /t
+--- response_body
+table 2.0.1
+
+
+
+=== TEST 2: ours first
+--- main_config
+load_module $TEST_NGINX_WE_MODULE;
+load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
+load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
+--- http_config
+worker_events_zone ev 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say(require("resty.worker.events")._VERSION)
+    }
+}
+--- request
+GET /t
+--- response_body
+2.0.1
+
+
+
+=== TEST 3: ours between ndk and lua
+--- main_config
+load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
+load_module $TEST_NGINX_WE_MODULE;
+load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
+--- http_config
+worker_events_zone ev 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say(require("resty.worker.events")._VERSION)
+    }
+}
+--- request
+GET /t
+--- response_body
+2.0.1
+
+
+
+=== TEST 4: without the lua module nginx refuses to start, naming it
+--- main_config
+load_module $TEST_NGINX_WE_MODULE;
+--- http_config
+--- config
+--- must_die
+--- error_log
+ngx_http_lua_module is not loaded
+
+
+
+=== TEST 5: the module works without any worker_events_zone (require only)
+--- http_config
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        ngx.say(ev.configured())
+        ngx.say(ev.configure({ shm = "nope" }))
+    }
+}
+--- request
+GET /t
+--- response_body
+false
+nilshm "nope" not found

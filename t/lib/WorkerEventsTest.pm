@@ -1,0 +1,58 @@
+# Shared setup for this project's t/*.t files (like lua-resty-mlcache's t/lib):
+# loads ndk, lua and our module in every block (unless the block loads
+# modules itself), puts t/lib on lua_package_path for the Lua helper
+# `t.we` (t/lib/t/we.lua), runs several workers, and by default fails a block
+# that logs [alert], [crit] or [emerg].
+#
+#   use lib 't/lib';
+#   use Test::Nginx::Socket 'no_plan';
+#   use WorkerEventsTest;
+package WorkerEventsTest;
+
+use strict;
+use warnings;
+use Cwd qw(cwd);
+use Test::Nginx::Socket;
+
+our $Pwd = cwd();
+our $ModulesDir = $ENV{TEST_NGINX_MODULES_DIR} // '/usr/lib/nginx/modules';
+our $Module = $ENV{TEST_NGINX_WE_MODULE} // "$Pwd/build/ngx_http_worker_events_module.so";
+
+our $LoadModules = <<"_EOC_";
+load_module $ModulesDir/ndk_http_module.so;
+load_module $ModulesDir/ngx_http_lua_module.so;
+load_module $Module;
+_EOC_
+
+$ENV{TEST_NGINX_WE_MODULE} = $Module;
+$ENV{TEST_NGINX_MODULES_DIR} = $ModulesDir;
+
+master_on();
+workers(2);
+no_shuffle();
+log_level('info');
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    my $main = $block->main_config // '';
+    if ($main !~ /load_module/) {
+        $block->set_value("main_config", $LoadModules . $main);
+    }
+
+    my $http = $block->http_config // '';
+    if ($http !~ /lua_package_path/) {
+        $block->set_value("http_config",
+            qq{lua_package_path "$Pwd/t/lib/?.lua;;";\n} . $http);
+    }
+
+    if (!defined $block->config) {
+        $block->set_value("config", "");
+    }
+
+    if (!defined $block->no_error_log && !defined $block->must_die) {
+        $block->set_value("no_error_log", "[alert]\n[crit]\n[emerg]");
+    }
+});
+
+1;

@@ -1,0 +1,136 @@
+-- Test helper shared by t/*.t: collects what each worker's handlers saw in a
+-- lua_shared_dict (declare `lua_shared_dict out 8m;`), so a request can wait
+-- for every worker and print the result in a stable order.
+local _M = {}
+
+local function dict()
+  return assert(ngx.shared.out, "declare lua_shared_dict out")
+end
+
+-- configure resty.worker.events and mark this worker ready
+function _M.configure(opts)
+  local ev = require "resty.worker.events"
+  opts = opts or {}
+  opts.shm = opts.shm or "ev"
+  local ok, err = ev.configure(opts)
+  if not ok then
+    ngx.log(ngx.ERR, "configure failed: ", err)
+    return nil, err
+  end
+  dict():incr("ready", 1, 0)
+  return true
+end
+
+-- waits until every worker ran configure (true) or `timeout` s passed
+function _M.wait_ready(timeout)
+  local deadline = ngx.now() + (timeout or 5)
+  while (dict():get("ready") or 0) < ngx.worker.count() do
+    if ngx.now() > deadline then return false end
+    ngx.sleep(0.01)
+    ngx.update_time()
+  end
+  return true
+end
+
+-- appends a line to this worker's record
+function _M.record(...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
+  dict():rpush("w" .. ngx.worker.id(), table.concat(parts))
+end
+
+-- number of lines worker `id` recorded
+function _M.count(id)
+  return dict():llen("w" .. id) or 0
+end
+
+-- waits until every worker recorded at least n lines
+function _M.wait_all(n, timeout)
+  local deadline = ngx.now() + (timeout or 5)
+  for id = 0, ngx.worker.count() - 1 do
+    while _M.count(id) < n do
+      if ngx.now() > deadline then return false end
+      ngx.sleep(0.005)
+      ngx.update_time()
+    end
+  end
+  return true
+end
+
+-- the lines worker `id` recorded (and forgets them)
+function _M.take(id)
+  local d, key, out = dict(), "w" .. id, {}
+  while true do
+    local v = d:lpop(key)
+    if v == nil then break end
+    out[#out + 1] = v
+  end
+  return out
+end
+
+-- prints every worker's lines as "w<id>: line" (worker ids in order)
+function _M.say_all()
+  for id = 0, ngx.worker.count() - 1 do
+    for _, line in ipairs(_M.take(id)) do
+      ngx.say("w", id, ": ", line)
+    end
+  end
+end
+
+-- prints worker `id`'s lines when all workers saw the same, else all of them
+function _M.say_common()
+  local first
+  local same = true
+  local all = {}
+  for id = 0, ngx.worker.count() - 1 do
+    all[id] = table.concat(_M.take(id), "\n")
+    first = first or all[id]
+    if all[id] ~= first then same = false end
+  end
+  if same then
+    ngx.say("all ", ngx.worker.count(), " workers:")
+    ngx.say(first)
+  else
+    for id = 0, ngx.worker.count() - 1 do
+      ngx.say("w", id, ":\n", all[id])
+    end
+  end
+end
+
+-- renders a value deterministically (sorted keys, %q strings)
+function _M.show(v, seen)
+  local t = type(v)
+  if t == "string" then
+    return string.format("%q", v)
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b)
+      if type(a) == type(b) then return a < b end
+      return type(a) < type(b)
+    end)
+    local parts = {}
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = "[" .. _M.show(k) .. "]=" .. _M.show(v[k])
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif v == ngx.null then
+    return "ngx.null"
+  else
+    return tostring(v)
+  end
+end
+
+-- signals: HUP to the master (reload), or SIGKILL to this worker
+function _M.master_pid()
+  local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+  local pid = f:read("*n")
+  f:close()
+  return pid
+end
+
+function _M.reload()
+  os.execute("kill -HUP " .. _M.master_pid())
+end
+
+return _M
