@@ -1,0 +1,223 @@
+-- The nginx side of scripts/bench.
+--
+-- Runs against any implementation of the `resty.worker.events` Lua API: it
+-- uses only register / configure / post / poll, plus LuaJIT FFI for a
+-- microsecond monotonic clock. `lua_shared_dict bench_results` is used for
+-- the harness's own bookkeeping only (ready flags, counters, latency
+-- samples), never to carry the events being measured.
+--
+-- Keys written to bench_results:
+--   ready:<wid>   pid, once the worker's configure() succeeded
+--   fail:<wid>    configure() error
+--   poster        "k=v ..." of the posting worker, after its last post
+--   prog:<wid>    "k=v ..." progress snapshot (every 4096 events / lost report)
+--   res:<wid>     "k=v ..." final counters, written on the "end" event
+--   lat:<wid>     comma-separated receive-minus-send times (µs)
+local ffi = require "ffi"
+local ev = require "resty.worker.events"
+
+local ngx = ngx
+local dict = ngx.shared.bench_results
+local format, concat, rep = string.format, table.concat, string.rep
+local type, tonumber, tostring = type, tonumber, tostring
+
+local ok_new_tab, new_tab = pcall(require, "table.new")
+if not ok_new_tab then
+  new_tab = function() return {} end
+end
+
+-- A private name bound to the libc symbol, so another cdef of clock_gettime
+-- (with struct timespec) cannot clash with ours.
+pcall(ffi.cdef, [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec_t;
+  int bench_clock_gettime(int clk_id, bench_timespec_t *tp) __asm__("clock_gettime");
+]])
+local C = ffi.C
+local CLOCK_MONOTONIC = 1
+local tsbuf = ffi.new("bench_timespec_t")
+
+local function now_us()
+  C.bench_clock_gettime(CLOCK_MONOTONIC, tsbuf)
+  return tonumber(tsbuf.tv_sec) * 1000000 + tonumber(tsbuf.tv_nsec) / 1000
+end
+
+local M = { ev = ev, now_us = now_us }
+
+local wid, pid
+local S -- this worker's counters
+
+local function reset()
+  S = {
+    lat = new_tab(1024, 0), nlat = 0,
+    seen = 0, first = 0, last = 0, last_n = 0, ooo = 0, bad = 0,
+    lost = 0, lost_reports = 0, end_t = 0, done = 0,
+  }
+end
+
+local function snapshot()
+  local s = S
+  return format("wid=%d pid=%d seen=%d first=%.3f last=%.3f ooo=%d bad=%d lost=%d lost_reports=%d "
+                .. "nlat=%d end_t=%.3f done=%d",
+                wid, pid, s.seen, s.first, s.last, s.ooo, s.bad, s.lost, s.lost_reports,
+                s.nlat, s.end_t, s.done)
+end
+
+local function flush()
+  S.done = 1
+  dict:set("res:" .. wid, snapshot())
+  if S.nlat > 0 then
+    dict:set("lat:" .. wid, concat(S.lat, ",", 1, S.nlat))
+  end
+end
+
+-- handler for source "bench": keep it cheap, no allocation on the hot path
+local function on_bench(data, event)
+  local t = now_us()
+  local s = S
+  if event == "tp" then
+    local n = s.seen + 1
+    s.seen = n
+    if n == 1 then s.first = t end
+    s.last = t
+    if type(data) ~= "table" then
+      s.bad = s.bad + 1
+    else
+      local dn, p = data.n, data.p
+      if type(p) ~= "string" or #p ~= data.z or type(dn) ~= "number" then
+        s.bad = s.bad + 1
+      elseif dn <= s.last_n then
+        s.ooo = s.ooo + 1 -- duplicate or out of order
+      else
+        s.last_n = dn
+      end
+    end
+    if n % 4096 == 0 then
+      dict:set("prog:" .. wid, snapshot())
+    end
+  elseif event == "lat" then
+    local n = s.nlat + 1
+    s.nlat = n
+    if type(data) == "table" and type(data.t) == "number" then
+      s.lat[n] = t - data.t
+    else
+      s.bad = s.bad + 1
+      s.lat[n] = -1
+    end
+  elseif event == "end" then
+    s.end_t = t
+    flush()
+  end
+end
+
+local function on_lost(data)
+  local s = S
+  s.lost = s.lost + (type(data) == "table" and tonumber(data.count) or 0)
+  s.lost_reports = s.lost_reports + 1
+  dict:set("prog:" .. wid, snapshot())
+end
+
+function M.init_worker(opts)
+  wid, pid = ngx.worker.id(), ngx.worker.pid()
+  reset()
+  ev.register(on_bench, "bench")
+  ev.register(on_lost, "resty-worker-events", "lost")
+  local ok, err = ev.configure { shm = opts.shm, interval = opts.interval }
+  if not ok then
+    ngx.log(ngx.ERR, "bench: configure failed: ", err)
+    dict:set("fail:" .. wid, tostring(err))
+    return
+  end
+  dict:set("ready:" .. wid, pid)
+end
+
+---------------------------------------------------------------------------
+-- posters (run in a timer of the worker that handled /bench/start)
+---------------------------------------------------------------------------
+local function post_end(count)
+  local ok, err = ev.post("bench", "end", { count = count })
+  if not ok then
+    dict:set("poster_end_err", tostring(err))
+  end
+end
+
+local function poster_latency(premature, p)
+  if premature then return end
+  local post, sleep = ev.post, ngx.sleep
+  local fails, ferr = 0, nil
+  local t0 = now_us()
+  for i = 1, p.count do
+    local t = now_us()
+    local ok, err = post("bench", "lat", { t = t, n = i })
+    if not ok then fails = fails + 1; ferr = ferr or err end
+    sleep(p.period)
+  end
+  local t1 = now_us()
+  post_end(p.count)
+  dict:set("poster", format("wid=%d count=%d t0=%.3f t1=%.3f fails=%d", wid, p.count, t0, t1, fails))
+  if ferr then dict:set("poster_err", tostring(ferr)) end
+end
+
+local function poster_throughput(premature, p)
+  if premature then return end
+  local K, size = p.count, p.size
+  local payload = { n = 0, z = size, p = rep("x", size) }
+  local post = ev.post
+  local fails, ferr = 0, nil
+  local t0 = now_us()
+  for i = 1, K do
+    payload.n = i
+    local ok, err = post("bench", "tp", payload)
+    if not ok then fails = fails + 1; ferr = ferr or err end
+  end
+  local t1 = now_us()
+  post_end(K)
+  dict:set("poster", format("wid=%d count=%d t0=%.3f t1=%.3f fails=%d", wid, K, t0, t1, fails))
+  if ferr then dict:set("poster_err", tostring(ferr)) end
+end
+
+-- GET /bench/start?scenario=latency&count=200&period=0.02
+-- GET /bench/start?scenario=throughput&count=100000&size=64
+function M.start()
+  local a = ngx.req.get_uri_args()
+  local scenario = a.scenario
+  local p = {
+    count = tonumber(a.count) or 0,
+    size = tonumber(a.size) or 0,
+    period = tonumber(a.period) or 0.02,
+  }
+  local fn
+  if scenario == "latency" then
+    fn = poster_latency
+  elseif scenario == "throughput" then
+    fn = poster_throughput
+  else
+    ngx.status = 400
+    ngx.say("unknown scenario ", tostring(scenario))
+    return
+  end
+  if not dict:add("poster_wid", wid) then
+    ngx.status = 409
+    ngx.say("a scenario already started in this nginx")
+    return
+  end
+  local ok, err = ngx.timer.at(0, fn, p)
+  if not ok then
+    ngx.status = 500
+    ngx.say("failed to create timer: ", err)
+    return
+  end
+  ngx.say("poster=", wid, " pid=", pid)
+end
+
+-- GET /bench/results: every key of bench_results, "key<TAB>value" a line
+function M.results()
+  local keys = dict:get_keys(0)
+  local out = new_tab(#keys, 0)
+  for i, k in ipairs(keys) do
+    out[i] = k .. "\t" .. tostring(dict:get(k))
+  end
+  out[#out + 1] = ""
+  ngx.print(concat(out, "\n"))
+end
+
+return M

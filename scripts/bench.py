@@ -1,0 +1,683 @@
+#!/usr/bin/env python3
+"""Benchmark driver for resty.worker.events implementations (run via scripts/bench).
+
+Starts a fresh nginx (prefix BENCH_PREFIX, default target/bench-prefix) for
+every measurement, drives the Lua harness in nginx-conf/bench/lua/ over HTTP
+on 127.0.0.1:BENCH_PORT, prints one `scenario=<name> impl=<impl> key=value ...`
+line per measurement and a markdown table at the end.
+
+Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, IMPL_NAME, IMPL_LUA_PATH,
+IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG (%SIZE% = zone size), IMPL_SHM,
+IMPL_NO_DEFAULT_MODULE, NGINX_BIN, BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS.
+"""
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = os.environ
+
+NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
+MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
+PORT = int(ENV.get("BENCH_PORT", "18990"))
+WORKERS = int(ENV.get("WORKERS", "2"))
+PREFIX = os.path.abspath(ENV.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")))
+IMPL_NAME = ENV.get("IMPL_NAME", "ngx-worker-events")
+IMPL_LUA_PATH = ENV.get("IMPL_LUA_PATH", "")
+IMPL_EXTRA_MODULES = ENV.get("IMPL_EXTRA_MODULES", "").split()
+IMPL_HTTP_CONFIG = ENV.get("IMPL_HTTP_CONFIG", "worker_events_zone ev %SIZE%;")
+IMPL_SHM = ENV.get("IMPL_SHM", "ev")
+IMPL_NO_DEFAULT_MODULE = ENV.get("IMPL_NO_DEFAULT_MODULE", "0") not in ("", "0")
+MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
+TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "nginx.conf.tmpl")
+HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
+WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
+IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
+
+MB = 1024 * 1024
+MAX_ZONE = 256 * MB
+ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout"]
+
+
+class BenchError(Exception):
+    pass
+
+
+def note(msg):
+    print("==> " + msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# nginx control
+# ---------------------------------------------------------------------------
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def children_of(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == ppid:
+            out.append(int(d))
+    return out
+
+
+def zone_size_str(nbytes):
+    mb = max(1, math.ceil(nbytes / MB))
+    return "%dm" % mb
+
+
+def render_conf(name, workers, zone_size, interval):
+    with open(TEMPLATE) as f:
+        tmpl = f.read()
+    modules = []
+    if not IMPL_NO_DEFAULT_MODULE:
+        modules.append(MODULE_SO)
+    modules += IMPL_EXTRA_MODULES
+    lua_path = []
+    if IMPL_LUA_PATH:
+        p = IMPL_LUA_PATH.rstrip("/")
+        lua_path += [p + "/?.lua", p + "/?/init.lua", p + "/lib/?.lua", p + "/lib/?/init.lua"]
+    lua_path += [HARNESS_LUA + "/?.lua"]
+    subst = {
+        "WORKERS": str(workers),
+        "PREFIX": PREFIX,
+        "ERROR_LOG": os.path.join(PREFIX, "logs", name + ".error.log"),
+        "USER": "user root;" if os.geteuid() == 0 else "",
+        "MODULES_DIR": MODULES_DIR,
+        "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
+        "LUA_PATH": ";".join(lua_path) + ";;",
+        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", zone_size),
+        "IMPL_SHM": IMPL_SHM,
+        "INTERVAL": repr(interval),
+        "PORT": str(PORT),
+    }
+    # single pass, so substituted text is never scanned again
+    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+
+
+class Nginx:
+    current = None  # the running instance, for cleanup
+
+    def __init__(self, name, workers, zone_size, interval):
+        self.name = name
+        self.workers = workers
+        self.zone_size = zone_size
+        self.interval = interval
+        self.conf = os.path.join(PREFIX, "conf", name + ".conf")
+        self.error_log = os.path.join(PREFIX, "logs", name + ".error.log")
+        self.pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
+        self.master = None
+        self.wpids = {}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp",
+                  "uwsgi_temp", "scgi_temp"):
+            os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
+        stop_stale(self.pid_file)
+        check_port_free()
+        with open(self.conf, "w") as f:
+            f.write(render_conf(self.name, self.workers, self.zone_size, self.interval))
+        if os.path.exists(self.error_log):
+            os.unlink(self.error_log)
+        Nginx.current = self
+        r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise BenchError("nginx failed to start (%s):\n%s%s" % (self.conf, r.stdout, tail(self.error_log)))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            self.master = read_pid(self.pid_file)
+            if self.master:
+                break
+            time.sleep(0.05)
+        if not self.master:
+            raise BenchError("nginx wrote no pid file\n" + tail(self.error_log))
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.time() + 30
+        res = {}
+        while time.time() < deadline:
+            try:
+                res = self.results()
+            except BenchError:
+                time.sleep(0.1)
+                continue
+            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
+            if fails:
+                raise BenchError("configure() failed in a worker: %r\n%s" % (fails, tail(self.error_log)))
+            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
+            if len(ready) == self.workers:
+                self.wpids = ready
+                time.sleep(0.5)  # let the "started" events of every worker go round
+                return
+            time.sleep(0.1)
+        raise BenchError("workers not ready after 30 s (%r)\n%s" % (res, tail(self.error_log)))
+
+    def get(self, path, timeout=10):
+        url = "http://127.0.0.1:%d%s" % (PORT, path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            raise BenchError("GET %s: HTTP %d: %s" % (path, e.code, e.read().decode("utf-8", "replace")))
+        except (urllib.error.URLError, OSError) as e:
+            raise BenchError("GET %s: %s" % (path, e))
+
+    def results(self):
+        out = {}
+        for line in self.get("/bench/results").splitlines():
+            if "\t" in line:
+                k, v = line.split("\t", 1)
+                out[k] = v
+        return out
+
+    def error_lines(self):
+        errors = alerts = 0
+        try:
+            with open(self.error_log, errors="replace") as f:
+                for line in f:
+                    if "[error]" in line:
+                        errors += 1
+                    elif "[alert]" in line or "[crit]" in line or "[emerg]" in line:
+                        alerts += 1
+        except OSError:
+            pass
+        return errors, alerts
+
+    def stop(self):
+        if Nginx.current is self:
+            Nginx.current = None
+        master = self.master or read_pid(self.pid_file)
+        if not master:
+            return
+        kill_nginx(master, self.pid_file)
+
+
+def kill_nginx(master, pid_file):
+    workers = children_of(master)
+    for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.kill(master, sig)
+        except ProcessLookupError:
+            pass
+        if sig == signal.SIGKILL:
+            for w in workers:
+                try:
+                    os.kill(w, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            if not pid_alive(master) and not any(pid_alive(w) for w in workers):
+                if os.path.exists(pid_file) and read_pid(pid_file) == master:
+                    os.unlink(pid_file)
+                return
+            time.sleep(0.05)
+        note("nginx %d did not stop on %s" % (master, signal.Signals(sig).name))
+
+
+def stop_stale(pid_file):
+    pid = read_pid(pid_file)
+    if pid and pid_alive(pid):
+        note("stopping a leftover bench nginx (pid %d)" % pid)
+        kill_nginx(pid, pid_file)
+    elif os.path.exists(pid_file):
+        os.unlink(pid_file)
+
+
+def check_port_free():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", PORT))
+    except OSError as e:
+        raise BenchError("127.0.0.1:%d is not free (%s): set BENCH_PORT" % (PORT, e))
+    finally:
+        s.close()
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+        return "".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def kv(s):
+    out = {}
+    for part in s.split():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = float(v)
+    return out
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return float("nan")
+    i = max(0, math.ceil(p / 100.0 * len(sorted_vals)) - 1)
+    return sorted_vals[i]
+
+
+def per_worker(d, fmt="%d"):
+    return ",".join(("%d:" + fmt) % (w, d[w]) for w in sorted(d)) or "-"
+
+
+def human_rate(x):
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e3:
+        return "%.0fk" % (x / 1e3)
+    return "%.0f" % x
+
+
+def emit(row):
+    """row: ordered list of (key, value); printed as one key=value line."""
+    print(" ".join("%s=%s" % (k, v) for k, v in row), flush=True)
+
+
+def wait_scenario(ng, receivers, timeout, stall):
+    """Polls the results until the poster finished and every receiver flushed
+    its counters (on the "end" event), or nothing moved for `stall` seconds
+    after the poster finished, or `timeout`. Returns (results, timed_out)."""
+    deadline = time.time() + timeout
+    last_sig, last_change = None, time.time()
+    while True:
+        res = ng.results()
+        poster_done = "poster" in res
+        if poster_done and all(("res:%d" % w) in res for w in receivers):
+            return res, False
+        sig = tuple(sorted((k, v) for k, v in res.items() if k.startswith(("prog:", "res:", "poster"))))
+        now = time.time()
+        if sig != last_sig:
+            last_sig, last_change = sig, now
+        if now > deadline or (poster_done and now - last_change > stall):
+            return res, True
+        time.sleep(0.2)
+
+
+def worker_state(res, w):
+    """Final counters of worker w, or its last progress snapshot."""
+    if ("res:%d" % w) in res:
+        return kv(res["res:%d" % w]), True
+    if ("prog:%d" % w) in res:
+        return kv(res["prog:%d" % w]), False
+    return {"seen": 0, "lost": 0, "lost_reports": 0, "first": 0, "last": 0, "ooo": 0, "bad": 0}, False
+
+
+def start_poster(ng, query):
+    body = ng.get("/bench/start?" + query)
+    m = re.search(r"poster=(\d+)", body)
+    if not m:
+        raise BenchError("unexpected /bench/start answer: %r" % body)
+    return int(m.group(1))
+
+
+# ---------------------------------------------------------------------------
+# scenarios
+# ---------------------------------------------------------------------------
+ROWS = []  # (scenario, workers, params, result) for the markdown table
+
+
+def run_latency(scenario, workers, interval, extra=()):
+    count, period = 200, 0.02
+    name = "%s-latency-w%d-i%s" % (scenario, workers, interval)
+    note("%s: %d workers, interval=%s, %d posts every %g s" % (scenario, workers, interval, count, period))
+    with Nginx(name, workers, "8m", interval) as ng:
+        poster = start_poster(ng, "scenario=latency&count=%d&period=%g" % (count, period))
+        receivers = [w for w in range(workers) if w != poster]
+        res, timed_out = wait_scenario(ng, receivers, timeout=count * period * 3 + 30, stall=10)
+        errors, alerts = ng.error_lines()
+    samples, received, lost, bad = [], {}, {}, 0
+    for w in receivers:
+        st, _ = worker_state(res, w)
+        vals = [float(x) for x in res.get("lat:%d" % w, "").split(",") if x]
+        received[w] = len(vals)
+        lost[w] = st.get("lost", 0)
+        bad += int(st.get("bad", 0))
+        samples += [v for v in vals if v >= 0]
+    samples.sort()
+    p50, p99, mx = pct(samples, 50), pct(samples, 99), (samples[-1] if samples else float("nan"))
+    row = [("scenario", scenario)] + list(extra) + [
+        ("impl", IMPL_NAME), ("workers", workers), ("interval", interval), ("sent", count),
+        ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
+        ("received", per_worker(received)), ("lost_reported", per_worker(lost)),
+        ("bad", bad), ("errors", errors)]
+    if alerts:
+        row.append(("alerts", alerts))
+    if timed_out:
+        row.append(("timeout", 1))
+    emit(row)
+    params = "interval=%s, %d posts / %g ms" % (interval, count, period * 1000)
+    if extra:
+        params = "latency, " + params
+    result = "p50 %.1f µs, p99 %.1f µs, max %.1f µs; received %s of %d" % (
+        p50, p99, mx, "/".join(str(received[w]) for w in sorted(received)), count)
+    if timed_out:
+        result += " (TIMEOUT)"
+    ROWS.append((scenario, workers, params, result))
+
+
+def throughput_zone(count, size):
+    # record = 32 B header + names + encoded {n=, z=, p=<size B>} + padding:
+    # size + ~60 B; leave headroom for the zone's own bookkeeping.
+    need = int(count * (size + 128) * 1.1) + MB
+    if need > MAX_ZONE:
+        return MAX_ZONE, True
+    return need, False
+
+
+def run_throughput(scenario, workers, count, size, zone=None, extra=()):
+    loss_expected = False
+    if zone is None:
+        zone, loss_expected = throughput_zone(count, size)
+    zstr = zone_size_str(zone)
+    name = "%s-w%d-k%d-s%d" % (scenario, workers, count, size)
+    note("%s: %d workers, K=%d, %d B payloads, zone %s%s" % (
+        scenario, workers, count, size, zstr, " (too small for K*size: loss expected)" if loss_expected else ""))
+    t_start = time.time()
+    with Nginx(name, workers, zstr, 1) as ng:
+        poster = start_poster(ng, "scenario=throughput&count=%d&size=%d" % (count, size))
+        receivers = [w for w in range(workers) if w != poster]
+        res, timed_out = wait_scenario(ng, receivers, timeout=240, stall=10)
+        errors, alerts = ng.error_lines()
+    wall = time.time() - t_start
+    if "poster" not in res:
+        raise BenchError("%s: the poster never finished" % name)
+    p = kv(res["poster"])
+    t0, t1 = p["t0"], p["t1"]
+    post_rate = count / ((t1 - t0) / 1e6) if t1 > t0 else float("inf")
+    seen, rate, rate_ff, lost, lost_rep, drain, incomplete = {}, {}, {}, {}, {}, {}, []
+    ooo = bad = 0
+    for w in receivers:
+        st, complete = worker_state(res, w)
+        if not complete:
+            incomplete.append(w)
+        n = int(st["seen"])
+        seen[w] = n
+        lost[w] = count - n
+        lost_rep[w] = int(st["lost"])
+        ooo += int(st.get("ooo", 0))
+        bad += int(st.get("bad", 0))
+        if n > 0 and st["last"] > t0:
+            rate[w] = n / ((st["last"] - t0) / 1e6)
+            rate_ff[w] = (n - 1) / ((st["last"] - st["first"]) / 1e6) if st["last"] > st["first"] else 0
+            drain[w] = (st["last"] - t1) / 1000.0
+        else:
+            rate[w] = rate_ff[w] = drain[w] = 0
+    row = [("scenario", scenario)] + list(extra) + [
+        ("impl", IMPL_NAME), ("workers", workers), ("count", count), ("size", size), ("zone", zstr),
+        ("loss_expected", 1 if loss_expected else 0),
+        ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
+        ("post_ms", "%.1f" % ((t1 - t0) / 1000)),
+        ("delivered_per_s", per_worker(rate, "%.0f")),
+        ("delivered_first_last_per_s", per_worker(rate_ff, "%.0f")),
+        ("drain_after_post_ms", per_worker(drain, "%.1f")),
+        ("received", per_worker(seen)), ("lost", per_worker(lost)),
+        ("lost_reported", per_worker(lost_rep)),
+        ("ooo", ooo), ("bad", bad), ("errors", errors)]
+    if alerts:
+        row.append(("alerts", alerts))
+    if timed_out:
+        row.append(("timeout", "1(workers:%s)" % ",".join(map(str, incomplete))))
+    row.append(("wall_s", "%.1f" % wall))
+    emit(row)
+    return dict(post_rate=post_rate, rate=rate, seen=seen, lost=lost, lost_rep=lost_rep, errors=errors,
+                alerts=alerts, zone=zstr, loss_expected=loss_expected, timed_out=timed_out, ooo=ooo, bad=bad,
+                fails=int(p["fails"]))
+
+
+def rate_summary(rate):
+    vals = list(rate.values())
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return human_rate(vals[0]) + "/s"
+    return "min %s/s, max %s/s" % (human_rate(min(vals)), human_rate(max(vals)))
+
+
+def scenario_throughput(scenario="throughput", workers=None, cases=None, extra=()):
+    workers = workers or WORKERS
+    cases = cases or [(k, s) for s in (64, 1024, 65536) for k in (10000, 100000)]
+    for count, size in cases:
+        r = run_throughput(scenario, workers, count, size, extra=extra)
+        params = "K=%d, %s payload, zone %s%s" % (
+            count, "%d B" % size if size < 1024 else "%d KB" % (size // 1024), r["zone"],
+            " (too small: loss expected)" if r["loss_expected"] else "")
+        if extra:
+            params = "throughput, " + params
+        result = "post %s/s; delivered %s; lost %d (reported %d); errors %d" % (
+            human_rate(r["post_rate"]), rate_summary(r["rate"]), sum(r["lost"].values()),
+            sum(r["lost_rep"].values()), r["errors"])
+        if r["fails"]:
+            result += "; post failures %d" % r["fails"]
+        if r["ooo"] or r["bad"]:
+            result += "; out-of-order %d, bad payloads %d" % (r["ooo"], r["bad"])
+        if r["alerts"]:
+            result += "; alert/crit lines %d" % r["alerts"]
+        if r["timed_out"]:
+            result += " (TIMEOUT)"
+        ROWS.append((scenario, workers, params, result))
+
+
+def scenario_latency():
+    for interval in (1, 0.001):
+        run_latency("latency", WORKERS, interval)
+
+
+def scenario_burst():
+    count, size = 20000, 1024
+    r = run_throughput("burst", WORKERS, count, size, zone=MB)
+    match = all(r["lost_rep"][w] == r["lost"][w] for w in r["lost"])
+    emit([("scenario", "burst_check"), ("impl", IMPL_NAME), ("workers", WORKERS),
+          ("reported_equals_posted_minus_seen", "yes" if match else "no"),
+          ("posted_minus_seen", per_worker(r["lost"])), ("reported", per_worker(r["lost_rep"]))])
+    result = "posted − seen %s; reported lost %s → %s; errors %d" % (
+        "/".join(str(r["lost"][w]) for w in sorted(r["lost"])),
+        "/".join(str(r["lost_rep"][w]) for w in sorted(r["lost_rep"])),
+        "match" if match else "MISMATCH", r["errors"])
+    if r["alerts"]:
+        result += "; alert/crit lines %d" % r["alerts"]
+    if r["timed_out"]:
+        result += " (TIMEOUT)"
+    ROWS.append(("burst", WORKERS, "K=%d, 1 KB payload, zone 1m" % count, result))
+
+
+def proc_cpu(pid):
+    """(utime+stime in ms, on-CPU ns summed over threads, run count)"""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    fields = st[st.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    cpu_ms = ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+    ns = runs = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                a = f.read().split()
+            ns += int(a[0])
+            runs += int(a[2])
+    except OSError:
+        ns = runs = -1
+    return cpu_ms, ns, runs
+
+
+def scenario_idle():
+    secs = IDLE_SECONDS
+    note("idle: %d workers, interval=1, %g s without events" % (WORKERS, secs))
+    with Nginx("idle-w%d" % WORKERS, WORKERS, "8m", 1) as ng:
+        time.sleep(2)  # settle; no HTTP requests from here on
+        before = {w: proc_cpu(p) for w, p in ng.wpids.items()}
+        time.sleep(secs)
+        after = {w: proc_cpu(p) for w, p in ng.wpids.items()}
+        errors, alerts = ng.error_lines()
+    cpu = {w: after[w][0] - before[w][0] for w in before}
+    oncpu = {w: (after[w][1] - before[w][1]) / 1e6 for w in before}
+    wakeups = {w: (after[w][2] - before[w][2]) / secs for w in before}
+    emit([("scenario", "idle"), ("impl", IMPL_NAME), ("workers", WORKERS), ("interval", 1), ("seconds", secs),
+          ("cpu_ms", per_worker(cpu, "%.0f")), ("oncpu_ms", per_worker(oncpu, "%.3f")),
+          ("wakeups_per_s", per_worker(wakeups, "%.1f")), ("errors", errors)])
+    ROWS.append(("idle", WORKERS, "interval=1, %g s" % secs,
+                 "CPU (utime+stime) %s ms; on-CPU %s ms; wakeups %s /s per worker" % (
+                     "/".join("%.0f" % cpu[w] for w in sorted(cpu)),
+                     "/".join("%.2f" % oncpu[w] for w in sorted(oncpu)),
+                     "/".join("%.1f" % wakeups[w] for w in sorted(wakeups)))))
+
+
+def wrk(path, seconds):
+    url = "http://127.0.0.1:%d%s" % (PORT, path)
+    r = subprocess.run(["wrk", "-c", "32", "-t", "2", "-d", "%gs" % seconds, url],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    if r.returncode != 0 or not m:
+        raise BenchError("wrk failed:\n" + r.stdout)
+    bad = 0
+    m2 = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", r.stdout)
+    if m2:
+        bad += int(m2.group(1))
+    m3 = re.search(r"Socket errors:.*", r.stdout)
+    if m3:
+        bad += sum(int(x) for x in re.findall(r"\d+", m3.group(0)))
+    return float(m.group(1)), bad
+
+
+def scenario_poll_overhead():
+    if not shutil.which("wrk"):
+        emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("skipped", "wrk-not-installed")])
+        ROWS.append(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
+        return
+    secs = WRK_SECONDS
+    note("poll_overhead: %d workers, wrk -c 32 -t 2, %g s per run, order bare/poll/poll/bare" % (WORKERS, secs))
+    with Nginx("poll-overhead-w%d" % WORKERS, WORKERS, "8m", 1) as ng:
+        wrk("/bench/bare", 1)  # warm-up (discarded)
+        wrk("/bench/poll", 1)
+        runs = {"bare": [], "poll": []}
+        bad = 0
+        for which in ("bare", "poll", "poll", "bare"):
+            rps, b = wrk("/bench/" + which, secs)
+            runs[which].append(rps)
+            bad += b
+        errors, alerts = ng.error_lines()
+    bare = sum(runs["bare"]) / len(runs["bare"])
+    poll = sum(runs["poll"]) / len(runs["poll"])
+    diff = (poll - bare) / bare * 100.0
+    emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("workers", WORKERS), ("seconds_per_run", secs),
+          ("bare_rps", "%.0f" % bare), ("poll_rps", "%.0f" % poll), ("diff_pct", "%+.2f" % diff),
+          ("bare_runs", ",".join("%.0f" % x for x in runs["bare"])),
+          ("poll_runs", ",".join("%.0f" % x for x in runs["poll"])),
+          ("http_errors", bad), ("errors", errors)])
+    ROWS.append(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 2 × %g s each (ABBA)" % secs,
+                 "bare %.0f req/s, poll %.0f req/s: %+.2f %%" % (bare, poll, diff)))
+
+
+def scenario_fanout():
+    for w in (4, 8):
+        run_latency("fanout", w, 1, extra=[("test", "latency")])
+        scenario_throughput("fanout", workers=w, cases=[(100000, 64)], extra=[("test", "throughput")])
+
+
+SCENARIOS = {
+    "latency": scenario_latency,
+    "throughput": scenario_throughput,
+    "burst": scenario_burst,
+    "idle": scenario_idle,
+    "poll_overhead": scenario_poll_overhead,
+    "fanout": scenario_fanout,
+}
+
+
+def print_table():
+    print()
+    print("| scenario | impl | workers | parameters | result |")
+    print("| --- | --- | --- | --- | --- |")
+    for scenario, workers, params, result in ROWS:
+        print("| %s | %s | %d | %s | %s |" % (scenario, IMPL_NAME, workers, params, result))
+
+
+def on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv):
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    wanted = argv or ALL_SCENARIOS
+    for s in wanted:
+        if s not in SCENARIOS:
+            print("unknown scenario %r; known: %s" % (s, " ".join(ALL_SCENARIOS)), file=sys.stderr)
+            return 2
+    if not IMPL_NO_DEFAULT_MODULE and not os.path.exists(MODULE_SO):
+        print("missing %s (scripts/bench builds it)" % MODULE_SO, file=sys.stderr)
+        return 2
+    started = time.time()
+    status = 0
+    try:
+        for s in wanted:
+            try:
+                SCENARIOS[s]()
+            except BenchError as e:
+                status = 1
+                print("scenario=%s impl=%s failed=1" % (s, IMPL_NAME), flush=True)
+                note("%s failed: %s" % (s, e))
+                ROWS.append((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
+    finally:
+        if Nginx.current:
+            Nginx.current.stop()
+    print_table()
+    print()
+    print("total run time: %.0f s" % (time.time() - started))
+    return status
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        if Nginx.current:
+            Nginx.current.stop()
+        sys.exit(130)

@@ -1,0 +1,291 @@
+# post(): asynchronous broadcast to every worker (the poster included), one
+# global order, payloads that arrive equal, clear errors.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use WorkerEventsTest;
+
+our $HttpConfig = <<'_EOC_';
+    worker_events_zone ev 4m;
+    lua_shared_dict out 8m;
+    init_worker_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        ev.register(function(data, event, source, pid)
+            we.record(event, " ", we.show(data))
+        end, "test")
+        we.configure()
+    }
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: post is asynchronous; the poster gets it on its next poll
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        ngx.say(ev.post("test", "hello", "world"))
+        ngx.say("right after post: ", we.count(ngx.worker.id()))
+        ngx.say(ev.poll())
+        ngx.say("after poll: ", we.count(ngx.worker.id()))
+        assert(we.wait_all(1))
+        we.say_common()
+    }
+}
+--- request
+GET /t
+--- response_body
+true
+right after post: 0
+done
+after poll: 1
+all 2 workers:
+hello "world"
+
+
+
+=== TEST 2: payloads arrive equal in every worker
+--- workers: 3
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local bin = {}
+        for i = 0, 255 do bin[#bin + 1] = string.char(i) end
+        local values = {
+            { "nil", nil },
+            { "true", true },
+            { "false", false },
+            { "int", 42 },
+            { "neg", -7 },
+            { "float", 3.25 },
+            { "big", 2^53 },
+            { "huge", 1e300 },
+            { "empty_string", "" },
+            { "binary", table.concat(bin) },
+            { "utf8", "h\195\169llo" },
+            { "null", ngx.null },
+            { "empty_table", {} },
+            { "array", { 1, "two", 3.5, false } },
+            { "map", { a = 1, b = { c = { d = "deep" } } } },
+            { "mixed", { 10, 20, x = "y", [100] = "sparse", [2.5] = "float key", [true] = "bool key" } },
+            { "nulls", { ngx.null, ngx.null, k = ngx.null } },
+        }
+        for _, v in ipairs(values) do
+            assert(ev.post("test", v[1], v[2]))
+        end
+        assert(we.wait_all(#values))
+        -- what the poster sent, rendered the same way
+        local sent = {}
+        for _, v in ipairs(values) do sent[#sent + 1] = v[1] .. " " .. we.show(v[2]) end
+        sent = table.concat(sent, "\n")
+        for id = 0, ngx.worker.count() - 1 do
+            local got = table.concat(we.take(id), "\n")
+            ngx.say("worker ", id, " got what was sent: ", got == sent)
+            if got ~= sent then ngx.say(got) end
+        end
+    }
+}
+--- request
+GET /t
+--- response_body
+worker 0 got what was sent: true
+worker 1 got what was sent: true
+worker 2 got what was sent: true
+
+
+
+=== TEST 3: one global order: three workers post at once, all see the same sequence
+--- workers: 3
+--- http_config
+worker_events_zone ev 4m;
+lua_shared_dict out 8m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event, source, pid)
+        if event == "go" then
+            -- every worker posts a burst as soon as it hears "go"
+            ngx.timer.at(0, function()
+                for i = 1, 200 do
+                    ev.post("order", "n", ngx.worker.id() .. ":" .. i)
+                    if i % 20 == 0 then ngx.sleep(0) end
+                end
+            end)
+        else
+            we.record(data)
+        end
+    end, "order")
+    we.configure({ interval = 0.01 })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        assert(ev.post("order", "go"))
+        ngx.say("all delivered: ", we.wait_all(600, 5))
+        local ref = table.concat(we.take(0), ",")
+        for id = 1, 2 do
+            ngx.say("worker ", id, " same order as worker 0: ", table.concat(we.take(id), ",") == ref)
+        end
+        -- each poster's own events stay in its posting order
+        local last = {}
+        local in_order = true
+        for item in ref:gmatch("[^,]+") do
+            local w, i = item:match("(%d+):(%d+)")
+            i = tonumber(i)
+            if (last[w] or 0) + 1 ~= i then in_order = false end
+            last[w] = i
+        end
+        ngx.say("per-poster order kept: ", in_order)
+    }
+}
+--- request
+GET /t
+--- timeout: 8
+--- response_body
+all delivered: true
+worker 1 same order as worker 0: true
+worker 2 same order as worker 0: true
+per-poster order kept: true
+
+
+
+=== TEST 4: data that cannot be serialised is refused with nil, err
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        local ev = require "resty.worker.events"
+        local cycle = {}
+        cycle.self = cycle
+        local deep = {}
+        local t = deep
+        for i = 1, 1100 do t.next = {}; t = t.next end
+        local cases = {
+            { "function", function() end },
+            { "userdata", io.stdout },
+            { "cdata", ffi.new("int[1]") },
+            { "thread", coroutine.create(function() end) },
+            { "in a table", { ok = 1, bad = { print } } },
+            { "table key", { [{}] = 1 } },
+            { "cycle", cycle },
+            { "too deep", deep },
+        }
+        for _, c in ipairs(cases) do
+            local ok, err = ev.post("test", "bad", c[2])
+            ngx.say(c[1], ": ", ok, " ", err)
+        end
+        ngx.say("still works: ", ev.post("test", "good", 1))
+    }
+}
+--- request
+GET /t
+--- response_body
+function: nil failed posting event "bad" by "test"; cannot serialise function: type not supported
+userdata: nil failed posting event "bad" by "test"; cannot serialise userdata: type not supported
+cdata: nil failed posting event "bad" by "test"; cannot serialise cdata: type not supported
+thread: nil failed posting event "bad" by "test"; cannot serialise thread: type not supported
+in a table: nil failed posting event "bad" by "test"; cannot serialise function: type not supported
+table key: nil failed posting event "bad" by "test"; cannot serialise table: table key must be a number, string or boolean
+cycle: nil failed posting event "bad" by "test"; cannot serialise table: excessive nesting (1001)
+too deep: nil failed posting event "bad" by "test"; cannot serialise table: excessive nesting (1001)
+still works: true
+--- error_log
+worker-events: failed posting event "bad" by "test"; cannot serialise function
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 5: source and event are required
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        ngx.say(ev.post(nil, "e"))
+        ngx.say(ev.post("", "e"))
+        ngx.say(ev.post(1, "e"))
+        ngx.say(ev.post("s", nil))
+        ngx.say(ev.post("s", ""))
+        ngx.say(ev.post("s", {}))
+        ngx.say(ev.post_local("", "e"))
+        ngx.say(ev.post_local("s", false))
+        ngx.say(ev.post("s", "e", nil, {}))
+    }
+}
+--- request
+GET /t
+--- response_body
+nilsource is required
+nilsource is required
+nilsource is required
+nilevent is required
+nilevent is required
+nilevent is required
+nilsource is required
+nilevent is required
+nilfailed posting event "e" by "s"; unique must be a string or a number, got table
+
+
+
+=== TEST 6: posting before configure is a nil, err (no crash)
+--- http_config
+worker_events_zone ev 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        ngx.say(ev.configured())
+        ngx.say(ev.post("s", "e", "data"))
+        ngx.say(ev.poll())
+        ngx.say(ev.post_local("s", "e", "data"))
+        ngx.say(ev.poll())
+    }
+}
+--- request
+GET /t
+--- response_body
+false
+nilfailed posting event "e" by "s"; events not configured, call configure() first
+done
+true
+done
+
+
+
+=== TEST 7: the payload is never written to the log
+--- http_config eval: $::HttpConfig
+--- log_level: debug
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        assert(ev.post("test", "secret", { password = "hunter2-SECRET" }))
+        assert(ev.post("test", "bad", { password = "hunter2-SECRET", f = print }) == nil)
+        ev.register(function() error("boom") end, "test", "secret")
+        assert(we.wait_all(1))
+        ngx.say("ok")
+    }
+}
+--- request
+GET /t
+--- response_body
+ok
+--- no_error_log
+hunter2-SECRET
