@@ -10,6 +10,9 @@
 //! graceful shutdown nginx calls the handler with `close` set and the loop
 //! wakes up to exit at once.
 //!
+//! `env NGX_WORKER_EVENTS_NO_PUSH=1;` in nginx.conf turns it off (to measure
+//! or debug the interval-only mode).
+//!
 //! What it does not do: deliver anything. It only shortens the wait; the
 //! `interval` loop stays as the safety net, and when any of this fails the
 //! worker logs it once and falls back to that loop.
@@ -93,6 +96,9 @@ pub fn enable(handle: &ZoneHandle, slot: usize) {
         return;
     }
     st.notifier = None;
+    if std::env::var_os("NGX_WORKER_EVENTS_NO_PUSH").is_some_and(|v| v == "1") {
+        return warn_once(format_args!("disabled by NGX_WORKER_EVENTS_NO_PUSH"));
+    }
     let zone = handle.zone.base() as usize;
     // SAFETY: plain socket syscalls on a descriptor we own.
     let fd = unsafe {

@@ -12,3 +12,22 @@ use crate::worker;
 pub extern "C" fn ngx_worker_events_pending() -> libc::c_int {
     worker::with(|w| w.is_some_and(|w| w.handle.zone.has_pending(&w.cursor))) as libc::c_int
 }
+
+/// Test hook: takes the zone lock and never releases it, so a test can
+/// SIGKILL a worker that holds it. Does nothing (returns 0) unless nginx's
+/// environment has `NGX_WORKER_EVENTS_TEST_HOOKS=1` (`env` directive).
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_test_hold_lock() -> libc::c_int {
+    crate::util::catch_unwind_or(0, || {
+        if std::env::var_os("NGX_WORKER_EVENTS_TEST_HOOKS").is_none_or(|v| v != "1") {
+            return 0;
+        }
+        worker::with(|w| match w {
+            Some(w) => {
+                crate::zone::ZoneLock::lock(&w.handle);
+                1
+            }
+            None => 0,
+        })
+    })
+}

@@ -362,7 +362,9 @@ local function loop(premature)
     end
 
     if _more or local_n > 0 then
-      sleep(0) -- let requests run, then carry on draining
+      -- let requests and other timers run, then carry on draining (on stock
+      -- nginx a 0 s sleep re-expires in the same timer pass: use 1 ms)
+      sleep(0.001)
     else
       wait(interval, push)
     end

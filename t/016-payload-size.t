@@ -1,0 +1,82 @@
+# Large payloads: up to a quarter of the zone's log; beyond that a clear error.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use WorkerEventsTest;
+
+log_level('warn');
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: 1 KB, 64 KB and 1 MB payloads arrive intact in every worker
+--- workers: 3
+--- http_config
+worker_events_zone ev 8m;
+lua_shared_dict out 8m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event)
+        we.record(event, " ", #data.blob, " ", ngx.md5(data.blob), " ", data.n)
+    end, "test")
+    we.configure()
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local sizes = { ["1k"] = 1024, ["64k"] = 65536, ["1m"] = 1048576 }
+        local expect = {}
+        for _, name in ipairs({ "1k", "64k", "1m" }) do
+            local parts = {}
+            for i = 1, sizes[name] / 16 do parts[i] = string.format("%015d\0", i) end
+            local blob = table.concat(parts)
+            assert(ev.post("test", name, { blob = blob, n = #parts }))
+            expect[#expect + 1] = name .. " " .. #blob .. " " .. ngx.md5(blob) .. " " .. #parts
+        end
+        assert(we.wait_all(3))
+        expect = table.concat(expect, "\n")
+        for id = 0, ngx.worker.count() - 1 do
+            ngx.say("worker ", id, " intact: ", table.concat(we.take(id), "\n") == expect)
+        end
+    }
+}
+--- request
+GET /t
+--- response_body
+worker 0 intact: true
+worker 1 intact: true
+worker 2 intact: true
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: too large a payload fails with the size and the limit
+--- http_config
+worker_events_zone ev 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        assert(ev.configure({ shm = "ev" }))
+        local limit = ev.stats().max_record
+        ngx.say(ev.post("test", "big", string.rep("x", 2 * limit)))
+        ngx.say("still works: ", ev.post("test", "small", "x"))
+        -- the largest that fits
+        local ok = ev.post("test", "fits", string.rep("x", limit - 100))
+        ngx.say("just below the limit: ", ok)
+    }
+}
+--- request
+GET /t
+--- response_body_like chomp
+\Anilfailed posting event "big" by "test"; payload too large: \d+ bytes encoded, the limit for this zone is \d+
+still works: true
+just below the limit: true
+\z
+--- error_log
+payload too large

@@ -1,0 +1,107 @@
+# Push delivery: posts wake the other workers at once, whatever `interval`
+# is; without push (disabled) the interval loop still delivers.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use WorkerEventsTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: delivered long before a 30 s interval would poll
+--- workers: 4
+--- http_config
+worker_events_zone ev 4m;
+lua_shared_dict out 8m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event) we.record(event, " ", data) end, "test")
+    we.configure({ interval = 30 })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        ngx.sleep(0.1)
+        for i = 1, 3 do
+            assert(ev.post("test", "push", i))
+            ngx.say("round ", i, " reached all workers within 1 s: ", we.wait_all(i, 1))
+        end
+        local burst = 1000
+        for i = 1, burst do assert(ev.post("test", "burst", i)) end
+        ngx.say("a burst of ", burst, " reached all: ", we.wait_all(3 + burst, 2))
+    }
+}
+--- request
+GET /t
+--- response_body
+round 1 reached all workers within 1 s: true
+round 2 reached all workers within 1 s: true
+round 3 reached all workers within 1 s: true
+a burst of 1000 reached all: true
+--- no_error_log
+[error]
+push wake-ups unavailable
+
+
+
+=== TEST 2: with a 30 s interval, nginx still stops at once (the loop is woken)
+--- http_config
+worker_events_zone ev 1m;
+lua_shared_dict out 1m;
+init_worker_by_lua_block {
+    require("t.we").configure({ interval = 30 })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        assert(require("t.we").wait_ready())
+        ngx.say("ok")
+    }
+}
+--- request
+GET /t
+--- response_body
+ok
+--- shutdown_error_log eval
+qr/\[notice\] .*: exit$/
+
+
+
+=== TEST 3: push disabled: the interval loop delivers, and says why once
+--- main_config
+env NGX_WORKER_EVENTS_NO_PUSH=1;
+load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
+load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
+load_module $TEST_NGINX_WE_MODULE;
+--- http_config
+worker_events_zone ev 1m;
+lua_shared_dict out 1m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event) we.record(event, " ", data) end, "test")
+    we.configure({ interval = 0.1 })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        assert(ev.post("test", "polled", 1))
+        ngx.say("delivered: ", we.wait_all(1, 2))
+        we.say_common()
+    }
+}
+--- request
+GET /t
+--- response_body
+delivered: true
+all 2 workers:
+polled 1
+--- error_log
+worker-events: push wake-ups unavailable (disabled by NGX_WORKER_EVENTS_NO_PUSH), falling back to the interval loop
