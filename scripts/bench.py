@@ -366,7 +366,7 @@ ROWS = []  # (scenario, workers, params, result) for the markdown table
 
 def run_latency(scenario, workers, interval, extra=()):
     count, period = 200, 0.02
-    name = "%s-latency-w%d-i%s" % (scenario, workers, interval)
+    name = "%s-w%d-i%s" % (scenario, workers, interval)
     note("%s: %d workers, interval=%s, %d posts every %g s" % (scenario, workers, interval, count, period))
     with Nginx(name, workers, "8m", interval) as ng:
         poster = start_poster(ng, "scenario=latency&count=%d&period=%g" % (count, period))
@@ -424,7 +424,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
     with Nginx(name, workers, zstr, 1) as ng:
         poster = start_poster(ng, "scenario=throughput&count=%d&size=%d" % (count, size))
         receivers = [w for w in range(workers) if w != poster]
-        res, timed_out = wait_scenario(ng, receivers, timeout=240, stall=10)
+        res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
         errors, alerts = ng.error_lines()
     wall = time.time() - t_start
     if "poster" not in res:
@@ -432,7 +432,10 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
     p = kv(res["poster"])
     t0, t1 = p["t0"], p["t1"]
     post_rate = count / ((t1 - t0) / 1e6) if t1 > t0 else float("inf")
-    seen, rate, rate_ff, lost, lost_rep, drain, incomplete = {}, {}, {}, {}, {}, {}, []
+    seen, rate, rate_ff, lost, lost_rep, reports, drain, incomplete = {}, {}, {}, {}, {}, {}, {}, []
+    pst, pcomplete = worker_state(res, poster)
+    if not pcomplete:
+        incomplete.append(poster)
     ooo = bad = 0
     for w in receivers:
         st, complete = worker_state(res, w)
@@ -442,6 +445,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         seen[w] = n
         lost[w] = count - n
         lost_rep[w] = int(st["lost"])
+        reports[w] = int(st.get("lost_reports", 0))
         ooo += int(st.get("ooo", 0))
         bad += int(st.get("bad", 0))
         if n > 0 and st["last"] > t0:
@@ -459,7 +463,9 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         ("delivered_first_last_per_s", per_worker(rate_ff, "%.0f")),
         ("drain_after_post_ms", per_worker(drain, "%.1f")),
         ("received", per_worker(seen)), ("lost", per_worker(lost)),
-        ("lost_reported", per_worker(lost_rep)),
+        ("lost_reported", per_worker(lost_rep)), ("lost_events", per_worker(reports)),
+        ("poster_wid", poster), ("poster_received", int(pst["seen"])),
+        ("poster_lost_reported", int(pst["lost"])),
         ("ooo", ooo), ("bad", bad), ("errors", errors)]
     if alerts:
         row.append(("alerts", alerts))

@@ -34,10 +34,11 @@ unsafe impl Sync for Global {}
 
 static STATE: Global = Global(UnsafeCell::new(None));
 
-/// The current pid.
+/// The current pid (nginx's `ngx_pid`, set in every process right after
+/// fork: a memory read, unlike `getpid()`, which is a system call).
 pub fn pid() -> i32 {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
+    // SAFETY: reading an nginx process-global integer.
+    unsafe { ngx::ffi::ngx_pid as i32 }
 }
 
 /// Runs `f` with this process' state (None if not attached in this process).
