@@ -289,3 +289,29 @@ GET /t
 ok
 --- no_error_log
 hunter2-SECRET
+
+
+
+=== TEST 8: names longer than 65535 bytes are refused
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        local long = string.rep("s", 70000)
+        local ok, err = ev.post(long, "e")
+        ngx.say(ok, " ", err:match("; ([^;]*)$"))
+        ok, err = ev.post("s", long)
+        ngx.say(ok, " ", err:match("; ([^;]*)$"))
+        ok, err = ev.post("s", "e", nil, long)
+        ngx.say(ok, " ", err:match("; ([^;]*)$"))
+    }
+}
+--- request
+GET /t
+--- response_body
+nil source is too long: 70000 bytes, at most 65535
+nil event is too long: 70000 bytes, at most 65535
+nil unique is too long: 70000 bytes, at most 65535
+--- error_log
+is too long

@@ -79,7 +79,7 @@ fn post(
                 AppendError::TooLarge { size, limit } => {
                     format!("payload too large: {size} bytes encoded, the limit for this zone is {limit}")
                 }
-                AppendError::Format(f) => format!("{f:?}"),
+                AppendError::Format(f) => f.to_string(),
             })?;
         Ok((seq, w.handle, w.slot))
     });

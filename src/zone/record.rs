@@ -38,6 +38,17 @@ pub enum RecordError {
     DataTooLong(usize),
 }
 
+impl core::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecordError::NameTooLong(what, n) => {
+                write!(f, "{what} is too long: {n} bytes, at most 65535")
+            }
+            RecordError::DataTooLong(n) => write!(f, "payload too large: {n} bytes encoded"),
+        }
+    }
+}
+
 /// Total record length for the given parts (padded to 8).
 pub fn record_len(source: usize, event: usize, unique: usize, data: usize) -> u64 {
     let raw = HEADER_LEN as u64 + source as u64 + event as u64 + unique as u64 + data as u64;
@@ -170,9 +181,11 @@ mod tests {
     #[test]
     fn names_are_bounded() {
         let long = vec![b'x'; 70_000];
+        let err = RecordHeader::new(1, 1, &long, b"e", b"", b"").unwrap_err();
+        assert_eq!(err, RecordError::NameTooLong("source", 70_000));
         assert_eq!(
-            RecordHeader::new(1, 1, &long, b"e", b"", b""),
-            Err(RecordError::NameTooLong("source", 70_000))
+            err.to_string(),
+            "source is too long: 70000 bytes, at most 65535"
         );
     }
 

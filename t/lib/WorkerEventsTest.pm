@@ -50,6 +50,13 @@ add_block_preprocessor(sub {
         $block->set_value("config", "");
     }
 
+    # a block that must fail to start expects its [emerg] line
+    if (defined $block->must_die && defined $block->error_log && !ref $block->error_log
+        && $block->error_log !~ /\[emerg\]/)
+    {
+        $block->set_value("error_log", $block->error_log . "[emerg]\n");
+    }
+
     if (!defined $block->no_error_log && !defined $block->must_die) {
         $block->set_value("no_error_log", "[alert]\n[crit]\n[emerg]");
     }
