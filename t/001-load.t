@@ -95,3 +95,32 @@ GET /t
 --- response_body
 false
 nilshm "nope" not found
+
+
+
+=== TEST 6: the process hooks run in workers only, quietly elsewhere (cache manager/loader)
+--- log_level: debug
+--- http_config
+worker_events_zone ev 1m;
+proxy_cache_path $TEST_NGINX_SERVER_ROOT/cache keys_zone=c:1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.sleep(0.2)
+        local out = io.popen("ps -o args= --ppid " .. require("t.we").master_pid()):read("*a")
+        ngx.say("cache manager alive: ", out:find("cache manager process", 1, true) ~= nil)
+    }
+}
+--- request
+GET /t
+--- response_body
+cache manager alive: true
+--- grep_error_log eval
+qr/worker-events: worker (?=\d+ started)/
+--- grep_error_log_out
+worker-events: worker 
+worker-events: worker 
+--- no_error_log
+[alert]
+[crit]
+[error]

@@ -217,7 +217,11 @@ impl Zone {
         let head = h.head.load(Ordering::Relaxed);
         let tail = h.tail.load(Ordering::Relaxed);
         let at_head = (head, h.head_seq.load(Ordering::Relaxed));
-        let (pos, seq) = if tail == head {
+        let (pos, seq) = if tail <= cur.pos && cur.pos < head {
+            // Not overtaken, yet the record under the cursor is unreadable:
+            // memory was scribbled on. Skip everything up to the head.
+            at_head
+        } else if tail == head {
             at_head
         } else {
             self.header_at(tail).map_or(at_head, |r| (tail, r.seq))
@@ -350,6 +354,26 @@ mod tests {
         let (recs, lost) = read_all(&z, &l, &mut cur);
         assert_eq!(lost, 1);
         assert_eq!(recs, vec![(1, b"a".to_vec()), (3, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn a_scribbled_record_is_skipped_and_counted_never_replayed() {
+        let z = zone(64 * 1024);
+        let l = TestLock::default();
+        let mut cur = z.cursor_at_head(&l);
+        z.append(&l, 1, b"s", b"e", b"", b"a").unwrap();
+        let (recs, _) = read_all(&z, &l, &mut cur);
+        assert_eq!(recs.len(), 1);
+        let at = z.header().head.load(Ordering::Relaxed);
+        z.append(&l, 1, b"s", b"e", b"", b"b").unwrap();
+        z.append(&l, 1, b"s", b"e", b"", b"c").unwrap();
+        // Corrupt the length of record "b".
+        z.copy_in(at, &[0xff, 0xff, 0xff, 0x7f]);
+        let (recs, lost) = read_all(&z, &l, &mut cur);
+        assert_eq!((recs, lost), (vec![], 2));
+        z.append(&l, 1, b"s", b"e", b"", b"d").unwrap();
+        let (recs, lost) = read_all(&z, &l, &mut cur);
+        assert_eq!((recs, lost), (vec![(4, b"d".to_vec())], 0));
     }
 
     #[test]
