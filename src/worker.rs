@@ -38,7 +38,7 @@ static STATE: Global = Global(UnsafeCell::new(None));
 /// fork: a memory read, unlike `getpid()`, which is a system call).
 pub fn pid() -> i32 {
     // SAFETY: reading an nginx process-global integer.
-    unsafe { ngx::ffi::ngx_pid as i32 }
+    unsafe { ngx::ffi::ngx_pid }
 }
 
 /// Runs `f` with this process' state (None if not attached in this process).
