@@ -219,3 +219,35 @@ location = /t {
 GET /t
 --- response_body
 2
+
+
+
+=== TEST 6: unregistering keeps the order of the remaining handlers
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        assert(require("t.we").wait_ready())
+        ev.poll()
+        local out = {}
+        local hs = {}
+        for i = 1, 5 do
+            hs[i] = function() out[#out + 1] = i end
+            ev.register(hs[i], "src")
+        end
+        ev.unregister(hs[2], "src")
+        ev.post_local("src", "e")
+        ev.poll()
+        ngx.say(table.concat(out, " "))
+        out = {}
+        ev.post_local("src", "e")
+        ev.poll()
+        ngx.say(table.concat(out, " "))
+    }
+}
+--- request
+GET /t
+--- response_body
+1 3 4 5
+1 3 4 5

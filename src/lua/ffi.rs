@@ -10,7 +10,9 @@ use crate::worker;
 /// (Not attached: 0.)
 #[no_mangle]
 pub extern "C" fn ngx_worker_events_pending() -> libc::c_int {
-    worker::with(|w| w.is_some_and(|w| w.handle.zone.has_pending(&w.cursor))) as libc::c_int
+    crate::util::catch_unwind_or(0, || {
+        worker::with(|w| w.is_some_and(|w| w.handle.zone.has_pending(&w.cursor))) as libc::c_int
+    })
 }
 
 /// Test hook: takes the zone lock and never releases it, so a test can

@@ -91,9 +91,9 @@ local function run_list(lvl, data, event, source, pid)
     while i <= lvl[ck] do
       local handler = list[i]
       if type(handler) ~= "function" then
-        -- unregistered or collected: compact the list
+        -- unregistered or collected: close the gap, keeping the order
         local last = lvl[ck]
-        list[i] = list[last]
+        for j = i, last - 1 do list[j] = list[j + 1] end
         list[last] = nil
         lvl[ck] = last - 1
       else
@@ -231,7 +231,7 @@ function _M.post(source, event, data, unique)
     log(ERR, "worker-events: ", err)
     return nil, err
   end
-  if wake_self then wake_self() end
+  wake_self()
   return true
 end
 
@@ -240,7 +240,7 @@ function _M.post_local(source, event, data)
   if not ok then return nil, err end
   local_n = local_n + 1
   local_queue[local_n] = { source, event, data }
-  if wake_self then wake_self() end
+  wake_self()
   return true
 end
 
