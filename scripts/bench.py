@@ -8,7 +8,8 @@ line per measurement and a markdown table at the end.
 
 Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, IMPL_NAME, IMPL_LUA_PATH,
 IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG (%SIZE% = zone size), IMPL_SHM,
-IMPL_NO_DEFAULT_MODULE, NGINX_BIN, BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS.
+IMPL_NO_DEFAULT_MODULE, NGINX_BIN, BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS,
+BENCH_PAYLOAD. See BENCHMARKS.md.
 """
 import math
 import os
@@ -41,6 +42,9 @@ TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "nginx.conf.tmpl")
 HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
 WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
 IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
+# throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
+# "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
+PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
 
 MB = 1024 * 1024
 MAX_ZONE = 256 * MB
@@ -162,7 +166,8 @@ class Nginx:
         r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
-            raise BenchError("nginx failed to start (%s):\n%s%s" % (self.conf, r.stdout, tail(self.error_log)))
+            why = (r.stdout + tail(self.error_log)).strip().splitlines()
+            raise BenchError("nginx failed to start (%s): %s" % (self.conf, why[-1] if why else "?"))
         deadline = time.time() + 10
         while time.time() < deadline:
             self.master = read_pid(self.pid_file)
@@ -177,6 +182,9 @@ class Nginx:
         deadline = time.time() + 30
         res = {}
         while time.time() < deadline:
+            for line in tail(self.error_log, 200).splitlines():
+                if "init_worker_by_lua error" in line:
+                    raise BenchError(line.split("] ", 1)[-1])
             try:
                 res = self.results()
             except BenchError:
@@ -184,7 +192,7 @@ class Nginx:
                 continue
             fails = {k: v for k, v in res.items() if k.startswith("fail:")}
             if fails:
-                raise BenchError("configure() failed in a worker: %r\n%s" % (fails, tail(self.error_log)))
+                raise BenchError("configure() failed in a worker: %r" % fails)
             ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
             if len(ready) == self.workers:
                 self.wpids = ready
@@ -422,7 +430,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         scenario, workers, count, size, zstr, " (too small for K*size: loss expected)" if loss_expected else ""))
     t_start = time.time()
     with Nginx(name, workers, zstr, 1) as ng:
-        poster = start_poster(ng, "scenario=throughput&count=%d&size=%d" % (count, size))
+        poster = start_poster(ng, "scenario=throughput&count=%d&size=%d&payload=%s" % (count, size, PAYLOAD))
         receivers = [w for w in range(workers) if w != poster]
         res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
         errors, alerts = ng.error_lines()
@@ -455,7 +463,8 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         else:
             rate[w] = rate_ff[w] = drain[w] = 0
     row = [("scenario", scenario)] + list(extra) + [
-        ("impl", IMPL_NAME), ("workers", workers), ("count", count), ("size", size), ("zone", zstr),
+        ("impl", IMPL_NAME), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
+        ("zone", zstr),
         ("loss_expected", 1 if loss_expected else 0),
         ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
         ("post_ms", "%.1f" % ((t1 - t0) / 1000)),
@@ -492,8 +501,8 @@ def scenario_throughput(scenario="throughput", workers=None, cases=None, extra=(
     cases = cases or [(k, s) for s in (64, 1024, 65536) for k in (10000, 100000)]
     for count, size in cases:
         r = run_throughput(scenario, workers, count, size, extra=extra)
-        params = "K=%d, %s payload, zone %s%s" % (
-            count, "%d B" % size if size < 1024 else "%d KB" % (size // 1024), r["zone"],
+        params = "K=%d, %s %s payload, zone %s%s" % (
+            count, "%d B" % size if size < 1024 else "%d KB" % (size // 1024), PAYLOAD, r["zone"],
             " (too small: loss expected)" if r["loss_expected"] else "")
         if extra:
             params = "throughput, " + params
@@ -511,7 +520,50 @@ def scenario_throughput(scenario="throughput", workers=None, cases=None, extra=(
         ROWS.append((scenario, workers, params, result))
 
 
+def latency_floor(count=200, period=0.02):
+    """Reference, not a measurement of any implementation: how long this
+    machine takes to wake an idle process, i.e. the floor under `latency`.
+    A child blocks on a pipe; the parent writes a CLOCK_MONOTONIC stamp every
+    `period` s. (Python adds a few µs on both sides.)"""
+    note("latency floor: OS pipe wake-up between two idle processes, %d × %g s" % (count, period))
+    r, w = os.pipe()
+    rr, rw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            out = []
+            for _ in range(count):
+                d = os.read(r, 8)
+                out.append((time.monotonic_ns() - int.from_bytes(d, "little")) / 1000.0)
+            os.write(rw, (",".join("%.1f" % x for x in out)).encode())
+        finally:
+            os._exit(0)
+    os.close(r)
+    os.close(rw)
+    for _ in range(count):
+        os.write(w, time.monotonic_ns().to_bytes(8, "little"))
+        time.sleep(period)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(rr, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(rr)
+    os.waitpid(pid, 0)
+    samples = sorted(float(x) for x in data.decode().split(",") if x)
+    p50, p99, mx = pct(samples, 50), pct(samples, 99), samples[-1]
+    emit([("scenario", "latency_floor"), ("impl", "os-pipe"), ("sent", count),
+          ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
+          ("received", len(samples))])
+    ROWS.append(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
+                 % (count, period * 1000), "p50 %.1f µs, p99 %.1f µs, max %.1f µs" % (p50, p99, mx)))
+
+
 def scenario_latency():
+    latency_floor()
     for interval in (1, 0.001):
         run_latency("latency", WORKERS, interval)
 
@@ -531,7 +583,7 @@ def scenario_burst():
         result += "; alert/crit lines %d" % r["alerts"]
     if r["timed_out"]:
         result += " (TIMEOUT)"
-    ROWS.append(("burst", WORKERS, "K=%d, 1 KB payload, zone 1m" % count, result))
+    ROWS.append(("burst", WORKERS, "K=%d, 1 KB %s payload, zone 1m" % (count, PAYLOAD), result))
 
 
 def proc_cpu(pid):
@@ -589,7 +641,20 @@ def wrk(path, seconds):
     m3 = re.search(r"Socket errors:.*", r.stdout)
     if m3:
         bad += sum(int(x) for x in re.findall(r"\d+", m3.group(0)))
-    return float(m.group(1)), bad
+    m4 = re.search(r"(\d+) requests in", r.stdout)
+    return float(m.group(1)), bad, int(m4.group(1)) if m4 else 0
+
+
+# poll_overhead: 4 runs of each location, ceil(WRK_SECONDS/2) s each (wrk takes
+# whole seconds; ~WRK_SECONDS x 2 per location in all), interleaved ABBAABBA so that slow drifts and the host's
+# multi-second noise bursts hit both sides alike; req/s are the medians.
+ORDER = ("bare", "poll", "poll", "bare", "bare", "poll", "poll", "bare")
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
 
 
 def scenario_poll_overhead():
@@ -597,28 +662,51 @@ def scenario_poll_overhead():
         emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("skipped", "wrk-not-installed")])
         ROWS.append(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
         return
-    secs = WRK_SECONDS
-    note("poll_overhead: %d workers, wrk -c 32 -t 2, %g s per run, order bare/poll/poll/bare" % (WORKERS, secs))
+    secs = 2 * max(1, math.ceil(WRK_SECONDS / 2))
+    note("poll_overhead: %d workers, wrk -c 32 -t 2, %g s per run, order %s" % (WORKERS, secs / 2, "/".join(ORDER)))
     with Nginx("poll-overhead-w%d" % WORKERS, WORKERS, "8m", 1) as ng:
         wrk("/bench/bare", 1)  # warm-up (discarded)
         wrk("/bench/poll", 1)
+        ng.get("/bench/pollcost?n=100000")
         runs = {"bare": [], "poll": []}
+        cpu_ns = {"bare": 0, "poll": 0}
+        nreq = {"bare": 0, "poll": 0}
         bad = 0
-        for which in ("bare", "poll", "poll", "bare"):
-            rps, b = wrk("/bench/" + which, secs)
+        for which in ORDER:
+            before = sum(proc_cpu(p)[1] for p in ng.wpids.values())
+            rps, b, n = wrk("/bench/" + which, secs / 2)
+            cpu_ns[which] += sum(proc_cpu(p)[1] for p in ng.wpids.values()) - before
+            nreq[which] += n
             runs[which].append(rps)
             bad += b
+        # in-process cost of one ev.poll() with nothing pending (JIT-warm loop)
+        body = ng.get("/bench/pollcost?n=1000000")
+        m = re.search(r"ns_per_call=([\d.]+)", body)
+        call_ns = float(m.group(1)) if m else float("nan")
+        m = re.search(r"ns_per_call_nojit=([\d.]+)", body)
+        call_ns_i = float(m.group(1)) if m else float("nan")
         errors, alerts = ng.error_lines()
-    bare = sum(runs["bare"]) / len(runs["bare"])
-    poll = sum(runs["poll"]) / len(runs["poll"])
+    bare = median(runs["bare"])
+    poll = median(runs["poll"])
     diff = (poll - bare) / bare * 100.0
-    emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("workers", WORKERS), ("seconds_per_run", secs),
+    # nginx worker on-CPU time per request (schedstat): steadier than req/s on a shared host
+    cpr = {k: (cpu_ns[k] / nreq[k] / 1000.0 if nreq[k] and cpu_ns[k] > 0 else float("nan")) for k in cpu_ns}
+    cpu_diff = (cpr["poll"] - cpr["bare"]) / cpr["bare"] * 100.0
+    call_pct = call_ns / 1000.0 / cpr["bare"] * 100.0
+    call_pct_i = call_ns_i / 1000.0 / cpr["bare"] * 100.0
+    emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("workers", WORKERS), ("seconds_per_run", secs / 2),
           ("bare_rps", "%.0f" % bare), ("poll_rps", "%.0f" % poll), ("diff_pct", "%+.2f" % diff),
           ("bare_runs", ",".join("%.0f" % x for x in runs["bare"])),
           ("poll_runs", ",".join("%.0f" % x for x in runs["poll"])),
+          ("bare_cpu_us_per_req", "%.3f" % cpr["bare"]), ("poll_cpu_us_per_req", "%.3f" % cpr["poll"]),
+          ("cpu_per_req_diff_pct", "%+.2f" % cpu_diff),
+          ("poll_call_ns", "%.1f" % call_ns), ("poll_call_ns_nojit", "%.1f" % call_ns_i),
+          ("poll_call_pct_of_bare_req", "%.2f-%.2f" % (call_pct, call_pct_i)),
           ("http_errors", bad), ("errors", errors)])
-    ROWS.append(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 2 × %g s each (ABBA)" % secs,
-                 "bare %.0f req/s, poll %.0f req/s: %+.2f %%" % (bare, poll, diff)))
+    ROWS.append(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 4 × %g s each (ABBAABBA, medians)" % (secs / 2),
+                 "bare %.0f req/s, poll %.0f req/s: %+.2f %%; worker CPU/request %.2f vs %.2f µs: %+.2f %%; "
+                 "one idle ev.poll() %.0f–%.0f ns (compiled loop / loop with JIT off) = %.2f–%.2f %% of a bare request"
+                 % (bare, poll, diff, cpr["bare"], cpr["poll"], cpu_diff, call_ns, call_ns_i, call_pct, call_pct_i)))
 
 
 def scenario_fanout():
@@ -642,7 +730,29 @@ def print_table():
     print("| scenario | impl | workers | parameters | result |")
     print("| --- | --- | --- | --- | --- |")
     for scenario, workers, params, result in ROWS:
-        print("| %s | %s | %d | %s | %s |" % (scenario, IMPL_NAME, workers, params, result))
+        impl = "os-pipe" if scenario == "latency_floor" else IMPL_NAME
+        print("| %s | %s | %d | %s | %s |" % (scenario, impl, workers, params, result))
+
+
+def print_header(wanted):
+    """`# ` lines: what was measured, so a pasted result says which build it was."""
+    import hashlib
+    nginx_v = subprocess.run([NGINX_BIN, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True).stdout.strip()
+    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    print("# bench: scenarios=%s impl=%s workers=%d payload=%s port=%d (%s)" % (
+        ",".join(wanted), IMPL_NAME, WORKERS, PAYLOAD, PORT, nginx_v))
+    if not IMPL_NO_DEFAULT_MODULE:
+        with open(MODULE_SO, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        print("# module: %s sha256:%s built %s; source tree %s" % (
+            os.path.relpath(MODULE_SO, ROOT), digest,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(os.path.getmtime(MODULE_SO))), git))
+    if IMPL_LUA_PATH or IMPL_EXTRA_MODULES or "IMPL_HTTP_CONFIG" in ENV:
+        print("# impl: lua_path=%s extra_modules=%s http_config=%r shm=%s" % (
+            IMPL_LUA_PATH or "-", ",".join(IMPL_EXTRA_MODULES) or "-", IMPL_HTTP_CONFIG, IMPL_SHM))
+    sys.stdout.flush()
 
 
 def on_term(signum, frame):
@@ -662,6 +772,7 @@ def main(argv):
         return 2
     started = time.time()
     status = 0
+    print_header(wanted)
     try:
         for s in wanted:
             try:
@@ -671,6 +782,9 @@ def main(argv):
                 print("scenario=%s impl=%s failed=1" % (s, IMPL_NAME), flush=True)
                 note("%s failed: %s" % (s, e))
                 ROWS.append((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
+    except (KeyboardInterrupt, SystemExit) as e:
+        status = 130 if isinstance(e, KeyboardInterrupt) else (e.code or 1)
+        note("interrupted: stopping nginx; results so far follow")
     finally:
         if Nginx.current:
             Nginx.current.stop()

@@ -50,7 +50,7 @@ local function reset()
   S = {
     lat = new_tab(1024, 0), nlat = 0,
     seen = 0, first = 0, last = 0, last_n = 0, ooo = 0, bad = 0,
-    lost = 0, lost_reports = 0, end_t = 0, done = 0,
+    lost = 0, lost_reports = 0, end_t = 0, done = 0, size = -1,
   }
 end
 
@@ -77,9 +77,16 @@ local function on_bench(data, event)
   if event == "tp" then
     local n = s.seen + 1
     s.seen = n
-    if n == 1 then s.first = t end
+    if n == 1 then
+      s.first = t
+      s.size = dict:get("size") or -1
+    end
     s.last = t
-    if type(data) ~= "table" then
+    local td = type(data)
+    if td == "string" then
+      -- BENCH_PAYLOAD=string: the payload is just SIZE bytes, no sequence number
+      if #data ~= s.size then s.bad = s.bad + 1 end
+    elseif td ~= "table" then
       s.bad = s.bad + 1
     else
       local dn, p = data.n, data.p
@@ -160,16 +167,27 @@ end
 local function poster_throughput(premature, p)
   if premature then return end
   local K, size = p.count, p.size
-  local payload = { n = 0, z = size, p = rep("x", size) }
   local post = ev.post
   local fails, ferr = 0, nil
-  local t0 = now_us()
-  for i = 1, K do
-    payload.n = i
-    local ok, err = post("bench", "tp", payload)
-    if not ok then fails = fails + 1; ferr = ferr or err end
+  local t0, t1
+  if p.payload == "string" then
+    local payload = rep("x", size)
+    t0 = now_us()
+    for _ = 1, K do
+      local ok, err = post("bench", "tp", payload)
+      if not ok then fails = fails + 1; ferr = ferr or err end
+    end
+    t1 = now_us()
+  else
+    local payload = { n = 0, z = size, p = rep("x", size) }
+    t0 = now_us()
+    for i = 1, K do
+      payload.n = i
+      local ok, err = post("bench", "tp", payload)
+      if not ok then fails = fails + 1; ferr = ferr or err end
+    end
+    t1 = now_us()
   end
-  local t1 = now_us()
   post_end(K)
   dict:set("poster", format("wid=%d count=%d t0=%.3f t1=%.3f fails=%d", wid, K, t0, t1, fails))
   if ferr then dict:set("poster_err", tostring(ferr)) end
@@ -184,7 +202,10 @@ function M.start()
     count = tonumber(a.count) or 0,
     size = tonumber(a.size) or 0,
     period = tonumber(a.period) or 0.02,
+    payload = a.payload == "string" and "string" or "table",
   }
+  -- receivers check string payloads against this size
+  dict:set("size", p.size)
   local fn
   if scenario == "latency" then
     fn = poster_latency
@@ -207,6 +228,27 @@ function M.start()
     return
   end
   ngx.say("poster=", wid, " pid=", pid)
+end
+
+-- GET /bench/pollcost?n=1000000: average cost of ev.poll() with nothing pending
+-- (JIT-compiled loop, and the same loop with the JIT off for it: requests run
+-- a handler once, so their cost lies between the two)
+local function poll_loop(poll, n)
+  for _ = 1, n do poll() end
+end
+local function poll_loop_interp(poll, n)
+  for _ = 1, n do poll() end
+end
+if jit and jit.off then jit.off(poll_loop_interp, true) end
+
+function M.pollcost()
+  local n = tonumber(ngx.req.get_uri_args().n) or 1000000
+  local t0 = now_us()
+  poll_loop(ev.poll, n)
+  local t1 = now_us()
+  poll_loop_interp(ev.poll, n)
+  local t2 = now_us()
+  ngx.say(format("ns_per_call=%.1f ns_per_call_nojit=%.1f", (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n))
 end
 
 -- GET /bench/results: every key of bench_results, "key<TAB>value" a line
