@@ -1,6 +1,7 @@
 //! Native functions behind the Lua modules (the `core` table).
 //!
-//! Each function validates what it is given (the Lua layer already raised
+//! `post` and `fetch` live in `hot.rs` (raw C API, per event); the rest here
+//! use mlua. Each function validates what it is given (the Lua layer already raised
 //! for programming errors) and reports runtime failures as `nil, err`. None
 //! of them runs Lua code while holding the zone lock or the worker state.
 //!
@@ -16,15 +17,18 @@
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
 use crate::worker::{self, AttachError};
-use crate::zone::ring::AppendError;
-use crate::zone::{claims::ClaimOutcome, ReadOutcome};
+use crate::zone::claims::ClaimOutcome;
 
 /// Builds the `core` table.
 pub fn create(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("attach", lua.create_function(attach)?)?;
-    t.set("post", lua.create_function(post)?)?;
-    t.set("fetch", lua.create_function(fetch)?)?;
+    // The per-event functions are raw lua_CFunctions (see `hot`).
+    // SAFETY: both follow the lua_CFunction protocol and never unwind a panic.
+    unsafe {
+        t.set("post", lua.create_c_function(super::hot::post)?)?;
+        t.set("fetch", lua.create_c_function(super::hot::fetch)?)?;
+    }
     t.set("claim", lua.create_function(claim)?)?;
     t.set("stats", lua.create_function(stats)?)?;
     t.set(
@@ -55,102 +59,6 @@ fn attach(lua: &Lua, name: LuaString) -> mlua::Result<MultiValue> {
         ),
         Err(AttachError::OtherZone(_)) => nil_err(lua, "Already started, cannot change shm"),
     }
-}
-
-fn post(
-    lua: &Lua,
-    (source, event, data, unique): (LuaString, LuaString, Value, Option<LuaString>),
-) -> mlua::Result<MultiValue> {
-    let res = worker::with(|w| {
-        let Some(w) = w else {
-            return Err("not configured: call configure{ shm = ... } first".to_string());
-        };
-        w.enc.clear();
-        super::value::encode(&mut w.enc, &data)?;
-        let unique = unique
-            .as_ref()
-            .map(|u| u.as_bytes().to_vec())
-            .unwrap_or_default();
-        let seq = w
-            .handle
-            .zone
-            .append(&w.handle, w.pid, &source.as_bytes(), &event.as_bytes(), &unique, w.enc.as_bytes())
-            .map_err(|e| match e {
-                AppendError::TooLarge { size, limit } => {
-                    format!("payload too large: {size} bytes encoded, the limit for this zone is {limit}")
-                }
-                AppendError::Format(f) => f.to_string(),
-            })?;
-        Ok((seq, w.handle, w.slot))
-    });
-    match res {
-        Ok((seq, handle, slot)) => {
-            crate::notify::wake_others(&handle, slot);
-            Ok(MultiValue::from_vec(vec![Value::Number(seq as f64)]))
-        }
-        Err(reason) => nil_err(lua, reason),
-    }
-}
-
-fn fetch(lua: &Lua, (): ()) -> mlua::Result<MultiValue> {
-    // Copy the record out under the state borrow, decode after releasing it.
-    let got = worker::with(|w| {
-        let w = w?;
-        let out = w
-            .handle
-            .zone
-            .read_next(&w.handle, &mut w.cursor, &mut w.buf);
-        Some(match out {
-            ReadOutcome::Empty => None,
-            ReadOutcome::Lost(n) => Some(Err(n)),
-            ReadOutcome::Record(rh) => Some(Ok((rh, std::mem::take(&mut w.buf)))),
-        })
-    });
-    let Some(Some(got)) = got else {
-        return Ok(MultiValue::new());
-    };
-    let (rh, buf) = match got {
-        Err(lost) => {
-            return Ok(MultiValue::from_vec(vec![
-                Value::Integer(2),
-                Value::Number(lost as f64),
-            ]))
-        }
-        Ok(v) => v,
-    };
-    let result = match crate::zone::record::RecordView::parse(&rh, &buf) {
-        None => MultiValue::from_vec(vec![
-            Value::Integer(3),
-            Value::String(lua.create_string("malformed record")?),
-            Value::Number(rh.seq as f64),
-        ]),
-        Some(v) => match super::value::decode(lua, v.data) {
-            Err(e) => MultiValue::from_vec(vec![
-                Value::Integer(3),
-                Value::String(lua.create_string(format!("failed decoding event data: {e}"))?),
-                Value::Number(v.seq as f64),
-            ]),
-            Ok(data) => MultiValue::from_vec(vec![
-                Value::Integer(1),
-                Value::String(lua.create_string(v.source)?),
-                Value::String(lua.create_string(v.event)?),
-                data,
-                Value::Integer(v.pid as i64),
-                match v.unique {
-                    Some(u) => Value::String(lua.create_string(u)?),
-                    None => Value::Nil,
-                },
-                Value::Number(v.seq as f64),
-            ]),
-        },
-    };
-    // Give the buffer back for reuse.
-    worker::with(|w| {
-        if let Some(w) = w {
-            w.buf = buf;
-        }
-    });
-    Ok(result)
 }
 
 fn claim(_: &Lua, (unique, ttl): (LuaString, f64)) -> mlua::Result<(bool, Option<i32>)> {

@@ -3,7 +3,8 @@
 //!
 //! - `resty.worker.events` (file `worker_events.lua`, embedded in the .so):
 //!   the lua-resty-worker-events 2.x API, written in Lua over `core`.
-//! - `core` (`core.rs`): native functions (attach, post, fetch, claim, ...).
+//! - `core` (`core.rs`): native functions (attach, claim, stats, ...);
+//! - `hot` (`hot.rs`): the per-event ones, `post` and `fetch`, on the raw C API.
 //! - `value` (`value.rs`): Lua values <-> `crate::codec`.
 //! - `ffi` (`ffi.rs`): `extern "C"` hot paths called through LuaJIT FFI.
 //!
@@ -13,6 +14,7 @@
 
 pub mod core;
 pub mod ffi;
+pub mod hot;
 pub mod value;
 
 use ::core::ffi::{c_char, c_int, c_void, CStr};

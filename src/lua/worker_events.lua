@@ -31,6 +31,17 @@ local core_attach, core_post, core_fetch, core_claim = core.attach, core.post, c
 local core_pid = core.pid
 
 local SOURCE = "resty-worker-events"
+
+-- debug lines cost a C call per event: skip them unless error_log is at debug
+-- (the level is fixed for the life of this Lua VM; a reload makes a new one)
+local DEBUG_ON = true
+do
+  local ok, errlog = pcall(require, "ngx.errlog")
+  if ok and errlog.get_sys_filter_level then
+    local ok2, level = pcall(errlog.get_sys_filter_level)
+    if ok2 and type(level) == "number" then DEBUG_ON = level >= DEBUG end
+  end
+end
 local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
 local SLEEP_STEP = 0.5  -- the loop checks ngx.worker.exiting() this often
 
@@ -82,35 +93,40 @@ local function add_handler(lvl, mode, cb)
   lvl[lk][n] = cb
 end
 
-local function run_list(lvl, data, event, source, pid)
-  if not lvl then return end
-  for _, mode in ipairs({ "weak", "strong" }) do
-    local ck, lk = mode .. "_count", mode .. "_list"
-    local list = lvl[lk]
-    local i = 1
-    while i <= lvl[ck] do
-      local handler = list[i]
-      if type(handler) ~= "function" then
-        -- unregistered or collected: close the gap, keeping the order
-        local last = lvl[ck]
-        for j = i, last - 1 do list[j] = list[j + 1] end
-        list[last] = nil
-        lvl[ck] = last - 1
-      else
-        local ok, err = xpcall(handler, traceback, data, event, source, pid)
-        if not ok then
-          -- never log `data`: payloads may hold secrets
-          log(ERR, "worker-events: event callback failed; source=", source,
-              ", event=", event, ", pid=", pid, " error='", tostring(err), "'")
-        end
-        i = i + 1
+-- runs one list (weak or strong) of a level; no allocation per call
+local function run_mode(lvl, ck, list, data, event, source, pid)
+  local i = 1
+  while i <= lvl[ck] do
+    local handler = list[i]
+    if type(handler) ~= "function" then
+      -- unregistered or collected: close the gap, keeping the order
+      local last = lvl[ck]
+      for j = i, last - 1 do list[j] = list[j + 1] end
+      list[last] = nil
+      lvl[ck] = last - 1
+    else
+      local ok, err = xpcall(handler, traceback, data, event, source, pid)
+      if not ok then
+        -- never log `data`: payloads may hold secrets
+        log(ERR, "worker-events: event callback failed; source=", source,
+            ", event=", event, ", pid=", pid, " error='", tostring(err), "'")
       end
+      i = i + 1
     end
   end
 end
 
+local function run_list(lvl, data, event, source, pid)
+  if lvl then
+    run_mode(lvl, "weak_count", lvl.weak_list, data, event, source, pid)
+    run_mode(lvl, "strong_count", lvl.strong_list, data, event, source, pid)
+  end
+end
+
 local function do_event(source, event, data, pid)
-  log(DEBUG, "worker-events: handling event; source=", source, ", event=", event, ", pid=", pid)
+  if DEBUG_ON then
+    log(DEBUG, "worker-events: handling event; source=", source, ", event=", event, ", pid=", pid)
+  end
   run_list(_callbacks, data, event, source, pid)
   local s = _callbacks.subs[source]
   if s then
@@ -260,11 +276,36 @@ local function run_local()
   end
 end
 
+-- Lost events: every batch that lost some delivers one local "lost" event
+-- with the exact count; the ERR line is written at most once a second (a
+-- worker that keeps being overtaken would otherwise flood the log), with
+-- the total since the previous line.
+local LOST_LOG_EVERY = 1
+local _lost_unlogged, _lost_logged_at = 0, 0
+
+local function log_lost(force)
+  if _lost_unlogged == 0 then return end
+  local now = ngx.now()
+  if force or now - _lost_logged_at >= LOST_LOG_EVERY then
+    log(ERR, "worker-events: lost ", _lost_unlogged, " event(s): this worker fell behind and they were ",
+        "overwritten in zone \"", _shm, "\" (make the zone larger or poll more often)")
+    _lost_unlogged, _lost_logged_at = 0, now
+  end
+end
+
+local function report_lost(n)
+  _lost_unlogged = _lost_unlogged + n
+  log_lost(false)
+  do_event(SOURCE, "lost", { count = n }, nil)
+end
+
 -- handles up to MAX_BATCH broadcast records; returns true if more may wait
 local function run_broadcast()
+  local lost = 0
   for _ = 1, MAX_BATCH do
     local kind, a, b, c, d, e, f = core_fetch()
     if kind == nil then
+      if lost > 0 then report_lost(lost) end
       return false
     elseif kind == 1 then
       -- a=source b=event c=data d=pid e=unique f=seq
@@ -274,18 +315,17 @@ local function run_broadcast()
         local mine, owner = core_claim(e, _opts.timeout)
         if mine then
           do_event(a, b, c, d)
-        else
+        elseif DEBUG_ON then
           log(DEBUG, "worker-events: skipping event ", f, " was handled by worker ", owner)
         end
       end
     elseif kind == 2 then
-      log(ERR, "worker-events: lost ", a, " event(s): this worker fell behind and they were ",
-          "overwritten in zone \"", _shm, "\" (make the zone larger or poll more often)")
-      do_event(SOURCE, "lost", { count = a }, nil)
+      lost = lost + a
     else
       log(ERR, "worker-events: dropping event ", b, ": ", a)
     end
   end
+  if lost > 0 then report_lost(lost) end
   return true
 end
 
@@ -360,6 +400,7 @@ local function loop(premature)
     if not ok then
       log(ERR, "worker-events: timer-poll returned: ", err)
     end
+    log_lost(false)
 
     if _more or local_n > 0 then
       -- let requests and other timers run, then carry on draining (on stock
