@@ -170,12 +170,16 @@ unsafe extern "C" fn on_readable(ev: *mut ngx_event_t) {
         };
         // SAFETY: `c` is valid until closed below.
         let closing = unsafe { (*c).close() } != 0;
+        // Only a poster sets the flag before sending: a datagram from anyone
+        // else (the socket name is guessable) costs a recv, not a Lua wake-up.
+        let from_poster = !closing && n.handle.zone.slot_take_wake(n.slot);
         if !closing {
-            n.handle.zone.slot_clear_wake(n.slot);
             // SAFETY: re-arming our read event (required for level/edge modes alike).
             unsafe { ngx_handle_read_event(ev, 0) };
         }
-        post_sema(n);
+        if closing || from_poster {
+            post_sema(n);
+        }
         if closing {
             // Graceful shutdown: stop receiving; the loop exits on wake-up.
             disable();

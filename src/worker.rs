@@ -81,18 +81,24 @@ pub fn attach(name: &str) -> Result<bool, AttachError> {
     let cursor = handle.zone.cursor_at_head(&handle);
     // SAFETY: reading nginx's process-global worker number.
     let worker_no = unsafe { ngx::ffi::ngx_worker } as i32;
-    let slot = handle.zone.slot_acquire(&handle, me, worker_no, |p| {
-        // SAFETY: kill with signal 0 only checks for existence.
-        unsafe { libc::kill(p, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
-    });
-    if slot.is_none() {
+    // Slots are for workers (push wake-ups); the master running init_by_lua
+    // code must not hold one for its whole life.
+    let slot = crate::util::is_worker()
+        .then(|| {
+            handle.zone.slot_acquire(&handle, me, worker_no, |p| {
+                // SAFETY: kill with signal 0 only checks for existence.
+                unsafe { libc::kill(p, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
+            })
+        })
+        .flatten();
+    if slot.is_none() && crate::util::is_worker() {
         crate::wev_log!(
             WARN,
             "zone \"{}\": no free worker slot, push wake-ups disabled in this worker",
             name
         );
     }
-    if let (Some(slot), true) = (slot, crate::util::is_worker()) {
+    if let Some(slot) = slot {
         crate::notify::enable(&handle, slot);
     }
     with(|_| ());

@@ -69,12 +69,14 @@ impl Zone {
         }
     }
 
-    /// Clears this reader's pending-wake flag before it drains the log, so a
-    /// post that lands after the drain started wakes it again.
-    pub fn slot_clear_wake(&self, idx: usize) {
-        if let Some(s) = self.slots().get(idx) {
-            s.wake.store(0, Ordering::SeqCst);
-        }
+    /// Takes this reader's pending-wake flag before it drains the log (so a
+    /// post that lands after the drain started wakes it again); true if a
+    /// poster had set it. A wake-up without the flag did not come from a
+    /// poster and can be ignored.
+    pub fn slot_take_wake(&self, idx: usize) -> bool {
+        self.slots()
+            .get(idx)
+            .is_some_and(|s| s.wake.swap(0, Ordering::SeqCst) != 0)
     }
 
     /// Calls `wake(pid)` for every push-enabled slot except `except`, whose
@@ -135,7 +137,8 @@ mod tests {
         z.slots_to_wake(Some(a), |_, p| woken.push(p));
         z.slots_to_wake(Some(a), |_, p| woken.push(p));
         assert_eq!(woken, vec![2]);
-        z.slot_clear_wake(b);
+        assert!(z.slot_take_wake(b));
+        assert!(!z.slot_take_wake(b), "taken once");
         z.slots_to_wake(None, |_, p| woken.push(p));
         assert_eq!(woken, vec![2, 1, 2]);
     }
