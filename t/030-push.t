@@ -105,3 +105,56 @@ all 2 workers:
 polled 1
 --- error_log
 worker-events: push wake-ups unavailable (disabled by NGX_WORKER_EVENTS_NO_PUSH), falling back to the interval loop
+
+
+
+=== TEST 4: push reaches respawned workers and the new generation after a reload
+--- workers: 2
+--- http_config
+worker_events_zone ev 4m;
+lua_shared_dict out 8m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event) we.record(event, " ", data) end, "test")
+    we.configure({ interval = 30 })
+}
+--- config
+location = /kill {
+    content_by_lua_block {
+        ngx.say("killed")
+        ngx.eof()
+        local ffi = require "ffi"
+        pcall(ffi.cdef, "int kill(int pid, int sig);")
+        ffi.C.kill(ngx.worker.pid(), 9)
+    }
+}
+location = /reload {
+    content_by_lua_block {
+        require("t.we").reload()
+        ngx.sleep(0.5)
+        ngx.say("reloaded")
+    }
+}
+location = /probe {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        ngx.sleep(0.3) -- respawned / new workers configure themselves
+        for id = 0, ngx.worker.count() - 1 do we.take(id) end
+        assert(ev.post("test", "probe", ngx.var.arg_n))
+        ngx.say("all got it within 1 s: ", we.wait_all(1, 1))
+    }
+}
+--- request eval
+["GET /probe?n=1", "GET /kill", "GET /probe?n=2", "GET /reload", "GET /probe?n=3"]
+--- response_body eval
+["all got it within 1 s: true\n", "killed\n", "all got it within 1 s: true\n",
+ "reloaded\n", "all got it within 1 s: true\n"]
+--- timeout: 6
+--- no_error_log eval
+[
+qr/\[alert\](?!.*exited on signal 9)/,
+"[crit]",
+"push wake-ups unavailable",
+]
