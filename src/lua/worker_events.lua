@@ -8,9 +8,9 @@ local core = ...
 
 local ngx = ngx
 local log = ngx.log
-local ERR, WARN, DEBUG = ngx.ERR, ngx.WARN, ngx.DEBUG
+local ERR, DEBUG = ngx.ERR, ngx.DEBUG
 local type, tostring, error, pcall, xpcall, select = type, tostring, error, pcall, xpcall, select
-local setmetatable, ipairs, pairs, next = setmetatable, ipairs, pairs, next
+local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
 local traceback = debug.traceback
 local timer_at = ngx.timer.at
 local exiting = ngx.worker.exiting
