@@ -5,6 +5,13 @@ package Test::Nginx::Socket;
 # Block parsing, filters (eval, chomp, ...), blocks(), ONLY/SKIP/LAST and the
 # Test::More re-exports all come from Test::Base, exactly as in the original.
 # See t/lib/README.md for what is supported and how it differs.
+#
+# This file is the public package: the exports and settings (run_tests,
+# repeat_each, workers, ... and the package variables behind them), the
+# per-block driver loop, and the checks on responses and error.log.
+# It does not touch nginx itself (Test::Nginx::Socket::Server: servroot,
+# nginx.conf, start/stop, error.log reading) nor speak HTTP
+# (Test::Nginx::Socket::Client: building, sending and parsing requests).
 
 use strict;
 use warnings;
@@ -12,15 +19,17 @@ use warnings;
 use Test::Base ();    # no import: our own import is Test::Base's (inherited)
 use Test::More ();
 use Test::Builder ();
-use POSIX qw(SIGQUIT SIGKILL SIGTERM WNOHANG);
-use Time::HiRes qw(sleep time);
-use IO::Socket::INET ();
-use IO::Select ();
-use Errno qw(EAGAIN EWOULDBLOCK EINTR);
-use File::Path qw(make_path remove_tree);
+use Time::HiRes qw(sleep);
 use File::Spec ();
-use Scalar::Util qw(looks_like_number);
 use Text::Diff ();
+
+use Test::Nginx::Socket::Server qw(
+    get_nginx_version stop_nginx setup_server_root expand_env_in_text
+    write_user_files write_config_file start_nginx error_log_data
+);
+use Test::Nginx::Socket::Client qw(
+    get_req_from_block send_request parse_response res_header
+);
 
 our @ISA = ('Test::Base');
 our $VERSION = '0.29';
@@ -74,10 +83,8 @@ $ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 $ENV{TEST_NGINX_HTML_DIR}    = $HtmlDir;
 $ENV{TEST_NGINX_SERVER_PORT} = $ServerPort unless defined $ENV{TEST_NGINX_SERVER_PORT};
 
-our $ErrLogFilePos = 0;
-our %StartedPids;          # master pids started by this process
+our $ErrLogFilePos = 0;     # where error_log_data() continues reading
 our $PrevBlock;
-our $InSubprocess;
 my %Warned;
 
 # ---------------------------------------------------------- global helpers
@@ -176,284 +183,12 @@ sub trim_summary ($) {
     $s;
 }
 
-# ------------------------------------------------------ process management
-
-sub is_running ($) {
-    my $pid = shift;
-    return 0 unless $pid && kill(0, $pid);
-    # a daemonized master is not our child; under a non-reaping pid 1 it may
-    # linger as a zombie, which must count as gone
-    if (open my $fh, '<', "/proc/$pid/stat") {
-        my $stat = <$fh> // '';
-        close $fh;
-        return 0 if $stat =~ /^\d+ \(.*\) Z/s;
-    }
-    return 1;
-}
-
-sub read_pid_file () {
-    open my $in, '<', $PidFile or return undef;
-    my $pid = do { local $/; <$in> };
-    close $in;
-    return undef unless defined $pid && $pid =~ /^\s*(\d+)\s*$/;
-    return $1;
-}
-
-# Stop nginx: QUIT, wait up to $wait seconds, then KILL the process group.
-sub stop_nginx (;$$) {
-    my ($name, $wait) = @_;
-    $wait //= $QuitWait;
-    my %pids = map { $_ => 1 } grep { $_ } (read_pid_file(), keys %StartedPids);
-    for my $pid (keys %pids) {
-        delete $StartedPids{$pid};
-        next unless is_running($pid);
-        kill SIGQUIT, $pid;
-        my $deadline = time + $wait;
-        sleep 0.005;
-        while (is_running($pid) && time < $deadline) { sleep 0.01 }
-        if (is_running($pid)) {
-            warn "WARNING: ", ($name // 'cleanup'),
-                 " - nginx master $pid did not exit within ${wait}s; killing it\n";
-            kill SIGKILL, -$pid;
-            kill SIGKILL, $pid;
-            my $d2 = time + 2;
-            while (is_running($pid) && time < $d2) { sleep 0.01 }
-        }
-    }
-    unlink $PidFile if -f $PidFile && !is_running(read_pid_file());
-}
-
+# Runs the add_cleanup_handler() handlers (also from Server.pm's END block).
 sub cleanup () {
     $_->() for @CleanupHandlers;
 }
 
-sub get_nginx_version () {
-    my $out = `$NginxBinary -V 2>&1`;
-    if (defined $out && $out =~ m{(?:nginx|openresty)[^/]*/(\d+)\.(\d+)\.(\d+)}s) {
-        $NginxRawVersion = "$1.$2.$3";
-        return sprintf "%d.%03d%03d", $1, $2, $3;
-    }
-    return undef;
-}
-
-# ------------------------------------------------------------ server root
-
-sub setup_server_root () {
-    remove_tree($ConfDir, $HtmlDir, $LogDir, glob("$ServRoot/*_temp"),
-                glob("$ServRoot/*_cache"));
-    for my $d ($ServRoot, $LogDir, $HtmlDir, $ConfDir) {
-        next if -d $d;
-        make_path($d) or bail_out("Failed to mkdir $d: $!");
-    }
-    open my $out, '>', "$HtmlDir/index.html" or bail_out("Can't write index.html: $!");
-    print $out '<html><head><title>It works!</title></head><body>It works!</body></html>';
-    close $out;
-}
-
-sub gen_rand_port ($) {
-    my $used = shift;
-    for (1 .. 1000) {
-        my $port = int(rand 63550) + 1985;
-        next if $used->{$port};
-        my $sock = IO::Socket::INET->new(LocalAddr => $ServerAddr, LocalPort => $port,
-                                         Proto => 'tcp', ReuseAddr => 1, Listen => 1);
-        next unless $sock;
-        close $sock;
-        $used->{$port} = 1;
-        return $port;
-    }
-    return undef;
-}
-
-sub expand_env_in_text ($$$) {
-    my ($text, $name, $rand_ports) = @_;
-    return $text unless defined $text;
-    $text =~ s{\$(TEST_NGINX_[_A-Z0-9]+)}{
-        my $var = $1;
-        if ($var =~ /^TEST_NGINX_RAND_PORT_\d+$/) {
-            $rand_ports->{$var} //= gen_rand_port({ $ServerPort => 1, map { $_ => 1 } values %$rand_ports })
-                // bail_out("$name - cannot find a free port for $var");
-        } else {
-            bail_out("$name - No environment $var defined.\n") unless defined $ENV{$var};
-            $ENV{$var};
-        }
-    }ge;
-    return $text;
-}
-
-sub write_user_files ($$) {
-    my ($block, $rand_ports) = @_;
-    my $name = $block->name;
-    my $files = $block->user_files;
-    return unless $files;
-    if (!ref $files) {
-        my @list;
-        my ($fname, $body, $date);
-        for my $line (split /^/m, $files) {
-            if ($line =~ /^>>> (\S+)(?:\s+(.+))?/) {
-                push @list, [$fname, $body, $date] if $fname;
-                ($fname, $date, $body) = ($1, $2, undef);
-            } else {
-                $body .= $line;
-            }
-        }
-        push @list, [$fname, $body, $date] if $fname;
-        $files = \@list;
-    } elsif (ref $files ne 'ARRAY') {
-        bail_out("$name - --- user_files: only a string or an ARRAY is accepted");
-    }
-    for my $file (@$files) {
-        my ($fname, $body, $date) = @$file;
-        $body //= '';
-        my $path = $fname =~ m{^/} ? $fname : "$HtmlDir/$fname";
-        if ($path =~ m{(.*)/} && !-d $1) {
-            make_path($1) or bail_out("$name - cannot create directory $1");
-        }
-        $body = expand_env_in_text($body, $name, $rand_ports);
-        open my $out, '>', $path or bail_out("$name - cannot open $path for writing: $!");
-        binmode $out;
-        print $out $body;
-        close $out;
-        if ($date) {
-            system("TZ=GMT touch -t '$date' '$path'") == 0
-                or bail_out("$name - failed to set the date of $path");
-        }
-    }
-}
-
-sub write_config_file ($$$) {
-    my ($block, $config, $rand_ports) = @_;
-    my $name = $block->name;
-    my $http_config = expand_env_in_text($block->http_config // '', $name, $rand_ports);
-    my $main_config = expand_env_in_text($block->main_config // '', $name, $rand_ports);
-    my $post_main_config = expand_env_in_text($block->post_main_config // '', $name, $rand_ports);
-    if (my $mods = $ENV{TEST_NGINX_LOAD_MODULES}) {
-        $main_config = join('', map { "load_module $_;\n" } grep { length } split /\s+/, $mods)
-                       . $main_config;
-    }
-    my $workers = $block->workers // $Workers;    # --- workers: runner extension
-    $workers =~ s/^\s+|\s+$//g;
-    my $log_level = $block->log_level || $LogLevel;
-    $log_level =~ s/^\s+|\s+$//g;
-    my $server_name = $block->server_name // $ServerName;
-    my $env = join '', map { my $v = /\s/ ? "'$_'" : $_; "env $v;\n" } @EnvToNginx;
-    my $user = $> == 0 ? "user root;\n" : '';
-    my $root_loc = $NoRootLocation ? '' : <<"_EOC_";
-        location / {
-            root $HtmlDir;
-            index index.html index.htm;
-        }
-_EOC_
-
-    open my $out, '>', $ConfFile or bail_out("Can't open $ConfFile for writing: $!");
-    print $out <<"_EOC_";
-worker_processes  $workers;
-daemon on;
-master_process $MasterProcess;
-error_log $ErrLogFile $log_level;
-pid       $PidFile;
-$user$env
-$main_config
-
-http {
-    access_log off;
-    default_type text/plain;
-    keepalive_timeout  68;
-    client_body_temp_path $ServRoot/client_body_temp;
-    proxy_temp_path $ServRoot/proxy_temp;
-    fastcgi_temp_path $ServRoot/fastcgi_temp;
-    uwsgi_temp_path $ServRoot/uwsgi_temp;
-    scgi_temp_path $ServRoot/scgi_temp;
-
-$http_config
-
-    server {
-        listen          $ServerAddr:$ServerPort;
-        server_name     '$server_name';
-
-        client_max_body_size 30M;
-
-        # Begin preamble config...
-$ConfigPreamble
-        # End preamble config...
-
-        # Begin test case config...
-$config
-        # End test case config.
-
-$root_loc    }
-}
-
-$post_main_config
-
-events {
-    accept_mutex off;
-    worker_connections  $WorkerConnections;
-}
-_EOC_
-    close $out;
-}
-
-# Start nginx; returns ($ok, $exit_status, $stderr_text).
-sub start_nginx ($) {
-    my ($name) = @_;
-    my @cmd = ($NginxBinary, '-p', "$ServRoot/", '-c', $ConfFile);
-    # nginx >= 1.19.5: send startup (config parsing) messages to our error.log
-    # too, as OpenResty's prefix-relative default error log does.
-    push @cmd, '-e', $ErrLogFile if defined $NginxVersion && $NginxVersion >= 1.019005;
-    my ($status, $err);
-    my $deadline = time + 5;
-    while (1) {
-        my $pid = fork();
-        bail_out("$name - fork() failed: $!") unless defined $pid;
-        if ($pid == 0) {
-            $InSubprocess = 1;
-            open STDOUT, '>', '/dev/null';
-            open STDERR, '>', $StartErrFile;
-            exec { $cmd[0] } @cmd or POSIX::_exit(127);
-        }
-        waitpid($pid, 0);
-        $status = $?;
-        $err = slurp($StartErrFile) // '';
-        last if $status == 0;
-        # the previous nginx may still hold the port for a moment
-        last unless $err =~ /Address already in use/ && time < $deadline;
-        sleep 0.05;
-    }
-    return (0, $status, $err) if $status != 0;
-
-    # daemon on: the master writes its pid file after forking
-    my $pid;
-    my $d = time + 5;
-    until (($pid = read_pid_file()) || time > $d) { sleep 0.005 }
-    if (!$pid) {
-        return (0, $status, "$err\n(no pid file $PidFile after 5 s)");
-    }
-    $StartedPids{$pid} = 1;
-    return (1, 0, $err);
-}
-
-sub slurp ($) {
-    my $f = shift;
-    open my $in, '<', $f or return undef;
-    local $/;
-    my $s = <$in>;
-    close $in;
-    return $s;
-}
-
 # --------------------------------------------------------------- main loop
-
-END {
-    return if $InSubprocess;
-    local $?;
-    cleanup();
-    stop_nginx('END') unless $ENV{TEST_NGINX_NO_CLEAN};
-}
-
-for my $sig (qw(INT TERM)) {
-    $SIG{$sig} = sub { stop_nginx('signal') unless $InSubprocess; exit 1 };
-}
 
 sub run_tests () {
     my $tb = Test::More->builder;
@@ -606,245 +341,7 @@ sub report_failure ($$) {
     }
 }
 
-# ------------------------------------------------------------- requests
-
-sub parse_more_headers ($) {
-    my ($in) = @_;
-    my ($out, $is_chunked) = ('', 0);
-    for my $header (split /\n+/, $in // '') {
-        next if $header =~ /^\s*#/;
-        my ($key, $val) = split /:\s*/, $header, 2;
-        $val //= '';
-        $val =~ s/\r$//;
-        $is_chunked = 1 if lc($key) eq 'transfer-encoding' && $val eq 'chunked';
-        $out .= "$key: $val\r\n";
-    }
-    return ($out, $is_chunked);
-}
-
-# Build one raw HTTP request from the Test::Nginx "METHOD URI [VER]\nbody" form.
-sub build_request ($$$$$) {
-    my ($name, $more_headers, $is_chunked, $conn, $req) = @_;
-    $req //= '';
-    bail_out("$name - Request line should be non-empty") if $req !~ /\S/;
-    my ($first, $content) = split /\n/, $req, 2;
-    $content //= '';
-    $first =~ /^\s*(\S+)(?:\s+(\S+))?(?:\s+(\S+))?\s*$/
-        or bail_out("$name - Request line is not valid. Should be 'meth [url [version]]' "
-                    . "but got \"$first\".");
-    my ($meth, $url, $ver) = ($1, $2 // '/', $3 // 'HTTP/1.1');
-    my $headers = '';
-    $headers .= "Host: $ServerName\r\n" if $more_headers !~ /(?:^|\n)Host:/i;
-    $headers .= "Connection: $conn\r\n" if $more_headers !~ /(?:^|\n)Connection/i;
-    $headers .= $more_headers;
-    if (!$is_chunked && $content ne '' && $more_headers !~ /(?:^|\n)Content-Length:/i) {
-        $content =~ s/^\s+|\s+$//gs;
-        $headers .= "Content-Length: " . length($content) . "\r\n";
-    }
-    return "$meth $url $ver\r\n$headers\r\n$content";
-}
-
-# Returns a list of requests, each an arrayref of packets {value, delay_before}.
-sub get_req_from_block ($) {
-    my ($block) = @_;
-    my $name = $block->name;
-    my @list;
-    if (defined(my $raw = $block->raw_request)) {
-        push @list, [map { ref $_ ? $_ : { value => $_ } } (ref $raw eq 'ARRAY' ? @$raw : $raw)];
-        return \@list;
-    }
-    my $request = $block->request;
-    my $more = $block->more_headers // '';
-    my $hdrs_for = sub {
-        my $i = shift;
-        if (ref $more eq 'ARRAY') {
-            bail_out("$name - --- more_headers lacks data for request $i") unless defined $more->[$i];
-            return parse_more_headers($more->[$i]);
-        }
-        return parse_more_headers($more);
-    };
-    if (my $reqs = $block->pipelined_requests) {
-        bail_out("$name - invalid entries in --- pipelined_requests") unless ref $reqs eq 'ARRAY';
-        my $all = '';
-        for my $i (0 .. $#$reqs) {
-            my ($h, $chunked) = $hdrs_for->($i);
-            $all .= build_request($name, $h, $chunked, $i == $#$reqs ? 'close' : 'keep-alive',
-                                  $reqs->[$i]);
-        }
-        return [[{ value => $all }]];
-    }
-    return [] unless defined $request;    # runner extension: no request at all
-    if (!ref $request) {
-        1 while $request =~ s/^\s*\#[^\n]+\s+|^\s+//gs;
-        my ($h, $chunked) = $hdrs_for->(0);
-        return [[{ value => build_request($name, $h, $chunked, 'close', $request) }]];
-    }
-    bail_out("$name - invalid --- request: MUST be a string or an array of requests")
-        unless ref $request eq 'ARRAY';
-    for my $i (0 .. $#$request) {
-        my $one = $request->[$i];
-        my ($h, $chunked) = $hdrs_for->($i);
-        if (!ref $one) {
-            push @list, [{ value => build_request($name, $h, $chunked, 'close', $one) }];
-        } elsif (ref $one eq 'ARRAY') {
-            # a request given as packets: the first packet carries the request line
-            my @packets = map { ref $_ ? { %$_ } : { value => $_ } } @$one;
-            my $whole = join '', map { $_->{value} } @packets;
-            my $built = build_request($name, $h, $chunked, 'close', $whole);
-            # keep the packet boundaries of the body part where possible
-            my $body_len = 0;
-            $body_len += length $_->{value} for @packets[1 .. $#packets];
-            if (@packets > 1 && $body_len <= length $built) {
-                my $pos = length($built) - $body_len;
-                $packets[0]{value} = substr($built, 0, $pos);
-                for my $p (@packets[1 .. $#packets]) {
-                    my $len = length $p->{value};
-                    $p->{value} = substr($built, $pos, $len);
-                    $pos += $len;
-                }
-                push @list, \@packets;
-            } else {
-                push @list, [{ value => $built }];
-            }
-        } else {
-            bail_out("$name - invalid request: $one should be a string or an array of packets");
-        }
-    }
-    return \@list;
-}
-
-# Sends one request (list of packets) on a new connection and reads until the
-# server closes it. Refused connects are retried for $ConnectRetry seconds
-# (e.g. while nginx reloads). Returns ($raw_response, $error, $timed_out).
-sub send_request ($$$$) {
-    my ($packets, $middle_delay, $timeout, $block) = @_;
-    my $name = $block->name;
-    my $addr = $block->server_addr_for_client // $ServerAddr;
-    my $sock;
-    my $deadline = time + $ConnectRetry;
-    while (1) {
-        $sock = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $ServerPortForClient,
-                                      Proto => 'tcp', Timeout => $timeout);
-        last if $sock;
-        my $err = $@ || $!;
-        return (undef, "cannot connect to $addr:$ServerPortForClient: $err")
-            if time >= $deadline;
-        sleep 0.02;
-    }
-    $sock->blocking(0);
-    binmode $sock;
-    my $sel = IO::Select->new($sock);
-    my @bits = @$packets;
-    my ($resp, $err, $timed_out) = ('', undef, 0);
-
-    # write all packets
-    my $first = 1;
-    PACKET: while (my $p = shift @bits) {
-        my $delay = $p->{delay_before} // ($first ? undef : $middle_delay);
-        sleep $delay if $delay;
-        $first = 0;
-        my ($buf, $off) = ($p->{value}, 0);
-        while ($off < length $buf) {
-            if (!$sel->can_write($timeout)) { $timed_out = 1; last PACKET }
-            my $n = syswrite($sock, $buf, length($buf) - $off, $off);
-            if (!defined $n) {
-                next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-                $err = "write failed: $!";
-                last PACKET;
-            }
-            $off += $n;
-        }
-    }
-    if (!$timed_out && !$err && defined(my $shutdown = $block->shutdown)) {
-        shutdown($sock, $shutdown =~ /^\s*(\d+)\s*$/ ? $1 : 1);
-    }
-
-    # read until EOF (we send "Connection: close"); idle timeout like Test::Nginx
-    while (!$timed_out) {
-        if (!$sel->can_read($timeout)) { $timed_out = 1; last }
-        my $n = sysread($sock, my $chunk, 65536);
-        if (!defined $n) {
-            next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-            $err //= "read failed: $!";    # e.g. reset by a killed worker
-            last;
-        }
-        last if $n == 0;
-        $resp .= $chunk;
-    }
-    close $sock;
-    return ($resp, $err, $timed_out);
-}
-
-sub res_header ($$) {
-    my ($res, $key) = @_;
-    return undef unless $res;
-    my @v = map { $_->[1] } grep { lc $_->[0] eq lc $key } @{ $res->{headers} };
-    return @v ? join(', ', @v) : undef;
-}
-
-# Parses one response from $raw; returns ($res, $raw_headers, $left).
-sub parse_response ($$$) {
-    my ($name, $raw, $head_req) = @_;
-    my $raw_headers = $raw =~ /\A(.*?\r\n)\r\n/s ? $1 : '';
-    my ($head, $body);
-    if ($raw =~ /\A(.*?)\r?\n\r?\n(.*)\z/s) { ($head, $body) = ($1, $2) }
-    else { ($head, $body) = ($raw, '') }
-    my @lines = split /\r?\n/, $head;
-    my $status = shift(@lines) // '';
-    my $res = { code => undef, headers => [], content => $body };
-    $res->{code} = $1 if $status =~ m{^HTTP/\d+(?:\.\d+)?\s+(\d+)};
-    for (@lines) {
-        push @{ $res->{headers} }, [$1, $2] if /^([^:\s]+)\s*:\s*(.*?)\s*$/;
-    }
-    my $code = $res->{code};
-    return ($res, $raw_headers) if $code && ($code == 304 || $code == 101 || $head_req);
-    my $enc = res_header($res, 'Transfer-Encoding');
-    my $len = res_header($res, 'Content-Length');
-    my $left;
-    if (defined $enc && $enc eq 'chunked') {
-        my $decoded = '';
-        pos($body) = 0;
-        while (1) {
-            if ($body =~ /\G0[ \t]*\r\n\r\n/gc) {
-                $left = $1 if $body =~ /\G(.+)/gcs;
-                last;
-            }
-            if ($body =~ /\G[ \t]*([A-Fa-f0-9]+)[ \t]*\r\n/gc) {
-                my $size = hex $1;
-                my $start = pos $body;
-                if (length($body) - $start < $size) {
-                    chunk_fail("$name - invalid chunked data received "
-                               . "(not enough octets for the data section)");
-                    return ($res, $raw_headers);
-                }
-                $decoded .= substr($body, $start, $size);
-                pos($body) = $start + $size;
-                if ($body !~ /\G\r\n/gc) {
-                    chunk_fail("$name - invalid chunked data received (expected CRLF).");
-                    return ($res, $raw_headers);
-                }
-            } elsif ($body =~ /\G(.+)/gcs) {
-                chunk_fail("$name - invalid chunked body received: " . fmt_str($1));
-                return ($res, $raw_headers);
-            } else {
-                chunk_fail("$name - no last chunk found - " . fmt_str($body));
-                return ($res, $raw_headers);
-            }
-        }
-        $res->{content} = $decoded;
-    } elsif (defined $len && $len =~ /^\d+$/) {
-        if (length $body < $len) {
-            warn "WARNING: $name - response body truncated: $len expected, but got "
-                 . length($body) . "\n";
-        } elsif (length $body > $len) {
-            $left = substr($body, $len);
-            $res->{content} = substr($body, 0, $len);
-        }
-    }
-    return ($res, $raw_headers, $left);
-}
-
-sub chunk_fail { Test::More::fail(shift) }
+# ------------------------------------------------- requests of one repeat
 
 sub get_indexed_value ($$$$) {
     my ($name, $value, $req_idx, $need_array) = @_;
@@ -1055,19 +552,6 @@ sub check_response_body ($$$$$) {
         else { Test::More::unlike($content, qr/$pat/s, $desc) }
     }
     $_->($block, $content, $req_idx, $repeated_idx, 0) for @ResponseBodyChecks;
-}
-
-# Error-log lines written since the previous call (position is reset to 0 at
-# the start of every block, where error.log is recreated anyway).
-sub error_log_data (;$) {
-    my $no_sleep = shift;
-    sleep $Sleep unless $no_sleep;    # lines logged after the connection is closed
-    open my $in, '<', $ErrLogFile or return [];
-    seek $in, $ErrLogFilePos, 0 if !$CheckAccumErrLog && $ErrLogFilePos > 0;
-    my @lines = <$in>;
-    $ErrLogFilePos = tell($in) unless $CheckAccumErrLog;
-    close $in;
-    return \@lines;
 }
 
 sub to_patterns ($) {
