@@ -68,6 +68,10 @@ GET /t
 ok
 --- shutdown_error_log eval
 qr/\[notice\] .*: exit$/
+--- no_shutdown_error_log
+[alert]
+[crit]
+open socket
 
 
 
