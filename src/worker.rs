@@ -83,25 +83,23 @@ pub fn attach(name: &str) -> Result<bool, AttachError> {
     let worker_no = unsafe { ngx::ffi::ngx_worker } as i32;
     // Slots are for workers (push wake-ups); the master running init_by_lua
     // code must not hold one for its whole life.
-    let slot = crate::util::is_worker()
-        .then(|| {
-            handle.zone.slot_acquire(&handle, me, worker_no, |p| {
-                // SAFETY: kill with signal 0 only checks for existence.
-                unsafe { libc::kill(p, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
-            })
-        })
-        .flatten();
-    if slot.is_none() && crate::util::is_worker() {
-        crate::wev_log!(
-            WARN,
-            "zone \"{}\": no free worker slot, push wake-ups disabled in this worker",
-            name
-        );
-    }
-    if let Some(slot) = slot {
-        crate::notify::enable(&handle, slot);
-    }
-    with(|_| ());
+    let slot = if crate::util::is_worker() {
+        let slot = handle.zone.slot_acquire(&handle, me, worker_no, |p| {
+            // SAFETY: kill with signal 0 only checks for existence.
+            unsafe { libc::kill(p, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
+        });
+        match slot {
+            Some(slot) => crate::notify::enable(&handle, slot),
+            None => crate::wev_log!(
+                WARN,
+                "zone \"{}\": no free worker slot, push wake-ups disabled in this worker",
+                name
+            ),
+        }
+        slot
+    } else {
+        None
+    };
     // SAFETY: as in `with`.
     unsafe {
         *STATE.0.get() = Some(Worker {
