@@ -353,6 +353,28 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        // A small LCG: deterministic, no extra dependency.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        };
+        for _ in 0..20_000 {
+            let len = next() as usize % 64;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next()).collect();
+            // Bias towards valid tags so decoding gets deep into the format.
+            if let Some(b) = bytes.first_mut() {
+                *b %= 9;
+            }
+            let mut d = Decoder::new(&bytes);
+            let _ = dec(&mut d, 0).and_then(|_| d.finish());
+        }
+    }
+
+    #[test]
     fn depth_is_bounded() {
         // 8 MB: the stack of an nginx worker, where decoding really runs.
         std::thread::Builder::new()

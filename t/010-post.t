@@ -315,3 +315,59 @@ nil event is too long: 70000 bytes, at most 65535
 nil unique is too long: 70000 bytes, at most 65535
 --- error_log
 is too long
+
+
+
+=== TEST 9: 300 random nested values arrive equal in every worker
+--- workers: 3
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        math.randomseed(20261123)
+        local function rnd_string()
+            local t = {}
+            for i = 1, math.random(0, 40) do t[i] = string.char(math.random(0, 255)) end
+            return table.concat(t)
+        end
+        local function rnd_value(depth)
+            local r = math.random(1, depth > 4 and 6 or 9)
+            if r == 1 then return true
+            elseif r == 2 then return false
+            elseif r == 3 then return math.random(-1e6, 1e6)
+            elseif r == 4 then return math.random() * 1e6
+            elseif r == 5 then return rnd_string()
+            elseif r == 6 then return ngx.null
+            else
+                local t = {}
+                for i = 1, math.random(0, 5) do t[i] = rnd_value(depth + 1) end
+                for _ = 1, math.random(0, 5) do
+                    local k = math.random(1, 3)
+                    local key = k == 1 and rnd_string() or (k == 2 and math.random(-100, 100) or (math.random() > 0.5))
+                    if key ~= "" then t[key] = rnd_value(depth + 1) end
+                end
+                return t
+            end
+        end
+        local sent = {}
+        for i = 1, 300 do
+            local v = rnd_value(0)
+            assert(ev.post("test", "rnd", v))
+            sent[i] = "rnd " .. we.show(v)
+        end
+        assert(we.wait_all(300))
+        sent = table.concat(sent, "\n")
+        for id = 0, ngx.worker.count() - 1 do
+            ngx.say("worker ", id, " got what was sent: ", table.concat(we.take(id), "\n") == sent)
+        end
+    }
+}
+--- request
+GET /t
+--- response_body
+worker 0 got what was sent: true
+worker 1 got what was sent: true
+worker 2 got what was sent: true

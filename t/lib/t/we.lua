@@ -106,8 +106,10 @@ function _M.show(v, seen)
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
     table.sort(keys, function(a, b)
-      if type(a) == type(b) then return a < b end
-      return type(a) < type(b)
+      local ta, tb = type(a), type(b)
+      if ta ~= tb then return ta < tb end
+      if ta == "boolean" then return tostring(a) < tostring(b) end
+      return a < b
     end)
     local parts = {}
     for _, k in ipairs(keys) do
