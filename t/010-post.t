@@ -86,12 +86,7 @@ location = /t {
         -- what the poster sent, rendered the same way
         local sent = {}
         for _, v in ipairs(values) do sent[#sent + 1] = v[1] .. " " .. we.show(v[2]) end
-        sent = table.concat(sent, "\n")
-        for id = 0, ngx.worker.count() - 1 do
-            local got = table.concat(we.take(id), "\n")
-            ngx.say("worker ", id, " got what was sent: ", got == sent)
-            if got ~= sent then ngx.say(got) end
-        end
+        we.say_each_equal(sent, "got what was sent")
     }
 }
 --- request
@@ -359,10 +354,7 @@ location = /t {
             sent[i] = "rnd " .. we.show(v)
         end
         assert(we.wait_all(300))
-        sent = table.concat(sent, "\n")
-        for id = 0, ngx.worker.count() - 1 do
-            ngx.say("worker ", id, " got what was sent: ", table.concat(we.take(id), "\n") == sent)
-        end
+        we.say_each_equal(sent, "got what was sent")
     }
 }
 --- request

@@ -38,10 +38,7 @@ location = /t {
             expect[#expect + 1] = name .. " " .. #blob .. " " .. ngx.md5(blob) .. " " .. #parts
         end
         assert(we.wait_all(3))
-        expect = table.concat(expect, "\n")
-        for id = 0, ngx.worker.count() - 1 do
-            ngx.say("worker ", id, " intact: ", table.concat(we.take(id), "\n") == expect)
-        end
+        we.say_each_equal(expect, "intact")
     }
 }
 --- request

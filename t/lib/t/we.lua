@@ -97,6 +97,17 @@ function _M.say_common()
   end
 end
 
+-- for every worker, says "worker <id> <label>: true" when its lines equal
+-- `expected` (a list of lines), else false and what it got
+function _M.say_each_equal(expected, label)
+  local want = table.concat(expected, "\n")
+  for id = 0, ngx.worker.count() - 1 do
+    local got = table.concat(_M.take(id), "\n")
+    ngx.say("worker ", id, " ", label, ": ", got == want)
+    if got ~= want then ngx.say(got) end
+  end
+end
+
 -- renders a value deterministically (sorted keys, %q strings)
 function _M.show(v, seen)
   local t = type(v)
