@@ -250,10 +250,10 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
     }
     let zone = handle.zone.base() as usize;
     let fd = st.send_fd;
-    handle.zone.slots_to_wake(slot, |_, to| {
+    handle.zone.slots_to_wake(slot, |idx, to| {
         let (sa, len) = address(zone, to);
         // SAFETY: valid address and a one-byte local buffer.
-        unsafe {
+        let sent = unsafe {
             libc::sendto(
                 fd,
                 b"!".as_ptr().cast(),
@@ -263,8 +263,16 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
                 len,
             )
         };
-        // Failures are harmless: a gone worker does not need waking, and a
-        // full queue means a wake-up is already pending.
+        if sent != 1 {
+            // Not sent. Nobody listens at that name any more (the worker died
+            // without freeing its slot): stop pushing to it. Otherwise (its
+            // queue is full): clear the flag we set, so a later post retries.
+            let gone = std::io::Error::last_os_error().raw_os_error() == Some(libc::ECONNREFUSED);
+            if gone {
+                handle.zone.slot_set_push(idx, false);
+            }
+            handle.zone.slot_reset_wake(idx);
+        }
     });
 }
 

@@ -79,6 +79,14 @@ impl Zone {
             .is_some_and(|s| s.wake.swap(0, Ordering::SeqCst) != 0)
     }
 
+    /// Clears slot `idx`'s wake flag after a wake-up could not be sent, so the
+    /// next post tries again instead of assuming one is pending.
+    pub fn slot_reset_wake(&self, idx: usize) {
+        if let Some(s) = self.slots().get(idx) {
+            s.wake.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// Calls `wake(pid)` for every push-enabled slot except `except`, whose
     /// wake flag was not already set (coalescing).
     pub fn slots_to_wake(&self, except: Option<usize>, mut wake: impl FnMut(usize, i32)) {
@@ -139,7 +147,11 @@ mod tests {
         assert_eq!(woken, vec![2]);
         assert!(z.slot_take_wake(b));
         assert!(!z.slot_take_wake(b), "taken once");
+        // A wake-up that could not be sent is retried by the next post.
+        z.slots_to_wake(Some(a), |i, _| z.slot_reset_wake(i));
+        z.slots_to_wake(Some(a), |_, p| woken.push(p));
+        assert!(z.slot_take_wake(b));
         z.slots_to_wake(None, |_, p| woken.push(p));
-        assert_eq!(woken, vec![2, 1, 2]);
+        assert_eq!(woken, vec![2, 2, 1, 2]);
     }
 }
