@@ -347,13 +347,7 @@ function _M.poll()
     _more = false
     return "done"
   end
-  if not _shm then
-    _busy = true
-    local ok, err = pcall(run_local)
-    _busy = false
-    if not ok then return nil, err end
-    return "done"
-  end
+  -- (not configured: local events only; fetch finds nothing)
   _busy = true
   local ok, more = pcall(do_poll)
   _busy = false

@@ -217,11 +217,10 @@ impl Zone {
         let head = h.head.load(Ordering::Relaxed);
         let tail = h.tail.load(Ordering::Relaxed);
         let at_head = (head, h.head_seq.load(Ordering::Relaxed));
-        let (pos, seq) = if tail <= cur.pos && cur.pos < head {
-            // Not overtaken, yet the record under the cursor is unreadable:
-            // memory was scribbled on. Skip everything up to the head.
-            at_head
-        } else if tail == head {
+        // Not overtaken, yet the record under the cursor is unreadable (memory
+        // was scribbled on), or nothing intact is left: skip to the head.
+        let scribbled = tail <= cur.pos && cur.pos < head;
+        let (pos, seq) = if scribbled || tail == head {
             at_head
         } else {
             self.header_at(tail).map_or(at_head, |r| (tail, r.seq))
