@@ -1,40 +1,128 @@
 //! ngx-worker-events: an nginx dynamic module that gives lua-nginx-module
-//! code a loss-aware event bus between worker processes.
+//! code a loss-aware event bus between worker processes, and the Lua APIs
+//! of lua-resty-worker-events on top of it.
 //!
-//! This file is module glue only: the `ngx_module_t`, its http context, the
-//! directive table and the process hooks. Everything else lives in:
-//! - `conf`: the `worker_events_zone` directive;
-//! - `shm`: the zone's nginx side (init, lock, lookup);
-//! - `zone`: the zone's layout and algorithms (pure);
-//! - `codec`: payload serialisation (pure);
-//! - `worker`: per-process attachment state;
-//! - `notify`: cross-worker wake-ups;
-//! - `lua`: the Lua modules and their native functions;
-//! - `log`, `util`: helpers.
-
-#![allow(clippy::missing_safety_doc)]
+//! This file is the module object only: the `ngx_module_t`, its http
+//! context, the directive table and the process hooks. Layers, each
+//! importing only the ones below it:
+//! - `lua`: the Lua surface (preloaded packages, native functions, FFI exports);
+//! - `runtime`: per-process state (attachments, consumers, push, lifecycle);
+//! - `zone` (pure: layout and algorithms over the shared bytes), `codec`
+//!   (pure: payload format), `ngx` (thin nginx edges);
+//! - `conf`: the directives, next to their handlers.
 
 // Pure logic: unit-tested with `cargo test`.
 pub mod codec;
 pub mod conf;
 pub mod zone;
 
-// nginx- and Lua-facing code: needs the nginx binary's symbols at run time,
-// so it is left out of unit-test builds (the t/ suite covers it for real).
-#[cfg(not(test))]
-mod glue;
-#[cfg(not(test))]
-pub mod log;
-#[cfg(not(test))]
+// The Lua layer: `lua::value` is unit-tested on a bare LuaJIT state; the
+// rest needs the nginx binary's symbols at run time.
 pub mod lua;
+
+// nginx- and process-facing code, left out of unit-test builds (the t/
+// suite covers it against the real nginx).
 #[cfg(not(test))]
-pub mod notify;
+pub mod ngx;
 #[cfg(not(test))]
-pub mod shm;
-#[cfg(not(test))]
-pub mod util;
-#[cfg(not(test))]
-pub mod worker;
+pub mod runtime;
 
 #[cfg(not(test))]
-pub use glue::ngx_http_worker_events_module;
+pub use module::ngx_http_worker_events_module;
+
+#[cfg(not(test))]
+mod module {
+    use core::ffi::c_void;
+    use core::ptr;
+
+    use ::ngx::core::Status;
+    use ::ngx::ffi::{
+        ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t,
+        ngx_uint_t, NGX_CONF_TAKE2, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+    };
+    use ::ngx::http::{HttpModule, HttpModuleMainConf};
+    use ::ngx::ngx_string;
+
+    use crate::ngx::catch_unwind_or;
+    use crate::runtime::lifecycle;
+    use crate::{conf, lua};
+
+    /// The http module.
+    pub struct Module;
+
+    impl HttpModule for Module {
+        fn module() -> &'static ngx_module_t {
+            // SAFETY: the static lives for the whole process; nginx only
+            // mutates its index fields during configuration, before we read it.
+            unsafe { &*ptr::addr_of!(ngx_http_worker_events_module) }
+        }
+
+        /// Registers the Lua packages (from preconfiguration, so they are
+        /// available in `init_by_lua*` too, and in every VM after a reload).
+        unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            catch_unwind_or(Status::NGX_ERROR.into(), || {
+                // SAFETY: nginx passes the configuration being parsed.
+                match unsafe { lua::register_preload(cf) } {
+                    Ok(()) => Status::NGX_OK.into(),
+                    Err(_) => Status::NGX_ERROR.into(),
+                }
+            })
+        }
+    }
+
+    // SAFETY: the main conf slot of this module holds a `conf::MainConf`.
+    unsafe impl HttpModuleMainConf for Module {
+        type MainConf = conf::MainConf;
+    }
+
+    static mut COMMANDS: [ngx_command_t; 2] = [
+        ngx_command_t {
+            name: ngx_string!("worker_events_zone"),
+            type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+            set: Some(conf::set_zone),
+            conf: NGX_HTTP_MAIN_CONF_OFFSET,
+            offset: 0,
+            post: ptr::null_mut(),
+        },
+        ngx_command_t::empty(),
+    ];
+
+    static CTX: ngx_http_module_t = ngx_http_module_t {
+        preconfiguration: Some(Module::preconfiguration),
+        postconfiguration: None,
+        create_main_conf: Some(Module::create_main_conf),
+        init_main_conf: Some(conf::init_main_conf),
+        create_srv_conf: None,
+        merge_srv_conf: None,
+        create_loc_conf: None,
+        merge_loc_conf: None,
+    };
+
+    ::ngx::ngx_modules!(ngx_http_worker_events_module);
+
+    /// The module object nginx loads.
+    #[used]
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_http_worker_events_module: ngx_module_t = ngx_module_t {
+        ctx: ptr::addr_of!(CTX) as *mut c_void,
+        // SAFETY: taking the address of a static; nginx reads the table.
+        commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
+        type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_process: Some(init_process),
+        exit_process: Some(exit_process),
+        ..ngx_module_t::default()
+    };
+
+    /// Worker start: never fails a process; quiet outside workers (cache
+    /// manager/loader).
+    extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
+        catch_unwind_or((), lifecycle::on_worker_start);
+        Status::NGX_OK.into()
+    }
+
+    /// Worker exit.
+    extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+        catch_unwind_or((), lifecycle::on_worker_exit);
+    }
+}

@@ -116,10 +116,10 @@ GET /t
 --- response_body
 cache manager alive: true
 --- grep_error_log eval
-qr/worker-events: worker (?=\d+ started)/
+qr/ngx_worker_events: worker (?=\d+ attached)/
 --- grep_error_log_out
-worker-events: worker 
-worker-events: worker 
+ngx_worker_events: worker 
+ngx_worker_events: worker 
 --- no_error_log
 [alert]
 [crit]

@@ -46,7 +46,7 @@ invalid number of arguments in "worker_events_zone" directive
 worker_events_zone ev lots;
 --- must_die
 --- error_log
-worker-events: invalid zone size for "ev"
+ngx_worker_events: invalid zone size for "ev"
 
 
 
@@ -55,7 +55,7 @@ worker-events: invalid zone size for "ev"
 worker_events_zone ev 64k;
 --- must_die
 --- error_log
-worker-events: zone "ev" is too small: 65536 bytes, at least 128k are needed
+ngx_worker_events: zone "ev" is too small: 65536 bytes, at least 128k are needed
 
 
 
@@ -84,7 +84,7 @@ worker_events_zone ev 1m;
 worker_events_zone ev 1m;
 --- must_die
 --- error_log
-worker-events: duplicate worker_events_zone "ev"
+ngx_worker_events: duplicate worker_events_zone "ev"
 
 
 
@@ -120,7 +120,7 @@ the shared memory zone "ev" is already declared for a different use
 
 
 
-=== TEST 11: configure() with a lua_shared_dict explains what to declare
+=== TEST 11: configure() with a lua_shared_dict uses the only declared zone
 --- http_config
 lua_shared_dict dict 1m;
 worker_events_zone ev 1m;
@@ -129,16 +129,43 @@ location = /t {
     content_by_lua_block {
         local ev = require "resty.worker.events"
         ngx.say(ev.configure({ shm = "dict" }))
+        ngx.say(ev.stats().zone)
     }
 }
 --- request
 GET /t
 --- response_body
-nilshm "dict" is not a worker_events_zone (a lua_shared_dict?); declare it in http {} with: worker_events_zone dict 1m;
+true
+ev
+--- error_log
+ngx_worker_events: shm "dict" is a lua_shared_dict: events go to worker_events_zone "ev" (for a dedicated zone, replace "lua_shared_dict dict ...;" with "worker_events_zone dict <size>;")
 
 
 
-=== TEST 12: several zones side by side
+=== TEST 12: a lua_shared_dict and two declared zones: no default, a clear error
+--- http_config
+lua_shared_dict dict 1m;
+worker_events_zone a 1m;
+worker_events_zone b 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        ngx.say(ev.configure({ shm = "dict" }))
+        ngx.say(ev.configure({ shm = "b" }))
+        ngx.say(ev.stats().zone)
+    }
+}
+--- request
+GET /t
+--- response_body
+nilshm "dict" is a lua_shared_dict and there is no single default worker_events_zone (declared: a, b): pass one of them as shm
+true
+b
+
+
+
+=== TEST 13: several zones side by side
 --- http_config
 worker_events_zone one 1m;
 worker_events_zone two 2m;
@@ -160,7 +187,7 @@ two true
 
 
 
-=== TEST 13: nginx -t style check passes with the module
+=== TEST 14: nginx -t style check passes with the module
 --- http_config
 worker_events_zone ev 10m;
 --- config

@@ -79,4 +79,4 @@ GET /t
 worker 0: seen + lost = 2000, lost anything: false, told by a lost event: true
 worker 1: seen + lost = 2000, lost anything: true, told by a lost event: true
 --- error_log eval
-qr/\[error\] .*worker-events: lost \d+ event\(s\): this worker fell behind and they were overwritten in zone "ev"/
+qr/\[error\] .*ngx_worker_events: lost \d+ event\(s\): this worker fell behind and they were overwritten in zone "ev"/

@@ -84,7 +84,9 @@ init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
     local ffi = require "ffi"
-    pcall(ffi.cdef, "int kill(int pid, int sig); int ngx_worker_events_test_hold_lock(void);")
+    -- the module declares its own FFI functions (once resty.worker.events is loaded)
+    require "resty.worker.events"
+    pcall(ffi.cdef, "int kill(int pid, int sig);")
     ev.register(function(data, event)
         if event == "hold" then
             if data ~= ngx.worker.pid() then
@@ -146,7 +148,7 @@ location = /t {
         local ev = require "resty.worker.events"
         assert(ev.configure({ shm = "ev" }))
         local ffi = require "ffi"
-        pcall(ffi.cdef, "int ngx_worker_events_test_hold_lock(void);")
+        require "resty.worker.events" -- declares the module's FFI functions
         ngx.say(ffi.C.ngx_worker_events_test_hold_lock())
         ngx.say(ev.post("s", "e", 1))
     }

@@ -108,7 +108,7 @@ delivered: true
 all 2 workers:
 polled 1
 --- error_log
-worker-events: push wake-ups unavailable (disabled by NGX_WORKER_EVENTS_NO_PUSH), falling back to the interval loop
+ngx_worker_events: push wake-ups unavailable (disabled by NGX_WORKER_EVENTS_NO_PUSH), falling back to the interval loop
 
 
 

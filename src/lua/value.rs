@@ -71,7 +71,7 @@ unsafe fn encode_at(
     enc: &mut Encoder,
     depth: usize,
 ) -> Result<(), String> {
-    // SAFETY (whole function): `idx` is a valid absolute index; every push
+    // SAFETY: (whole function) `idx` is a valid absolute index; every push
     // below is matched by a pop before returning, and lua_checkstack guards
     // the recursion's stack use.
     unsafe {
@@ -115,7 +115,7 @@ unsafe fn encode_table(
             "cannot serialise table: excessive nesting ({depth})"
         ));
     }
-    // SAFETY (whole function): as in `encode_at`; lua_next iterates the table
+    // SAFETY: (whole function) as in `encode_at`; lua_next iterates the table
     // at `idx` with the key on top, and every loop leaves the stack balanced.
     unsafe {
         if lua_checkstack(l, 4) == 0 {
@@ -198,7 +198,7 @@ unsafe fn decode_at(l: *mut lua_State, d: &mut Decoder, depth: usize) -> Result<
     if depth > MAX_DEPTH {
         return Err("nesting too deep".into());
     }
-    // SAFETY (whole function): pushes one value per call; lua_checkstack
+    // SAFETY: (whole function) pushes one value per call; lua_checkstack
     // guards the recursion; table counts were bounded by the payload size
     // in the decoder, so lua_createtable cannot be asked for absurd sizes.
     unsafe {

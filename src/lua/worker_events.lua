@@ -1,49 +1,21 @@
--- resty.worker.events: the lua-resty-worker-events 2.x API over the
--- ngx-worker-events shared log. Embedded in the nginx module and registered
--- with package.preload; `core` holds the native functions (see core.rs).
+-- resty.worker.events: the lua-resty-worker-events 2.x API on the module's
+-- event bus (ngx_worker_events.bus). This file keeps what is the library's:
+-- the handler tree, argument checks, its own events and its messages.
 --
--- What it does not do: serialise payloads (core does, once per post), or
--- keep any state in a lua_shared_dict.
-local core = ...
+-- What it does not do: serialise payloads, wait, or read the zone (the bus
+-- does), or keep any state in a lua_shared_dict.
 
 local ngx = ngx
 local log = ngx.log
 local ERR, DEBUG = ngx.ERR, ngx.DEBUG
-local type, tostring, error, pcall, xpcall, select = type, tostring, error, pcall, xpcall, select
+local type, tostring, error, xpcall, select = type, tostring, error, xpcall, select
 local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
 local traceback = debug.traceback
-local timer_at = ngx.timer.at
-local exiting = ngx.worker.exiting
-local sleep = ngx.sleep
-local min = math.min
 
-local ffi = require "ffi"
-pcall(ffi.cdef, [[
-  int ngx_worker_events_pending(void);
-  int ngx_worker_events_set_sema(void *sem);
-]])
-local C = ffi.C
-local c_pending = C.ngx_worker_events_pending
-local c_set_sema = C.ngx_worker_events_set_sema
-local semaphore = require "ngx.semaphore"
-
-local core_attach, core_post, core_fetch, core_claim = core.attach, core.post, core.fetch, core.claim
-local core_pid = core.pid
+local bus = require "ngx_worker_events.bus"
+local DEBUG_ON = bus.DEBUG_ON
 
 local SOURCE = "resty-worker-events"
-
--- debug lines cost a C call per event: skip them unless error_log is at debug
--- (the level is fixed for the life of this Lua VM; a reload makes a new one)
-local DEBUG_ON = true
-do
-  local ok, errlog = pcall(require, "ngx.errlog")
-  if ok and errlog.get_sys_filter_level then
-    local ok2, level = pcall(errlog.get_sys_filter_level)
-    if ok2 and type(level) == "number" then DEBUG_ON = level >= DEBUG end
-  end
-end
-local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
-local SLEEP_STEP = 0.5  -- the loop checks ngx.worker.exiting() this often
 
 local DEFAULTS = {
   timeout = 2, interval = 1, wait_interval = 0.010, wait_max = 0.5, shm_retries = 999,
@@ -52,8 +24,7 @@ local DEFAULTS = {
 local _M = { _VERSION = "2.0.1" }
 
 -- configuration (per worker process)
-local _shm, _opts, _pid
-local _loop_running = false
+local _shm, _opts
 
 ---------------------------------------------------------------------------
 -- handler lists: level = { weak_count, weak_list, strong_count, strong_list, subs }
@@ -199,8 +170,6 @@ end
 ---------------------------------------------------------------------------
 -- posting
 ---------------------------------------------------------------------------
-local local_queue, local_n = {}, 0
-
 local function check_names(source, event)
   if type(source) ~= "string" or source == "" then
     return nil, "source is required"
@@ -211,17 +180,12 @@ local function check_names(source, event)
   return true
 end
 
--- The background loop waits on this semaphore; posts in this worker and
--- (through the module's notifier) posts in other workers wake it up.
-local _sema        -- kept referenced while native code may post it
-local _sema_posted = false
-
-local function wake_self()
-  if _sema and not _sema_posted then
-    _sema_posted = true
-    _sema:post(1)
-  end
-end
+-- this API's consumer of the zone: the bus waits, reads, claims and counts
+local _bus = bus.new {
+  api_prefix = "worker-events: ",
+  dispatch = do_event,
+  lost = function(n) do_event(SOURCE, "lost", { count = n }, nil) end,
+}
 
 function _M.post(source, event, data, unique)
   local ok, err = check_names(source, event)
@@ -237,188 +201,22 @@ function _M.post(source, event, data, unique)
   end
 
   local seq
-  if not _shm then
-    err = "events not configured, call configure() first"
-  else
-    seq, err = core_post(source, event, data, unique)
-  end
+  seq, err = _bus.post(source, event, data, unique)
   if not seq then
     err = 'failed posting event "' .. event .. '" by "' .. source .. '"; ' .. tostring(err)
     log(ERR, "worker-events: ", err)
     return nil, err
   end
-  wake_self()
   return true
 end
 
 function _M.post_local(source, event, data)
   local ok, err = check_names(source, event)
   if not ok then return nil, err end
-  local_n = local_n + 1
-  local_queue[local_n] = { source, event, data }
-  wake_self()
-  return true
+  return _bus.post_local(source, event, data)
 end
 
----------------------------------------------------------------------------
--- polling
----------------------------------------------------------------------------
-local _busy = false
-
-local function run_local()
-  while local_n > 0 do
-    local q, n = local_queue, local_n
-    local_queue, local_n = {}, 0
-    for i = 1, n do
-      local e = q[i]
-      do_event(e[1], e[2], e[3], nil)
-    end
-  end
-end
-
--- Lost events: every batch that lost some delivers one local "lost" event
--- with the exact count; the ERR line is written at most once a second (a
--- worker that keeps being overtaken would otherwise flood the log), with
--- the total since the previous line.
-local LOST_LOG_EVERY = 1
-local _lost_unlogged, _lost_logged_at = 0, 0
-
-local function log_lost(force)
-  if _lost_unlogged == 0 then return end
-  local now = ngx.now()
-  if force or now - _lost_logged_at >= LOST_LOG_EVERY then
-    log(ERR, "worker-events: lost ", _lost_unlogged, " event(s): this worker fell behind and they were ",
-        "overwritten in zone \"", _shm, "\" (make the zone larger or poll more often)")
-    _lost_unlogged, _lost_logged_at = 0, now
-  end
-end
-
-local function report_lost(n)
-  _lost_unlogged = _lost_unlogged + n
-  log_lost(false)
-  do_event(SOURCE, "lost", { count = n }, nil)
-end
-
--- handles up to MAX_BATCH broadcast records; returns true if more may wait
-local function run_broadcast()
-  local lost = 0
-  for _ = 1, MAX_BATCH do
-    local kind, a, b, c, d, e, f = core_fetch()
-    if kind == nil then
-      if lost > 0 then report_lost(lost) end
-      return false
-    elseif kind == 1 then
-      -- a=source b=event c=data d=pid e=unique f=seq
-      if e == nil then
-        do_event(a, b, c, d)
-      else
-        local mine, owner = core_claim(e, _opts.timeout)
-        if mine then
-          do_event(a, b, c, d)
-        elseif DEBUG_ON then
-          log(DEBUG, "worker-events: skipping event ", f, " was handled by worker ", owner)
-        end
-      end
-    elseif kind == 2 then
-      lost = lost + a
-    else
-      log(ERR, "worker-events: dropping event ", b, ": ", a)
-    end
-  end
-  if lost > 0 then report_lost(lost) end
-  return true
-end
-
-local function do_poll()
-  run_local()
-  local more = run_broadcast()
-  -- handlers may have posted local events
-  run_local()
-  return more
-end
-
-local _more = false
-
-function _M.poll()
-  if _busy then
-    return "recursive"
-  end
-  if local_n == 0 and (not _shm or c_pending() == 0) then
-    _more = false
-    return "done"
-  end
-  -- (not configured: local events only; fetch finds nothing)
-  _busy = true
-  local ok, more = pcall(do_poll)
-  _busy = false
-  if not ok then
-    log(ERR, "worker-events: poll failed: ", tostring(more))
-    return nil, tostring(more)
-  end
-  _more = more
-  return "done"
-end
-
----------------------------------------------------------------------------
--- background loop
----------------------------------------------------------------------------
--- waits up to `interval` for a wake-up; true if woken
-local function wait(interval, push)
-  _sema_posted = false
-  if push then
-    -- the notifier also wakes us when nginx starts shutting down
-    return (_sema:wait(interval)) == true
-  end
-  local left = interval
-  while left > 0 and not exiting() do
-    local step = min(left, SLEEP_STEP)
-    if (_sema:wait(step)) then return true end
-    left = left - step
-    if c_pending() ~= 0 then return true end
-  end
-  return false
-end
-
-local function loop(premature)
-  if premature then
-    _loop_running = false
-    return
-  end
-  _sema = _sema or semaphore.new(0)
-  local push = c_set_sema(_sema.sem) == 1
-  while not exiting() do
-    local interval = _opts.interval
-    if interval == 0 then break end
-
-    local ok, err = _M.poll()
-    if not ok then
-      log(ERR, "worker-events: timer-poll returned: ", err)
-    end
-    log_lost(false)
-
-    if _more or local_n > 0 then
-      -- let requests and other timers run, then carry on draining (on stock
-      -- nginx a 0 s sleep re-expires in the same timer pass: use 1 ms)
-      sleep(0.001)
-    else
-      wait(interval, push)
-    end
-  end
-  c_set_sema(nil)
-  _loop_running = false
-end
-
-local function start_loop()
-  if _loop_running or _opts.interval == 0 then return true end
-  local ok, err = timer_at(0, loop)
-  if not ok then
-    err = "failed to create timer: " .. tostring(err)
-    log(ERR, "worker-events: ", err)
-    return nil, err
-  end
-  _loop_running = true
-  return true
-end
+_M.poll = _bus.poll
 
 ---------------------------------------------------------------------------
 -- configuration
@@ -444,10 +242,9 @@ function _M.configure(opts)
     error("Expected a table, got " .. type(opts), 2)
   end
 
-  local pid = core_pid()
-  if _pid ~= pid then
-    -- new process (forked after an init_by_lua configure): start afresh
-    _pid, _shm, _loop_running = pid, nil, false
+  if not _bus.opened() then
+    -- not configured in this process (or forked after an init_by_lua configure)
+    _shm = nil
   end
 
   local shm = opts.shm
@@ -477,12 +274,15 @@ function _M.configure(opts)
 
   local first = false
   if _shm == nil then
-    local ok, aerr = core_attach(shm)
-    if ok == nil then return nil, aerr end
+    local ok, oerr = _bus.open(shm)
+    if ok == nil then return nil, oerr end
     first = true
+    -- as the library's timer does when nginx stops this worker
+    _bus.at_exit(SOURCE, "stopping")
   end
   _shm = _shm or shm
   _opts = new
+  _bus.set_options(new)
 
   if first then
     -- we're live, let's celebrate it with an event
@@ -490,7 +290,7 @@ function _M.configure(opts)
     if not ok then return nil, perr end
   end
 
-  local ok, terr = start_loop()
+  local ok, terr = _bus.start()
   if not ok then return nil, terr end
 
   if opts.debug then
@@ -500,18 +300,17 @@ function _M.configure(opts)
 end
 
 function _M.configured()
-  return _shm ~= nil and _pid == core_pid()
+  return _shm ~= nil and _bus.opened()
 end
 
 -- Extension (not in lua-resty-worker-events): the zone's counters, for
--- monitoring: posted, evicted, log_size, max_record, next_seq, workers, ...
+-- monitoring: posted, evicted, log_size, max_record, next_seq, workers,
+-- zone (the zone events use: the default zone when shm names a dict), ...
 function _M.stats()
   if not _M.configured() then
     return nil, "not configured"
   end
-  local s = core.stats()
-  s.zone = _shm
-  return s
+  return _bus.stats()
 end
 
 ---------------------------------------------------------------------------

@@ -10,8 +10,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use super::layout::Zone;
-use super::{Guard, ZoneLock};
+use super::lock::{Guard, ZoneLock};
 
 /// One table entry.
 #[repr(C)]
@@ -31,6 +30,10 @@ pub enum ClaimOutcome {
     Taken(i32),
 }
 
+/// The claims table of one zone.
+#[derive(Clone, Copy)]
+pub struct Claims<'a>(pub(crate) &'a [Claim]);
+
 const PROBE: usize = 16;
 
 /// FNV-1a, never 0 (0 marks an empty entry).
@@ -43,7 +46,17 @@ pub fn hash(bytes: &[u8]) -> u64 {
     h.max(1)
 }
 
-impl Zone {
+impl Claims<'_> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for a table without entries (never, for a laid-out zone).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Claims `unique` for `pid` until `now_ms + ttl_ms`, unless someone holds it.
     pub fn claim(
         &self,
@@ -53,7 +66,7 @@ impl Zone {
         now_ms: u64,
         ttl_ms: u64,
     ) -> ClaimOutcome {
-        let table = self.claims();
+        let table = self.0;
         let h = hash(unique);
         let start = (h % table.len() as u64) as usize;
         let _g = Guard::new(lock);
@@ -84,12 +97,23 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::layout::testing::zone;
-    use crate::zone::TestLock;
+    use crate::zone::lock::TestLock;
+
+    fn zone(entries: usize) -> Claims<'static> {
+        let table: Vec<Claim> = (0..entries)
+            .map(|_| Claim {
+                hash: AtomicU64::new(0),
+                expires_ms: AtomicU64::new(0),
+                pid: AtomicI32::new(0),
+                _pad: [0; 3],
+            })
+            .collect();
+        Claims(Box::leak(table.into_boxed_slice()))
+    }
 
     #[test]
     fn first_claims_then_others_skip_until_expiry() {
-        let z = zone(64 * 1024);
+        let z = zone(64);
         let l = TestLock::default();
         assert_eq!(z.claim(&l, b"k", 10, 1000, 500), ClaimOutcome::Mine);
         assert_eq!(z.claim(&l, b"k", 11, 1200, 500), ClaimOutcome::Taken(10));
@@ -100,9 +124,9 @@ mod tests {
 
     #[test]
     fn full_window_takes_over_the_closest_to_expiry() {
-        let z = zone(64 * 1024);
+        let z = zone(64);
         let l = TestLock::default();
-        let n = z.claims().len() * 2;
+        let n = z.len() * 2;
         for i in 0..n {
             let k = format!("key-{i}");
             assert_eq!(

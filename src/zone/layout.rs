@@ -4,50 +4,77 @@
 //! | Header | slots[slots_cap] | claims[claims_cap] | log ring[ring_cap] |
 //! ```
 //! All offsets are multiples of 64 (one cache line). The header records the
-//! computed layout, so a process attaching to an existing zone (a worker, or
-//! a new cycle reusing the zone across a reload) never recomputes it.
+//! computed [`Layout`], so a process attaching to an existing zone (a worker,
+//! or a new cycle reusing the zone across a reload) never recomputes it.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::claims::Claim;
-use super::slots::Slot;
+use super::claims::{Claim, Claims};
+use super::ring::{Ring, RingHeader};
+use super::slots::{Slot, Slots};
 
-/// Identifies an initialised region ("ngxwev" + layout version 1).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0001;
+/// Identifies an initialised region ("ngxwev" + layout version 2).
+pub const MAGIC: u64 = 0x6e67_7877_6576_0002;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
 pub const MIN_REGION: usize = 32 * 1024;
 /// Number of worker slots (processes that can be attached at once, across
 /// old and new generations during a reload).
 pub const SLOTS: usize = 128;
-/// Largest record as a fraction of the ring: `ring_cap / MAX_RECORD_DIVISOR`.
-pub const MAX_RECORD_DIVISOR: u64 = 4;
 
 const ALIGN: usize = 64;
+
+/// Offsets and capacities inside a region (bytes, or entries for `*_cap`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub region_len: u64,
+    pub slots_off: u64,
+    pub slots_cap: u64,
+    pub claims_off: u64,
+    pub claims_cap: u64,
+    pub ring_off: u64,
+    pub ring_cap: u64,
+}
+
+fn align_up(n: usize) -> usize {
+    (n + ALIGN - 1) & !(ALIGN - 1)
+}
+
+impl Layout {
+    /// The layout for a region of `len` bytes, or `None` if it is too small.
+    pub fn plan(len: usize) -> Option<Layout> {
+        if len < MIN_REGION {
+            return None;
+        }
+        let slots_off = align_up(core::mem::size_of::<Header>());
+        let claims_off = align_up(slots_off + SLOTS * core::mem::size_of::<Slot>());
+        // Claims: 1/64 of the region, between 64 and 8192 entries.
+        let claims_cap = (len / 64 / core::mem::size_of::<Claim>()).clamp(64, 8192);
+        let ring_off = align_up(claims_off + claims_cap * core::mem::size_of::<Claim>());
+        if ring_off + 4096 > len {
+            return None;
+        }
+        Some(Layout {
+            region_len: len as u64,
+            slots_off: slots_off as u64,
+            slots_cap: SLOTS as u64,
+            claims_off: claims_off as u64,
+            claims_cap: claims_cap as u64,
+            ring_off: ring_off as u64,
+            ring_cap: ((len - ring_off) & !7) as u64,
+        })
+    }
+}
 
 /// The zone header. Mutable fields are atomics; the rest is written once.
 #[repr(C, align(64))]
 pub struct Header {
     pub magic: u64,
-    pub region_len: u64,
-    pub ring_off: u64,
-    pub ring_cap: u64,
-    pub claims_off: u64,
-    pub claims_cap: u64,
-    pub slots_off: u64,
-    pub slots_cap: u64,
-    /// One past the last committed record (log position). Written under the
-    /// lock with Release, read lock-free with Acquire.
-    pub head: AtomicU64,
-    /// The seq the next record gets.
-    pub head_seq: AtomicU64,
-    /// Position of the oldest intact record.
-    pub tail: AtomicU64,
-    /// Records appended since the zone was created.
-    pub posted: AtomicU64,
-    /// Records evicted from the log to make room since the zone was created.
-    pub evicted: AtomicU64,
-    /// Bumped each time a process attaches; lets slots tell generations apart.
-    pub attaches: AtomicU64,
+    pub layout: Layout,
+    pub ring: RingHeader,
+    /// Bumped by the master each time a configuration cycle (start or
+    /// reload) adopts the zone: workers record it in their slots.
+    pub generation: AtomicU64,
 }
 
 /// A view of one zone's region. Cheap to copy; valid as long as the mapping.
@@ -62,28 +89,6 @@ unsafe impl Send for Zone {}
 // SAFETY: as above.
 unsafe impl Sync for Zone {}
 
-fn align_up(n: usize) -> usize {
-    (n + ALIGN - 1) & !(ALIGN - 1)
-}
-
-/// The computed layout for a region of `len` bytes, or `None` if too small.
-pub fn plan(len: usize) -> Option<(usize, usize, usize, usize, usize)> {
-    if len < MIN_REGION {
-        return None;
-    }
-    let slots_off = align_up(core::mem::size_of::<Header>());
-    let slots_len = SLOTS * core::mem::size_of::<Slot>();
-    let claims_off = align_up(slots_off + slots_len);
-    // Claims: 1/32 of the region, between 64 and 8192 entries.
-    let claims_cap = (len / 32 / core::mem::size_of::<Claim>()).clamp(64, 8192);
-    let ring_off = align_up(claims_off + claims_cap * core::mem::size_of::<Claim>());
-    if ring_off + 4096 > len {
-        return None;
-    }
-    let ring_cap = (len - ring_off) & !7;
-    Some((slots_off, claims_off, claims_cap, ring_off, ring_cap))
-}
-
 impl Zone {
     /// Lays out a fresh region and zeroes its header, slots and claims.
     ///
@@ -91,22 +96,19 @@ impl Zone {
     /// `base` must point to `len` writable bytes, 64-byte aligned, that no
     /// other process uses yet, and that outlive every copy of the returned view.
     pub unsafe fn init(base: *mut u8, len: usize) -> Option<Zone> {
-        let (slots_off, claims_off, claims_cap, ring_off, ring_cap) = plan(len)?;
+        let layout = Layout::plan(len)?;
         debug_assert_eq!(base as usize % ALIGN, 0);
         // SAFETY: the caller guarantees `len` writable bytes; ring_off <= len.
-        unsafe { core::ptr::write_bytes(base, 0, ring_off) };
-        // SAFETY: zeroed memory is a valid Header (integers and atomics).
+        unsafe { core::ptr::write_bytes(base, 0, layout.ring_off as usize) };
+        // SAFETY:
+        // - zeroed memory is a valid Header (integers and atomics);
+        // - nobody else sees the region yet, so a unique reference is sound.
         let h = unsafe { &mut *(base as *mut Header) };
-        h.region_len = len as u64;
-        h.ring_off = ring_off as u64;
-        h.ring_cap = ring_cap as u64;
-        h.claims_off = claims_off as u64;
-        h.claims_cap = claims_cap as u64;
-        h.slots_off = slots_off as u64;
-        h.slots_cap = SLOTS as u64;
-        h.head_seq.store(1, Ordering::Relaxed);
+        h.layout = layout;
         h.magic = MAGIC;
-        Some(Zone { base })
+        let zone = Zone { base };
+        zone.ring().reset();
+        Some(zone)
     }
 
     /// Attaches to a region laid out by [`Zone::init`], in this or another process.
@@ -130,42 +132,60 @@ impl Zone {
         unsafe { &*(self.base as *const Header) }
     }
 
-    /// Capacity of the log in bytes.
-    pub fn ring_cap(&self) -> u64 {
-        self.header().ring_cap
+    /// The layout recorded at init.
+    pub fn layout(&self) -> Layout {
+        self.header().layout
     }
 
-    /// The largest record the log accepts, in bytes (header included).
-    pub fn max_record(&self) -> u64 {
-        (self.ring_cap() / MAX_RECORD_DIVISOR) & !7
+    /// Starts a new generation (a configuration cycle adopted the zone); returns it.
+    pub fn begin_generation(&self) -> u64 {
+        self.header().generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    pub(crate) fn ring_ptr(&self) -> *mut u8 {
-        // SAFETY: ring_off < region_len, checked by `plan`.
-        unsafe { self.base.add(self.header().ring_off as usize) }
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn claims(&self) -> &[Claim] {
-        let h = self.header();
-        // SAFETY: the claims array lies inside the region and is made of
-        // atomics, so shared references to it are sound across processes.
+    /// The event log.
+    pub fn ring(&self) -> Ring<'_> {
+        let l = self.layout();
+        // SAFETY:
+        // - `plan` put [ring_off, ring_off + ring_cap) inside the region, and
+        //   ring_cap is a non-zero multiple of 8;
+        // - every process reaches those bytes only through this view.
         unsafe {
-            core::slice::from_raw_parts(
-                self.base.add(h.claims_off as usize) as *const Claim,
-                h.claims_cap as usize,
+            Ring::new(
+                &self.header().ring,
+                self.base.add(l.ring_off as usize),
+                l.ring_cap,
             )
         }
     }
 
-    pub(crate) fn slots(&self) -> &[Slot] {
-        let h = self.header();
+    /// The claims table.
+    pub fn claims(&self) -> Claims<'_> {
+        let l = self.layout();
+        // SAFETY: the claims array lies inside the region (see `plan`) and is
+        // made of atomics, so shared references to it are sound across processes.
+        Claims(unsafe {
+            core::slice::from_raw_parts(
+                self.base.add(l.claims_off as usize) as *const Claim,
+                l.claims_cap as usize,
+            )
+        })
+    }
+
+    /// The worker slots.
+    pub fn slots(&self) -> Slots<'_> {
+        let l = self.layout();
         // SAFETY: as for `claims`.
-        unsafe {
+        Slots(unsafe {
             core::slice::from_raw_parts(
-                self.base.add(h.slots_off as usize) as *const Slot,
-                h.slots_cap as usize,
+                self.base.add(l.slots_off as usize) as *const Slot,
+                l.slots_cap as usize,
             )
-        }
+        })
     }
 }
 
@@ -189,30 +209,49 @@ mod tests {
 
     #[test]
     fn plan_rejects_small_regions() {
-        assert!(plan(1024).is_none());
-        assert!(plan(MIN_REGION).is_some());
+        assert!(Layout::plan(1024).is_none());
+        assert!(Layout::plan(MIN_REGION).is_some());
     }
 
     #[test]
     fn plan_is_aligned_and_fits() {
         for len in [MIN_REGION, 100_000, 1 << 20, 64 << 20] {
-            let (s, c, cc, r, rc) = plan(len).unwrap();
-            assert_eq!(s % 64, 0);
-            assert_eq!(c % 64, 0);
-            assert_eq!(r % 64, 0);
-            assert!(c >= s + SLOTS * core::mem::size_of::<Slot>());
-            assert!(r >= c + cc * core::mem::size_of::<Claim>());
-            assert!(r + rc <= len);
-            assert_eq!(rc % 8, 0);
+            let l = Layout::plan(len).unwrap();
+            assert_eq!(l.slots_off % 64, 0);
+            assert_eq!(l.claims_off % 64, 0);
+            assert_eq!(l.ring_off % 64, 0);
+            assert!(l.claims_off >= l.slots_off + (SLOTS * core::mem::size_of::<Slot>()) as u64);
+            assert!(
+                l.ring_off >= l.claims_off + l.claims_cap * core::mem::size_of::<Claim>() as u64
+            );
+            assert!(l.ring_off + l.ring_cap <= len as u64);
+            assert_eq!(l.ring_cap % 8, 0);
         }
     }
 
     #[test]
-    fn attach_sees_init() {
+    fn a_1m_zone_carries_a_500k_record() {
+        // What nginx's slab pool leaves of a 1m zone for our region.
+        let region = (1 << 20) - 3 * 4096;
+        let l = Layout::plan(region).unwrap();
+        let z = testing::zone(region);
+        assert_eq!(z.layout(), l);
+        assert!(
+            z.ring().max_record() > 500 * 1024 + 64,
+            "{}",
+            z.ring().max_record()
+        );
+    }
+
+    #[test]
+    fn attach_sees_init_and_generations_count() {
         let z = testing::zone(1 << 20);
         // SAFETY: same region.
         let z2 = unsafe { Zone::attach(z.base()) }.unwrap();
-        assert_eq!(z2.ring_cap(), z.ring_cap());
-        assert_eq!(z2.header().head_seq.load(Ordering::Relaxed), 1);
+        assert_eq!(z2.ring().cap(), z.ring().cap());
+        assert_eq!(z2.ring().header().head_seq.load(Ordering::Relaxed), 1);
+        assert_eq!(z.begin_generation(), 1);
+        assert_eq!(z2.begin_generation(), 2);
+        assert_eq!(z.generation(), 2);
     }
 }

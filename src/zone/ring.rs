@@ -1,7 +1,7 @@
 //! The event log: appending records under the lock, reading them lock-free.
 //!
-//! Invariants (positions are monotonic byte counts, see `zone` docs):
-//! - `tail <= head` and `head - tail <= ring_cap`;
+//! Invariants (positions are monotonic byte counts, see the `zone` docs):
+//! - `tail <= head` and `head - tail <= cap`;
 //! - every byte in `[tail, head)` belongs to an intact, committed record;
 //! - `head` only moves after the record below it is completely written, so a
 //!   writer that dies mid-copy leaves nothing visible (and a seq gap at most);
@@ -12,11 +12,45 @@
 //! reader resynchronises (under the lock) at the oldest intact record,
 //! reporting how many records it missed.
 
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{fence, AtomicU64, Ordering};
 
-use super::layout::Zone;
+use super::lock::{Guard, ZoneLock};
 use super::record::{RecordError, RecordHeader, RecordView, HEADER_LEN};
-use super::{Guard, ZoneLock};
+
+/// The largest record is this many quarters of the log: a 1m zone carries
+/// a 500 KB event, as a 1m `lua_shared_dict` does for lua-resty-worker-events.
+pub const MAX_RECORD_QUARTERS: u64 = 3;
+
+/// The log's counters, inside the zone header.
+#[repr(C)]
+#[derive(Default)]
+pub struct RingHeader {
+    /// One past the last committed record (log position). Written under the
+    /// lock with Release, read lock-free with Acquire.
+    pub head: AtomicU64,
+    /// The seq the next record gets.
+    pub head_seq: AtomicU64,
+    /// Position of the oldest intact record.
+    pub tail: AtomicU64,
+    /// Records appended since the zone was created.
+    pub posted: AtomicU64,
+    /// Records evicted from the log to make room since the zone was created.
+    pub evicted: AtomicU64,
+}
+
+/// A view of one zone's log: its counters and its bytes.
+#[derive(Clone, Copy)]
+pub struct Ring<'a> {
+    hdr: &'a RingHeader,
+    bytes: *mut u8,
+    cap: u64,
+}
+
+// SAFETY: the bytes behind the pointer are shared between processes by
+// design; every access follows the lock/seqlock protocol described above.
+unsafe impl Send for Ring<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Ring<'_> {}
 
 /// A reader's position in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,46 +70,95 @@ pub enum AppendError {
     Format(RecordError),
 }
 
+impl core::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AppendError::TooLarge { size, limit } => write!(
+                f,
+                "payload too large: {size} bytes encoded, the limit for this zone is {limit}"
+            ),
+            AppendError::Format(e) => e.fmt(f),
+        }
+    }
+}
+
 /// What one read attempt found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
     /// Nothing new.
     Empty,
-    /// A record was copied into the buffer; parse it with [`Zone::view`].
+    /// A record was copied into the buffer; parse it with [`Ring::view`].
     Record(RecordHeader),
     /// This many records were overwritten (or lost to a dead poster) before
     /// the reader got to them; the cursor now points past the gap.
     Lost(u64),
 }
 
-impl Zone {
+impl<'a> Ring<'a> {
+    /// A view of the log whose counters are `hdr` and whose bytes are `cap`
+    /// bytes at `bytes`.
+    ///
+    /// # Safety
+    /// - `bytes` points to `cap` bytes, `cap` a non-zero multiple of 8, that
+    ///   stay mapped for `'a`;
+    /// - every process that touches those bytes does so through a `Ring` over
+    ///   the same `hdr` (the append/read protocol above).
+    pub unsafe fn new(hdr: &'a RingHeader, bytes: *mut u8, cap: u64) -> Ring<'a> {
+        debug_assert!(cap > 0 && cap.is_multiple_of(8));
+        Ring { hdr, bytes, cap }
+    }
+
+    /// Starts an empty log (seqs start at 1).
+    pub fn reset(&self) {
+        self.hdr.head_seq.store(1, Ordering::Relaxed);
+    }
+
+    /// The counters.
+    pub fn header(&self) -> &'a RingHeader {
+        self.hdr
+    }
+
+    /// Capacity of the log in bytes.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// The largest record the log accepts, in bytes (header included).
+    pub fn max_record(&self) -> u64 {
+        (self.cap / 4 * MAX_RECORD_QUARTERS) & !7
+    }
+
     /// Copies `dst.len()` bytes out of the ring starting at log position `pos`.
     fn copy_out(&self, pos: u64, dst: &mut [u8]) {
-        let cap = self.ring_cap();
-        let off = (pos % cap) as usize;
-        let first = dst.len().min(cap as usize - off);
-        let ring = self.ring_ptr();
-        // SAFETY: off + first <= cap and the rest wraps to the ring start;
-        // the ring lies inside the mapped region. Concurrent writers may
-        // change these bytes; callers validate against `tail` afterwards and
-        // discard a torn copy (seqlock protocol), so the race is benign.
+        let off = (pos % self.cap) as usize;
+        let first = dst.len().min(self.cap as usize - off);
+        // SAFETY:
+        // - off + first <= cap and the rest (dst.len() <= max_record < cap)
+        //   wraps to the ring start: both ranges lie inside the mapped bytes;
+        // - concurrent writers may change these bytes: callers validate the
+        //   copy against `tail` afterwards and discard a torn one (seqlock
+        //   protocol), so the race is benign.
         unsafe {
-            core::ptr::copy_nonoverlapping(ring.add(off), dst.as_mut_ptr(), first);
-            core::ptr::copy_nonoverlapping(ring, dst.as_mut_ptr().add(first), dst.len() - first);
+            core::ptr::copy_nonoverlapping(self.bytes.add(off), dst.as_mut_ptr(), first);
+            core::ptr::copy_nonoverlapping(
+                self.bytes,
+                dst.as_mut_ptr().add(first),
+                dst.len() - first,
+            );
         }
     }
 
     /// Copies `src` into the ring at log position `pos` (caller holds the lock).
     fn copy_in(&self, pos: u64, src: &[u8]) {
-        let cap = self.ring_cap();
-        let off = (pos % cap) as usize;
-        let first = src.len().min(cap as usize - off);
-        let ring = self.ring_ptr();
-        // SAFETY: bounds as in `copy_out`; the caller holds the zone lock and
-        // has moved `tail` past these bytes, so no reader relies on them.
+        let off = (pos % self.cap) as usize;
+        let first = src.len().min(self.cap as usize - off);
+        // SAFETY:
+        // - bounds as in `copy_out`;
+        // - the caller holds the zone lock and has moved `tail` past these
+        //   bytes, so no reader relies on them.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), ring.add(off), first);
-            core::ptr::copy_nonoverlapping(src.as_ptr().add(first), ring, src.len() - first);
+            core::ptr::copy_nonoverlapping(src.as_ptr(), self.bytes.add(off), first);
+            core::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.bytes, src.len() - first);
         }
     }
 
@@ -104,8 +187,8 @@ impl Zone {
                 limit: self.max_record(),
             });
         }
-        let h = self.header();
-        let cap = self.ring_cap();
+        let h = self.hdr;
+        let cap = self.cap;
         let _g = Guard::new(lock);
 
         let head = h.head.load(Ordering::Relaxed);
@@ -146,7 +229,7 @@ impl Zone {
 
     /// A cursor at the current head: the reader will see only future records.
     pub fn cursor_at_head(&self, lock: &(impl ZoneLock + ?Sized)) -> Cursor {
-        let h = self.header();
+        let h = self.hdr;
         let _g = Guard::new(lock);
         Cursor {
             pos: h.head.load(Ordering::Relaxed),
@@ -167,7 +250,7 @@ impl Zone {
         cur: &mut Cursor,
         buf: &mut Vec<u8>,
     ) -> ReadOutcome {
-        let h = self.header();
+        let h = self.hdr;
         loop {
             let head = h.head.load(Ordering::Acquire);
             if head == cur.pos {
@@ -204,15 +287,15 @@ impl Zone {
         }
     }
 
-    /// Splits a record that [`Zone::read_next`] copied into `buf`.
-    pub fn view<'a>(&self, rh: &RecordHeader, buf: &'a [u8]) -> Option<RecordView<'a>> {
+    /// Splits a record that [`Ring::read_next`] copied into `buf`.
+    pub fn view<'b>(&self, rh: &RecordHeader, buf: &'b [u8]) -> Option<RecordView<'b>> {
         RecordView::parse(rh, buf)
     }
 
     /// Moves an overrun cursor to the oldest intact record; returns the gap
     /// (0 when nothing was lost and the read can simply be retried).
     fn resync(&self, lock: &(impl ZoneLock + ?Sized), cur: &mut Cursor) -> u64 {
-        let h = self.header();
+        let h = self.hdr;
         let _g = Guard::new(lock);
         let head = h.head.load(Ordering::Relaxed);
         let tail = h.tail.load(Ordering::Relaxed);
@@ -237,10 +320,19 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::layout::testing::zone;
-    use crate::zone::TestLock;
+    use crate::zone::lock::TestLock;
 
-    fn read_all(z: &Zone, l: &TestLock, cur: &mut Cursor) -> (Vec<(u64, Vec<u8>)>, u64) {
+    /// A heap log standing in for shared memory (leaked for the test's duration).
+    fn zone(len: usize) -> Ring<'static> {
+        let hdr: &'static RingHeader = Box::leak(Box::default());
+        let bytes: &'static mut [u64] = Box::leak(vec![0u64; len / 8].into_boxed_slice());
+        // SAFETY: a fresh, leaked allocation of `len` bytes used only through this view.
+        let ring = unsafe { Ring::new(hdr, bytes.as_mut_ptr().cast(), (len as u64) & !7) };
+        ring.reset();
+        ring
+    }
+
+    fn read_all(z: &Ring, l: &TestLock, cur: &mut Cursor) -> (Vec<(u64, Vec<u8>)>, u64) {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         let mut lost = 0;
@@ -289,7 +381,7 @@ mod tests {
             assert_eq!(lost, 0);
             assert_eq!(recs, vec![(expect, data)]);
         }
-        assert!(z.header().head.load(Ordering::Relaxed) > z.ring_cap() * 2);
+        assert!(z.header().head.load(Ordering::Relaxed) > z.cap() * 2);
     }
 
     #[test]
@@ -316,7 +408,7 @@ mod tests {
     fn too_large_is_refused_with_limit() {
         let z = zone(64 * 1024);
         let l = TestLock::default();
-        let big = vec![0u8; z.ring_cap() as usize];
+        let big = vec![0u8; z.cap() as usize];
         match z.append(&l, 1, b"s", b"e", b"", &big) {
             Err(AppendError::TooLarge { size, limit }) => {
                 assert!(size > limit);

@@ -1,4 +1,14 @@
-//! Small helpers shared by the nginx-facing code.
+//! Thin nginx edges, no policy: what kind of process this is, the error
+//! log, the shared zones and their lock, an abstract unix datagram socket in
+//! the event loop, a cancelable timer, and the C functions lua-nginx-module
+//! exports. Nothing here knows about consumers, Lua APIs or events.
+
+pub mod log;
+pub mod lua_module;
+pub mod process;
+pub mod shm;
+pub mod socket;
+pub mod timer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -17,15 +27,6 @@ pub fn catch_unwind_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
             fallback
         }
     }
-}
-
-/// True in a worker process (or with `master_process off`), false in the
-/// master, the cache manager and the cache loader.
-pub fn is_worker() -> bool {
-    use ngx::ffi::{NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER};
-    // SAFETY: reading nginx's process type global.
-    let p = unsafe { ngx::ffi::ngx_process } as u32;
-    p == NGX_PROCESS_WORKER || p == NGX_PROCESS_SINGLE
 }
 
 /// Microseconds of CLOCK_MONOTONIC (shared by all processes of the host).

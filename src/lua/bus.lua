@@ -1,0 +1,279 @@
+-- ngx_worker_events.bus: the core every Lua API of the module stands on.
+-- One bus = one consumer of one zone in this worker: its own cursor, local
+-- event queue, dispatch loop (woken by push, with `interval` as the safety
+-- net), lost-event accounting and unique claims. An API (resty.worker.events,
+-- resty.events) creates one with bus.new(spec) and keeps only its handler
+-- tree, argument checks and messages.
+--
+--   local b = bus.new {
+--     api_prefix = "worker-events: ",  -- log prefix of the library the API replaces
+--     dispatch = function(source, event, data, pid) end,
+--     lost = function(count) end,       -- once per batch that lost events
+--   }
+--   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
+--
+-- Embedded in the nginx module; `native` is the module's native table.
+local native = ...
+
+local ngx = ngx
+local log = ngx.log
+local ERR, DEBUG = ngx.ERR, ngx.DEBUG
+local tostring, pcall, type = tostring, pcall, type
+local timer_at = ngx.timer.at
+local exiting = ngx.worker.exiting
+local sleep = ngx.sleep
+local min = math.min
+
+local ffi = require "ffi"
+pcall(ffi.cdef, native.CDEF)
+local C = ffi.C
+local c_pending = C.ngx_worker_events_pending
+local c_set_sema = C.ngx_worker_events_set_sema
+local semaphore = require "ngx.semaphore"
+
+local n_open, n_close, n_post, n_fetch, n_claim = native.open, native.close, native.post,
+                                                  native.fetch, native.claim
+local n_pid, n_stats, n_at_exit = native.pid, native.stats, native.at_exit
+local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
+local PREFIX = native.LOG_PREFIX
+
+local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
+local SLEEP_STEP = 0.5  -- the interval-only loop checks ngx.worker.exiting() this often
+local LOST_LOG_EVERY = 1 -- seconds between two "lost" ERR lines
+
+local _M = { LOG_PREFIX = PREFIX }
+
+-- debug lines cost a C call per event: skip them unless error_log is at debug
+-- (the level is fixed for the life of this Lua VM; a reload makes a new one)
+_M.DEBUG_ON = true
+do
+  local ok, errlog = pcall(require, "ngx.errlog")
+  if ok and errlog.get_sys_filter_level then
+    local ok2, level = pcall(errlog.get_sys_filter_level)
+    if ok2 and type(level) == "number" then _M.DEBUG_ON = level >= DEBUG end
+  end
+end
+local DEBUG_ON = _M.DEBUG_ON
+
+function _M.new(spec)
+  local dispatch, on_lost = spec.dispatch, spec.lost
+  local api_prefix = spec.api_prefix or PREFIX
+  local self = {}
+
+  local consumer, zone, pid       -- consumer id, the zone it reads, the pid it lives in
+  local timeout, interval = 2, 1  -- unique claims' ttl; the loop's safety-net interval
+  local local_queue, local_n = {}, 0
+  local busy, more = false, false
+  local sema, sema_posted = nil, false -- the loop's semaphore (kept referenced)
+  local loop_running = false
+  local lost_unlogged, lost_logged_at = 0, 0
+
+  local function wake_self()
+    if sema and not sema_posted then
+      sema_posted = true
+      sema:post(1)
+    end
+  end
+
+  -- true when open in this process (a fork leaves the parent's consumer behind)
+  function self.opened()
+    return consumer ~= nil and pid == n_pid()
+  end
+
+  -- opens the consumer of `name` (a zone, or a lua_shared_dict meaning the
+  -- default zone): true on first open, false when already open
+  function self.open(name)
+    if self.opened() then return false end
+    consumer, loop_running, sema = nil, false, nil
+    local id, z = n_open(name)
+    if not id then return nil, z end
+    consumer, zone, pid = id, z, n_pid()
+    return true
+  end
+
+  function self.close()
+    if self.opened() then
+      c_set_sema(consumer, nil)
+      n_close(consumer)
+    end
+    consumer = nil
+  end
+
+  function self.zone() return zone end
+
+  function self.set_options(opts)
+    timeout = opts.timeout or timeout
+    interval = opts.interval or interval
+  end
+
+  function self.post(source, event, data, unique)
+    if not self.opened() then
+      return nil, "events not configured, call configure() first"
+    end
+    local seq, err = n_post(consumer, source, event, data, unique)
+    if seq then wake_self() end
+    return seq, err
+  end
+
+  function self.post_local(source, event, data)
+    local_n = local_n + 1
+    local_queue[local_n] = { source, event, data }
+    wake_self()
+    return true
+  end
+
+  function self.at_exit(source, event)
+    return self.opened() and n_at_exit(consumer, source, event)
+  end
+
+  function self.stats()
+    return self.opened() and n_stats(consumer) or nil
+  end
+
+  local function run_local()
+    while local_n > 0 do
+      local q, n = local_queue, local_n
+      local_queue, local_n = {}, 0
+      for i = 1, n do
+        local e = q[i]
+        dispatch(e[1], e[2], e[3], nil)
+      end
+    end
+  end
+
+  -- our own diagnostic, not the library's: at most one line a second, with
+  -- the total since the previous line
+  local function log_lost(force)
+    if lost_unlogged == 0 then return end
+    local now = ngx.now()
+    if force or now - lost_logged_at >= LOST_LOG_EVERY then
+      log(ERR, PREFIX, "lost ", lost_unlogged, " event(s): this worker fell behind and they were ",
+          "overwritten in zone \"", zone, "\" (make the zone larger or poll more often)")
+      lost_unlogged, lost_logged_at = 0, now
+    end
+  end
+
+  local function report_lost(n)
+    lost_unlogged = lost_unlogged + n
+    log_lost(false)
+    if on_lost then on_lost(n) end
+  end
+
+  -- handles up to MAX_BATCH broadcast records; returns true if more may wait
+  local function run_broadcast()
+    local lost = 0
+    for _ = 1, MAX_BATCH do
+      local kind, a, b, c, d, e, f = n_fetch(consumer)
+      if kind == nil then
+        if lost > 0 then report_lost(lost) end
+        return false
+      elseif kind == FETCH_EVENT then
+        -- a=source b=event c=data d=pid e=unique f=seq
+        if e == nil then
+          dispatch(a, b, c, d)
+        else
+          local mine, owner = n_claim(consumer, e, timeout)
+          if mine then
+            dispatch(a, b, c, d)
+          elseif DEBUG_ON then
+            log(DEBUG, api_prefix, "skipping event ", f, " was handled by worker ", owner)
+          end
+        end
+      elseif kind == FETCH_LOST then
+        lost = lost + a
+      else
+        log(ERR, PREFIX, "dropping event ", b, ": ", a)
+      end
+    end
+    if lost > 0 then report_lost(lost) end
+    return true
+  end
+
+  local function do_poll()
+    run_local()
+    local m = consumer ~= nil and run_broadcast()
+    -- handlers may have posted local events
+    run_local()
+    return m
+  end
+
+  function self.poll()
+    if busy then
+      return "recursive"
+    end
+    if local_n == 0 and (consumer == nil or c_pending(consumer) == 0) then
+      more = false
+      return "done"
+    end
+    busy = true
+    local ok, m = pcall(do_poll)
+    busy = false
+    if not ok then
+      log(ERR, PREFIX, "poll failed: ", tostring(m))
+      return nil, tostring(m)
+    end
+    more = m
+    return "done"
+  end
+
+  -- waits up to `secs` for a wake-up; true if woken
+  local function wait(secs, push)
+    sema_posted = false
+    if push then
+      -- the notifier also wakes us when nginx starts shutting down
+      return (sema:wait(secs)) == true
+    end
+    local left = secs
+    while left > 0 and not exiting() do
+      local step = min(left, SLEEP_STEP)
+      if (sema:wait(step)) then return true end
+      left = left - step
+      if consumer and c_pending(consumer) ~= 0 then return true end
+    end
+    return false
+  end
+
+  local function loop(premature)
+    if premature then
+      loop_running = false
+      return
+    end
+    sema = sema or semaphore.new(0)
+    local me = consumer
+    local push = c_set_sema(me, sema.sem) == 1
+    while not exiting() and consumer == me do
+      if interval == 0 then break end
+      local ok, err = self.poll()
+      if not ok then
+        log(ERR, api_prefix, "timer-poll returned: ", err)
+      end
+      log_lost(false)
+      if more or local_n > 0 then
+        -- let requests and other timers run, then carry on draining (on stock
+        -- nginx a 0 s sleep re-expires in the same timer pass: use 1 ms)
+        sleep(0.001)
+      else
+        wait(interval, push)
+      end
+    end
+    if consumer == me then c_set_sema(me, nil) end
+    loop_running = false
+  end
+
+  -- starts the background loop (once; not with interval 0)
+  function self.start()
+    if loop_running or interval == 0 then return true end
+    local ok, err = timer_at(0, loop)
+    if not ok then
+      err = "failed to create timer: " .. tostring(err)
+      log(ERR, api_prefix, err)
+      return nil, err
+    end
+    loop_running = true
+    return true
+  end
+
+  return self
+end
+
+return _M

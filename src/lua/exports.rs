@@ -1,0 +1,52 @@
+//! Every `extern "C"` function Lua calls through LuaJIT FFI, and [`CDEF`],
+//! the one declaration of them (the native table hands it to Lua).
+//!
+//! A `lua_CFunction` call aborts the LuaJIT trace it sits in; an FFI call
+//! does not. The per-request fast path (`poll()` with nothing to do) goes
+//! through here so the caller's request handler stays compiled.
+
+use core::ffi::c_void;
+
+use crate::ngx::catch_unwind_or;
+use crate::runtime::attach;
+
+/// The `ffi.cdef` for the functions below.
+pub const CDEF: &str = "
+int ngx_worker_events_pending(int consumer);
+int ngx_worker_events_set_sema(int consumer, void *sema);
+int ngx_worker_events_test_hold_lock(void);
+";
+
+fn id(consumer: libc::c_int) -> u32 {
+    u32::try_from(consumer).unwrap_or(0)
+}
+
+/// 1 if records are waiting for `consumer`, else 0 (also when not open).
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_pending(consumer: libc::c_int) -> libc::c_int {
+    catch_unwind_or(0, || attach::pending(id(consumer)) as libc::c_int)
+}
+
+/// Registers the `ngx_http_lua_sema_t` `consumer`'s loop waits on (NULL to
+/// unregister). The Lua side keeps the semaphore referenced until it
+/// unregisters it. Returns 1 when push wake-ups reach this worker, else 0.
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_set_sema(
+    consumer: libc::c_int,
+    sema: *mut c_void,
+) -> libc::c_int {
+    catch_unwind_or(0, || attach::set_sema(id(consumer), sema) as libc::c_int)
+}
+
+/// Test hook: takes the lock of the first zone this worker is attached to
+/// and never releases it, so a test can SIGKILL a worker that holds it. Does nothing (returns 0) unless
+/// nginx's environment has `NGX_WORKER_EVENTS_TEST_HOOKS=1` (`env` directive).
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_test_hold_lock() -> libc::c_int {
+    catch_unwind_or(0, || {
+        if std::env::var_os("NGX_WORKER_EVENTS_TEST_HOOKS").is_none_or(|v| v != "1") {
+            return 0;
+        }
+        attach::hold_lock_forever() as libc::c_int
+    })
+}

@@ -1,0 +1,108 @@
+//! The native table every preloaded package gets as its chunk argument.
+//!
+//! Each function checks what it is given (the Lua layer already raised for
+//! programming errors) and reports runtime failures as `nil, err`. None of
+//! them runs Lua code while holding the zone lock or the per-process state.
+//!
+//! | field | what |
+//! |---|---|
+//! | `open(zone)` | `consumer, zone_name` / `nil, err` (a dict name maps to the default zone) |
+//! | `close(consumer)` | forgets the consumer |
+//! | `post`, `fetch` | per event, see `hot` |
+//! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` |
+//! | `at_exit(consumer, source, event)` | posts that event when the worker exits |
+//! | `stats(consumer)` | table of zone and consumer counters / nil |
+//! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
+//! | `FETCH_EVENT`, `FETCH_LOST`, `FETCH_BAD` | `fetch` result kinds |
+//! | `CDEF` | the `ffi.cdef` of `exports` |
+//! | `LOG_PREFIX` | the prefix of the module's own log lines |
+
+use mlua::{Lua, LuaString, MultiValue, Table, Value};
+
+use crate::ngx::process;
+use crate::runtime::attach;
+use crate::zone::claims::ClaimOutcome;
+
+/// Builds the native table.
+pub fn create(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("open", lua.create_function(open)?)?;
+    t.set(
+        "close",
+        lua.create_function(|_, id: u32| {
+            attach::close(id);
+            Ok(())
+        })?,
+    )?;
+    // SAFETY: both follow the lua_CFunction protocol and never unwind a panic.
+    unsafe {
+        t.set("post", lua.create_c_function(super::hot::post)?)?;
+        t.set("fetch", lua.create_c_function(super::hot::fetch)?)?;
+    }
+    t.set("claim", lua.create_function(claim)?)?;
+    t.set("at_exit", lua.create_function(at_exit)?)?;
+    t.set("stats", lua.create_function(stats)?)?;
+    t.set("pid", lua.create_function(|_, ()| Ok(process::pid()))?)?;
+    t.set(
+        "now_us",
+        lua.create_function(|_, ()| Ok(crate::ngx::monotonic_us() as f64))?,
+    )?;
+    t.set("FETCH_EVENT", super::hot::FETCH_EVENT)?;
+    t.set("FETCH_LOST", super::hot::FETCH_LOST)?;
+    t.set("FETCH_BAD", super::hot::FETCH_BAD)?;
+    t.set("CDEF", super::exports::CDEF)?;
+    t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
+    Ok(t)
+}
+
+fn open(lua: &Lua, name: LuaString) -> mlua::Result<MultiValue> {
+    let name = name.to_str()?.to_string();
+    Ok(match attach::open(&name) {
+        Ok(o) => MultiValue::from_vec(vec![
+            Value::Integer(o.id as _),
+            Value::String(lua.create_string(&o.zone)?),
+        ]),
+        Err(e) => MultiValue::from_vec(vec![
+            Value::Nil,
+            Value::String(lua.create_string(e.to_string())?),
+        ]),
+    })
+}
+
+fn claim(_: &Lua, (id, unique, ttl): (u32, LuaString, f64)) -> mlua::Result<(bool, Option<i32>)> {
+    let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
+    Ok(match attach::claim(id, &unique.as_bytes(), ttl_ms) {
+        ClaimOutcome::Mine => (true, None),
+        ClaimOutcome::Taken(pid) => (false, Some(pid)),
+    })
+}
+
+fn at_exit(_: &Lua, (id, source, event): (u32, LuaString, LuaString)) -> mlua::Result<bool> {
+    Ok(attach::post_at_exit(
+        id,
+        &source.as_bytes(),
+        &event.as_bytes(),
+    ))
+}
+
+fn stats(lua: &Lua, id: u32) -> mlua::Result<Value> {
+    let Some(s) = attach::stats(id) else {
+        return Ok(Value::Nil);
+    };
+    let z = &s.zone;
+    let t = lua.create_table()?;
+    t.set("zone", s.zone_name.as_str())?;
+    t.set("head", z.head as f64)?;
+    t.set("tail", z.tail as f64)?;
+    t.set("next_seq", z.next_seq as f64)?;
+    t.set("posted", z.posted as f64)?;
+    t.set("evicted", z.evicted as f64)?;
+    t.set("log_size", z.log_size as f64)?;
+    t.set("max_record", z.max_record as f64)?;
+    t.set("generation", z.generation as f64)?;
+    t.set("cursor", s.cursor as f64)?;
+    t.set("lost", s.lost as f64)?;
+    t.set("slot", s.slot.map(|s| s as i64))?;
+    t.set("workers", z.workers.len())?;
+    Ok(Value::Table(t))
+}

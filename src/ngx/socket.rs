@@ -1,0 +1,150 @@
+//! Abstract-namespace unix datagram sockets: one bound socket per worker,
+//! registered in nginx's event loop, and one unbound socket to send from.
+//!
+//! Abstract names (`sun_path[0] == 0`) leave no file behind and vanish with
+//! the socket, so a crashed worker leaves nothing to clean up.
+
+use core::ptr;
+use std::io;
+
+use ngx::ffi::{
+    ngx_close_connection, ngx_connection_t, ngx_event_handler_pt, ngx_get_connection,
+    ngx_handle_read_event, ngx_int_t, NGX_OK,
+};
+
+/// The socket address for abstract name `name`.
+fn address(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let n = name.len().min(sa.sun_path.len() - 1);
+    // sun_path[0] stays 0: abstract namespace.
+    for (i, b) in name.bytes().take(n).enumerate() {
+        sa.sun_path[i + 1] = b as libc::c_char;
+    }
+    let len = core::mem::size_of::<libc::sa_family_t>() + 1 + n;
+    (sa, len as libc::socklen_t)
+}
+
+fn dgram_socket() -> io::Result<libc::c_int> {
+    // SAFETY: creating a socket; the descriptor is owned by the caller.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// A bound socket whose readability calls an nginx event handler.
+pub struct Listener {
+    conn: *mut ngx_connection_t,
+}
+
+impl Listener {
+    /// Binds `name` and registers the socket for reading with `handler`
+    /// (called with the connection's read event; the connection is marked
+    /// idle, so graceful shutdown calls it with `close` set).
+    pub fn open(name: &str, handler: ngx_event_handler_pt) -> io::Result<Listener> {
+        let fd = dgram_socket()?;
+        let (sa, len) = address(name);
+        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes; `fd` is ours.
+        if unsafe { libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) } != 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: closing our own descriptor.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        let log = crate::ngx::log::cycle_log();
+        // SAFETY: the event module is initialised in worker processes; nginx
+        // takes ownership of `fd` with the connection.
+        let c = unsafe { ngx_get_connection(fd, log) };
+        if c.is_null() {
+            // SAFETY: closing our own descriptor.
+            unsafe { libc::close(fd) };
+            return Err(io::Error::other("no free connection"));
+        }
+        // SAFETY: `c` is a fresh connection with valid read/write events.
+        unsafe {
+            (*c).set_idle(1);
+            (*c).data = ptr::null_mut();
+            let rev = (*c).read;
+            (*rev).handler = handler;
+            (*rev).log = log;
+            (*(*c).write).log = log;
+            if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
+                ngx_close_connection(c);
+                return Err(io::Error::other("cannot add the socket to the event loop"));
+            }
+        }
+        Ok(Listener { conn: c })
+    }
+
+    /// Reads and discards every queued datagram; re-arms the read event.
+    /// Returns true when nginx is closing the connection (shutdown).
+    pub fn drain(&self) -> bool {
+        let mut buf = [0u8; 64];
+        // SAFETY: `conn` is open until `close`; reading into a local buffer.
+        unsafe {
+            let c = self.conn;
+            while libc::recv((*c).fd, buf.as_mut_ptr().cast(), buf.len(), 0) > 0 {}
+            if (*c).close() != 0 {
+                return true;
+            }
+            ngx_handle_read_event((*c).read, 0);
+        }
+        false
+    }
+
+    /// Closes the socket and its connection.
+    pub fn close(self) {
+        // SAFETY: our connection, still open (close consumes the listener).
+        unsafe { ngx_close_connection(self.conn) };
+    }
+}
+
+/// An unbound socket for sending one-byte datagrams.
+pub struct Sender {
+    fd: libc::c_int,
+}
+
+impl Sender {
+    /// A new sending socket.
+    pub fn new() -> io::Result<Sender> {
+        dgram_socket().map(|fd| Sender { fd })
+    }
+
+    /// Sends one byte to `name` without blocking.
+    pub fn send(&self, name: &str) -> io::Result<()> {
+        let (sa, len) = address(name);
+        // SAFETY: valid address and a one-byte static buffer.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd,
+                b"!".as_ptr().cast(),
+                1,
+                libc::MSG_DONTWAIT,
+                &sa as *const _ as *const libc::sockaddr,
+                len,
+            )
+        };
+        if sent == 1 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptor once.
+        unsafe { libc::close(self.fd) };
+    }
+}

@@ -1,0 +1,418 @@
+//! Resolving zone names, attaching this process to zones, and consumers:
+//! open, post, read, claim, close.
+//!
+//! The default-zone rule (zero-config drop-in): a name that is one of our
+//! zones is that zone. A name that is some other module's shared zone (a
+//! `lua_shared_dict`, as lua-resty-worker-events code passes in
+//! `configure{shm = ...}`) means the **default zone**: the only
+//! `worker_events_zone` declared, or when none is declared, the module's
+//! implicit one (see `conf`). The dict itself is left alone. A name that is
+//! nothing fails.
+
+use crate::codec::Encoder;
+use crate::ngx::process::{self, NgxProcess};
+use crate::ngx::shm::{self, Lookup, ZoneHandle};
+use crate::runtime::cell::Reentered;
+use crate::runtime::notify;
+use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
+use crate::zone::claims::ClaimOutcome;
+use crate::zone::record::RecordHeader;
+use crate::zone::{AppendError, ReadOutcome, ZoneStats};
+
+/// Why a zone name could not be resolved or a consumer opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachError {
+    /// No shared zone of that name.
+    NotFound(String),
+    /// A `lua_shared_dict` name, and several of our zones to choose from.
+    Ambiguous {
+        dict: String,
+        zones: Vec<String>,
+    },
+    /// A `lua_shared_dict` name, and none of our zones (cannot happen while
+    /// the implicit zone exists).
+    NoDefault(String),
+    Reentered,
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AttachError::NotFound(name) => write!(f, "shm \"{name}\" not found"),
+            AttachError::Ambiguous { dict, zones } => write!(
+                f,
+                "shm \"{dict}\" is a lua_shared_dict and there is no single default worker_events_zone (declared: {}): pass one of them as shm",
+                zones.join(", ")
+            ),
+            AttachError::NoDefault(dict) => write!(
+                f,
+                "shm \"{dict}\" is a lua_shared_dict and no worker_events_zone exists: declare one in http {{}} with: worker_events_zone {dict}_events 1m;"
+            ),
+            AttachError::Reentered => Reentered.fmt(f),
+        }
+    }
+}
+
+impl From<Reentered> for AttachError {
+    fn from(_: Reentered) -> Self {
+        AttachError::Reentered
+    }
+}
+
+/// Why a post failed.
+#[derive(Debug)]
+pub enum PostError {
+    NotOpen,
+    Append(AppendError),
+    Reentered,
+}
+
+impl core::fmt::Display for PostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PostError::NotOpen => f.write_str("events not configured, call configure() first"),
+            PostError::Append(e) => e.fmt(f),
+            PostError::Reentered => Reentered.fmt(f),
+        }
+    }
+}
+
+/// The zone `name` stands for (see the module doc), and whether it was a
+/// `lua_shared_dict` name mapped to the default zone.
+pub fn resolve(name: &str) -> Result<(String, ZoneHandle, bool), AttachError> {
+    match shm::lookup(name.as_bytes()) {
+        Lookup::Ours(h) => Ok((name.to_string(), h, false)),
+        Lookup::Missing => Err(AttachError::NotFound(name.to_string())),
+        Lookup::Foreign => {
+            let mut ours = shm::ours();
+            match ours.len() {
+                1 => {
+                    let (zone, h) = ours.remove(0);
+                    Ok((zone, h, true))
+                }
+                0 => Err(AttachError::NoDefault(name.to_string())),
+                _ => Err(AttachError::Ambiguous {
+                    dict: name.to_string(),
+                    zones: ours.into_iter().map(|(n, _)| n).collect(),
+                }),
+            }
+        }
+    }
+}
+
+/// Index of zone `name` in `st.zones`, attaching (and taking a slot, in a
+/// worker) on first use.
+fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
+    if let Some(i) = st.zones.iter().position(|a| a.name == name) {
+        return i;
+    }
+    let me = NgxProcess::current();
+    // Slots are for workers: the master running init_by_lua code must not
+    // hold one for its whole life.
+    let slot = me.worker_number().and_then(|worker| {
+        let slot = handle.zone.slots().acquire(
+            &handle,
+            process::pid(),
+            worker as i32,
+            handle.zone.generation(),
+            process::alive,
+        );
+        if slot.is_none() {
+            crate::wev_log!(
+                WARN,
+                "zone \"{}\": no free worker slot, push wake-ups disabled in this worker",
+                name
+            );
+        }
+        slot
+    });
+    if let Some(s) = slot {
+        if notify::listen() {
+            handle.zone.slots().set_push(s, true);
+        }
+    }
+    st.zones.push(Attachment {
+        name: name.to_string(),
+        handle,
+        slot,
+    });
+    st.zones.len() - 1
+}
+
+/// Attaches to zone `name` (worker start: lifecycle, before any Lua API).
+pub fn attach_zone(name: &str, handle: ZoneHandle) -> Result<(), Reentered> {
+    STATE.with(|st| {
+        attachment(st, name, handle);
+    })
+}
+
+/// A consumer just opened.
+pub struct Opened {
+    pub id: u32,
+    /// The zone it reads (differs from the name asked for when that was a dict).
+    pub zone: String,
+}
+
+/// Opens a consumer of the zone `name` stands for, reading from now on.
+pub fn open(name: &str) -> Result<Opened, AttachError> {
+    let (zone, handle, via_dict) = resolve(name)?;
+    STATE.with(|st| {
+        if via_dict && !st.noticed.iter().any(|n| n == name) {
+            st.noticed.push(name.to_string());
+            crate::wev_log!(
+                NOTICE,
+                "shm \"{}\" is a lua_shared_dict: events go to worker_events_zone \"{}\" (for a dedicated zone, replace \"lua_shared_dict {} ...;\" with \"worker_events_zone {} <size>;\")",
+                name,
+                zone,
+                name,
+                name
+            );
+        }
+        let z = attachment(st, &zone, handle);
+        let cursor = handle.zone.ring().cursor_at_head(&handle);
+        let c = Consumer {
+            zone: z,
+            cursor,
+            sema: core::ptr::null_mut(),
+            woken: false,
+            lost: 0,
+        };
+        let i = match st.consumers.iter().position(Option::is_none) {
+            Some(i) => {
+                st.consumers[i] = Some(c);
+                i
+            }
+            None => {
+                st.consumers.push(Some(c));
+                st.consumers.len() - 1
+            }
+        };
+        Opened {
+            id: i as u32 + 1,
+            zone,
+        }
+    })
+    .map_err(AttachError::from)
+}
+
+/// Closes consumer `id` (its cursor and semaphore are forgotten).
+pub fn close(id: u32) {
+    let _ = STATE.with(|st| {
+        if let Some(i) = (id as usize).checked_sub(1) {
+            if let Some(c) = st.consumers.get_mut(i) {
+                *c = None;
+            }
+        }
+    });
+}
+
+/// Lends the encoding buffer out (cleared); give it back with [`put_encoder`].
+pub fn take_encoder() -> Result<Encoder, Reentered> {
+    STATE.with(|st| {
+        let mut e = core::mem::take(&mut st.enc);
+        e.clear();
+        e
+    })
+}
+
+/// Returns the buffer lent by [`take_encoder`].
+pub fn put_encoder(enc: Encoder) {
+    let _ = STATE.with(|st| st.enc = enc);
+}
+
+/// Appends one record to consumer `id`'s zone and wakes its readers;
+/// returns the record's seq.
+pub fn post(
+    id: u32,
+    source: &[u8],
+    event: &[u8],
+    unique: &[u8],
+    data: &[u8],
+) -> Result<u64, PostError> {
+    let posted = STATE.with(|st| {
+        let c = st.consumer(id).ok_or(PostError::NotOpen)?;
+        let z = c.zone;
+        let a = &st.zones[z];
+        let seq = a
+            .handle
+            .zone
+            .ring()
+            .append(&a.handle, process::pid(), source, event, unique, data)
+            .map_err(PostError::Append)?;
+        let (handle, slot) = (a.handle, a.slot);
+        notify::wake_local(st, z, Some(id as usize - 1), false);
+        Ok((seq, handle, slot))
+    });
+    let (seq, handle, slot) = posted.map_err(|_| PostError::Reentered)??;
+    notify::wake_others(&handle, slot);
+    Ok(seq)
+}
+
+/// What one read for a consumer found.
+pub enum Fetched {
+    Empty,
+    Lost(u64),
+    /// A record, in a buffer lent out: give it back with [`put_buffer`].
+    Record(RecordHeader, Vec<u8>),
+}
+
+/// Reads consumer `id`'s next record (Empty when not open).
+pub fn fetch(id: u32) -> Fetched {
+    STATE
+        .with(|st| {
+            let State {
+                zones,
+                consumers,
+                buf,
+                ..
+            } = st;
+            let Some(c) = (id as usize)
+                .checked_sub(1)
+                .and_then(|i| consumers.get_mut(i))
+                .and_then(Option::as_mut)
+            else {
+                return Fetched::Empty;
+            };
+            let a = &zones[c.zone];
+            match a
+                .handle
+                .zone
+                .ring()
+                .read_next(&a.handle, &mut c.cursor, buf)
+            {
+                ReadOutcome::Empty => {
+                    c.woken = false;
+                    Fetched::Empty
+                }
+                ReadOutcome::Lost(n) => {
+                    c.lost += n;
+                    Fetched::Lost(n)
+                }
+                ReadOutcome::Record(rh) => Fetched::Record(rh, core::mem::take(buf)),
+            }
+        })
+        .unwrap_or(Fetched::Empty)
+}
+
+/// Returns the buffer lent by [`fetch`].
+pub fn put_buffer(buf: Vec<u8>) {
+    let _ = STATE.with(|st| st.buf = buf);
+}
+
+/// True if records are waiting for consumer `id` (one atomic load).
+pub fn pending(id: u32) -> bool {
+    STATE
+        .with(|st| {
+            let Some(c) = st.consumer(id) else {
+                return false;
+            };
+            let (zone, cursor) = (c.zone, c.cursor);
+            let pending = st.zones[zone].handle.zone.ring().has_pending(&cursor);
+            if !pending {
+                // Drained: the next post must wake it again.
+                if let Some(c) = st.consumer(id) {
+                    c.woken = false;
+                }
+            }
+            pending
+        })
+        .unwrap_or(false)
+}
+
+/// Claims `unique` in consumer `id`'s zone for `ttl_ms`: Mine when this
+/// worker handles the event (also when not open: nothing to share with).
+pub fn claim(id: u32, unique: &[u8], ttl_ms: u64) -> ClaimOutcome {
+    STATE
+        .with(|st| {
+            let Some(z) = st.consumer(id).map(|c| c.zone) else {
+                return ClaimOutcome::Mine;
+            };
+            let a = &st.zones[z];
+            let now_ms = crate::ngx::monotonic_us() / 1000;
+            a.handle
+                .zone
+                .claims()
+                .claim(&a.handle, unique, process::pid(), now_ms, ttl_ms)
+        })
+        .unwrap_or(ClaimOutcome::Mine)
+}
+
+/// Registers the semaphore consumer `id`'s loop waits on (null to
+/// unregister). True when push wake-ups reach this worker.
+pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
+    STATE
+        .with(|st| match st.consumer(id) {
+            Some(c) => {
+                c.sema = sema;
+                c.woken = false;
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false)
+        && notify::active()
+}
+
+/// Posts `source`/`event` (nil data) to consumer `id`'s zone when this
+/// worker exits (once per zone and pair).
+pub fn post_at_exit(id: u32, source: &[u8], event: &[u8]) -> bool {
+    STATE
+        .with(|st| {
+            let Some(zone) = st.consumer(id).map(|c| c.zone) else {
+                return false;
+            };
+            let dup = st
+                .exit_posts
+                .iter()
+                .any(|p| p.zone == zone && p.source == source && p.event == event);
+            if !dup {
+                st.exit_posts.push(ExitPost {
+                    zone,
+                    source: source.to_vec(),
+                    event: event.to_vec(),
+                });
+            }
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// A consumer's view for `stats()`.
+pub struct ConsumerStats {
+    pub zone_name: String,
+    pub zone: ZoneStats,
+    pub cursor: u64,
+    pub slot: Option<usize>,
+    pub lost: u64,
+}
+
+/// Counters of consumer `id` and its zone.
+pub fn stats(id: u32) -> Option<ConsumerStats> {
+    STATE
+        .with(|st| {
+            let c = st.consumer(id)?;
+            let (zone, cursor, lost) = (c.zone, c.cursor.pos, c.lost);
+            let a = &st.zones[zone];
+            Some(ConsumerStats {
+                zone_name: a.name.clone(),
+                zone: a.handle.zone.stats(),
+                cursor,
+                slot: a.slot,
+                lost,
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Test hook: takes the first attached zone's lock and never releases it.
+pub fn hold_lock_forever() -> bool {
+    STATE
+        .with(|st| {
+            st.zones
+                .first()
+                .map(|a| crate::zone::ZoneLock::lock(&a.handle))
+                .is_some()
+        })
+        .unwrap_or(false)
+}

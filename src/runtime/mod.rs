@@ -1,0 +1,21 @@
+//! Per-process runtime: what this worker is attached to, and what it does
+//! with it. Safe code over `zone` (pure) and `ngx` (edges); the Lua layer
+//! calls down into it and nothing here knows about Lua APIs.
+//!
+//! - `cell`: the one kind of per-process global (borrow guard, fork reset);
+//! - `state`: this process' attachments (zone + slot) and consumers;
+//! - `notify`: push wake-ups between and within workers;
+//! - `attach`: resolving zone names (the default-zone rule), attaching,
+//!   consumers, posting and reading;
+//! - `lifecycle`: worker start and exit, from nginx's process hooks,
+//!   whether or not any Lua API is used.
+//!
+//! A **consumer** is one reader of one zone in one worker: one Lua API
+//! instance (`resty.worker.events`, and next `resty.events`), with its own
+//! cursor, lost-event count and wake-up semaphore.
+
+pub mod attach;
+pub mod cell;
+pub mod lifecycle;
+pub mod notify;
+pub mod state;

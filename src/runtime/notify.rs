@@ -1,0 +1,178 @@
+//! Push delivery: waking consumers the moment an event is posted.
+//!
+//! Between workers: every worker owns one abstract unix datagram socket
+//! named after its pid (`ngx::socket`), in nginx's event loop, and its slot
+//! in each attached zone is marked "push". A poster sends one byte to each
+//! other worker whose slot wake flag it flipped from 0 to 1 (so a burst
+//! costs each reader one wake-up); the reader's handler drains the socket,
+//! takes its flags and posts the semaphore of every consumer of the zones
+//! that were flagged (`ngx_http_lua_ffi_sema_post`). At graceful shutdown
+//! nginx calls the handler with `close` set: every loop wakes up to exit.
+//!
+//! Within a worker: a post wakes the other consumers of the same zone
+//! directly. A consumer's `woken` flag coalesces wake-ups until it drains.
+//!
+//! `env NGX_WORKER_EVENTS_NO_PUSH=1;` in nginx.conf turns pushing off (to
+//! measure or debug the interval-only mode).
+//!
+//! What it does not do: deliver anything. It only shortens the wait; the
+//! `interval` loop stays as the safety net, and when any of this fails the
+//! worker logs it once and falls back to that loop.
+
+use core::ffi::c_void;
+
+use ngx::ffi::ngx_event_t;
+
+use crate::ngx::lua_module;
+use crate::ngx::process;
+use crate::ngx::shm::ZoneHandle;
+use crate::ngx::socket::{Listener, Sender};
+use crate::ngx::timer;
+use crate::runtime::cell::ProcessCell;
+use crate::runtime::state::{State, STATE};
+
+type SemaPost = unsafe extern "C" fn(*mut c_void, libc::c_int) -> libc::c_int;
+
+#[derive(Default)]
+struct Push {
+    listener: Option<Listener>,
+    sender: Option<Sender>,
+    sema_post: Option<SemaPost>,
+    /// Listening was tried in this process (it is tried once).
+    tried: bool,
+    warned: bool,
+}
+
+static PUSH: ProcessCell<Push> = ProcessCell::new();
+
+fn address(pid: i32) -> String {
+    format!("ngx-worker-events/{pid}")
+}
+
+fn warn_once(p: &mut Push, what: core::fmt::Arguments) {
+    if !p.warned {
+        p.warned = true;
+        crate::wev_log!(
+            WARN,
+            "push wake-ups unavailable ({}), falling back to the interval loop",
+            what
+        );
+    }
+}
+
+/// Opens this worker's socket (once per process). True when push is on.
+pub fn listen() -> bool {
+    PUSH.with(|p| {
+        if p.tried {
+            return p.listener.is_some();
+        }
+        p.tried = true;
+        p.sema_post = lua_module::sema_post();
+        if std::env::var_os("NGX_WORKER_EVENTS_NO_PUSH").is_some_and(|v| v == "1") {
+            warn_once(p, format_args!("disabled by NGX_WORKER_EVENTS_NO_PUSH"));
+            return false;
+        }
+        if p.sema_post.is_none() {
+            warn_once(p, format_args!("ngx_http_lua_ffi_sema_post not found"));
+            return false;
+        }
+        match Listener::open(&address(process::pid()), Some(on_readable)) {
+            Ok(l) => p.listener = Some(l),
+            Err(e) => warn_once(p, format_args!("{e}")),
+        }
+        p.listener.is_some()
+    })
+    .unwrap_or(false)
+}
+
+/// True when this worker receives push wake-ups.
+pub fn active() -> bool {
+    PUSH.with(|p| p.listener.is_some()).unwrap_or(false)
+}
+
+/// Stops receiving (worker exit, or shutdown started).
+pub fn stop() {
+    let _ = PUSH.with(|p| {
+        if let Some(l) = p.listener.take() {
+            l.close();
+        }
+    });
+}
+
+/// Posts `sema` (a live `ngx_http_lua_sema_t`) once.
+fn post_sema(sema: *mut c_void) {
+    let Ok(Some(post)) = PUSH.with(|p| p.sema_post.or_else(lua_module::sema_post)) else {
+        return;
+    };
+    if !sema.is_null() {
+        // SAFETY: the Lua side keeps the semaphore alive while it is
+        // registered with its consumer (see `exports::ngx_worker_events_set_sema`),
+        // and we run on the event loop.
+        unsafe { post(sema, 1) };
+    }
+}
+
+/// Wakes the consumers of `zone` in this process, except `except` (an
+/// index), unless they were woken and have not drained since; `all` wakes
+/// even those (shutdown).
+pub fn wake_local(st: &mut State, zone: usize, except: Option<usize>, all: bool) {
+    for (i, c) in st.consumers.iter_mut().enumerate() {
+        let Some(c) = c else { continue };
+        if c.zone != zone || Some(i) == except || (c.woken && !all) || c.sema.is_null() {
+            continue;
+        }
+        c.woken = true;
+        post_sema(c.sema);
+    }
+}
+
+/// Read handler of the worker's socket.
+unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
+    crate::ngx::catch_unwind_or((), || {
+        let closing = PUSH
+            .with(|p| p.listener.as_ref().is_none_or(|l| l.drain()))
+            .unwrap_or(true);
+        let _ = STATE.with(|st| {
+            for z in 0..st.zones.len() {
+                // Only a poster sets the flag before sending: a datagram from
+                // anyone else (the name is guessable) costs a recv, not a wake-up.
+                let flagged = st.zones[z]
+                    .slot
+                    .is_some_and(|s| st.zones[z].handle.zone.slots().take_wake(s));
+                if closing || flagged {
+                    wake_local(st, z, None, closing);
+                }
+            }
+        });
+        if closing {
+            // Graceful shutdown: stop receiving; the loops exit on wake-up.
+            stop();
+            timer::kick_event_loop();
+        }
+    });
+}
+
+/// Wakes the other push-enabled workers of `handle`'s zone (`slot`: ours).
+pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
+    let _ = PUSH.with(|p| {
+        if p.sender.is_none() {
+            p.sender = Sender::new().ok();
+        }
+        let Some(sender) = p.sender.as_ref() else {
+            return;
+        };
+        let slots = handle.zone.slots();
+        slots.to_wake(slot, |idx, to| {
+            if let Err(e) = sender.send(&address(to)) {
+                // Nobody listens at that name any more (the worker died
+                // without freeing its slot): stop pushing to it. Otherwise
+                // (its queue is full): clear the flag we set, so a later post
+                // retries.
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    slots.set_push(idx, false);
+                }
+                slots.reset_wake(idx);
+            }
+        });
+    });
+}

@@ -1,0 +1,64 @@
+//! This process' attachments and consumers (the data, not the operations:
+//! see `attach` and `notify`).
+
+use core::ffi::c_void;
+
+use crate::codec::Encoder;
+use crate::ngx::shm::ZoneHandle;
+use crate::runtime::cell::ProcessCell;
+use crate::zone::Cursor;
+
+/// One zone this process is attached to.
+pub struct Attachment {
+    /// The zone's name.
+    pub name: String,
+    pub handle: ZoneHandle,
+    /// Our slot in the zone (workers only; None when the table was full).
+    pub slot: Option<usize>,
+}
+
+/// One reader of one zone (one Lua API instance in this process).
+pub struct Consumer {
+    /// Index into `State::zones`.
+    pub zone: usize,
+    pub cursor: Cursor,
+    /// The `ngx_http_lua_sema_t` its dispatch loop waits on (null: none).
+    pub sema: *mut c_void,
+    /// A wake-up was posted and the consumer has not drained since.
+    pub woken: bool,
+    /// Events it lost (overrun), since it was opened.
+    pub lost: u64,
+}
+
+/// An event to post when the worker exits (e.g. `stopping`).
+pub struct ExitPost {
+    pub zone: usize,
+    pub source: Vec<u8>,
+    pub event: Vec<u8>,
+}
+
+/// Everything this process holds.
+#[derive(Default)]
+pub struct State {
+    pub zones: Vec<Attachment>,
+    /// Consumer ids are indexes + 1; closed ones leave `None`.
+    pub consumers: Vec<Option<Consumer>>,
+    /// Record copy buffer for reads (lent out while a record is decoded).
+    pub buf: Vec<u8>,
+    /// Payload encoding buffer for posts (lent out while a value is encoded).
+    pub enc: Encoder,
+    pub exit_posts: Vec<ExitPost>,
+    /// `lua_shared_dict` names already reported as mapped to the default zone.
+    pub noticed: Vec<String>,
+}
+
+impl State {
+    /// The consumer with this id.
+    pub fn consumer(&mut self, id: u32) -> Option<&mut Consumer> {
+        let i = (id as usize).checked_sub(1)?;
+        self.consumers.get_mut(i)?.as_mut()
+    }
+}
+
+/// This process' state.
+pub static STATE: ProcessCell<State> = ProcessCell::new();

@@ -1,0 +1,56 @@
+//! The writers' lock over one zone, as a trait, and the guard that releases it.
+//!
+//! In nginx the lock is the slab pool mutex (see `crate::ngx::shm`), which
+//! the master force-unlocks when a worker dies holding it; unit tests use a
+//! spinning [`TestLock`] with threads standing in for worker processes.
+
+/// Mutual exclusion between processes for writers of one zone.
+///
+/// Implementations must not be re-entrant and must be cheap: the lock is held
+/// only while one record is copied in or one table entry is updated.
+pub trait ZoneLock {
+    /// Acquires the lock (spins/sleeps until it is free).
+    fn lock(&self);
+    /// Releases the lock.
+    fn unlock(&self);
+}
+
+/// Holds a [`ZoneLock`] until dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct Guard<'a, L: ZoneLock + ?Sized>(&'a L);
+
+impl<'a, L: ZoneLock + ?Sized> Guard<'a, L> {
+    /// Locks `lock` until the guard is dropped.
+    pub fn new(lock: &'a L) -> Self {
+        lock.lock();
+        Guard(lock)
+    }
+}
+
+impl<L: ZoneLock + ?Sized> Drop for Guard<'_, L> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
+}
+
+/// A spinning lock for unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestLock(std::sync::atomic::AtomicBool);
+
+#[cfg(test)]
+impl ZoneLock for TestLock {
+    fn lock(&self) {
+        use std::sync::atomic::Ordering;
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+    }
+    fn unlock(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
