@@ -86,7 +86,7 @@ mod handlers {
     use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_str_t, NGX_LOG_EMERG};
     use ngx::ngx_conf_log_error;
 
-    use super::{check_zone, implicit_name, MainConf, DEFAULT_ZONE_SIZE};
+    use crate::conf::{check_zone, implicit_name, MainConf, DEFAULT_ZONE_SIZE};
     use crate::ngx::shm;
 
     /// Handler of `worker_events_zone`.

@@ -22,8 +22,6 @@ location = /t {
         ngx.say(type(ev), " ", ev._VERSION)
     }
 }
---- request
-GET /t
 --- response_body
 table 2.0.1
 
@@ -42,8 +40,6 @@ location = /t {
         ngx.say(require("resty.worker.events")._VERSION)
     }
 }
---- request
-GET /t
 --- response_body
 2.0.1
 
@@ -62,8 +58,6 @@ location = /t {
         ngx.say(require("resty.worker.events")._VERSION)
     }
 }
---- request
-GET /t
 --- response_body
 2.0.1
 
@@ -90,8 +84,6 @@ location = /t {
         ngx.say(ev.configure({ shm = "nope" }))
     }
 }
---- request
-GET /t
 --- response_body
 false
 nilshm "nope" not found
@@ -111,8 +103,6 @@ location = /t {
         ngx.say("cache manager alive: ", out:find("cache manager process", 1, true) ~= nil)
     }
 }
---- request
-GET /t
 --- response_body
 cache manager alive: true
 --- grep_error_log eval

@@ -16,8 +16,6 @@ location = /t {
         ngx.say(require("resty.worker.events").configure({ shm = "ev" }))
     }
 }
---- request
-GET /t
 --- response_body
 true
 
@@ -70,8 +68,6 @@ location = /t {
         ngx.say(ev.post("s", "e", string.rep("x", 1000)))
     }
 }
---- request
-GET /t
 --- response_body
 true
 true
@@ -132,8 +128,6 @@ location = /t {
         ngx.say(ev.stats().zone)
     }
 }
---- request
-GET /t
 --- response_body
 true
 ev
@@ -156,8 +150,6 @@ location = /t {
         ngx.say(ev.stats().zone)
     }
 }
---- request
-GET /t
 --- response_body
 nilshm "dict" is a lua_shared_dict and there is no single default worker_events_zone (declared: a, b): pass one of them as shm
 true
@@ -178,8 +170,6 @@ location = /t {
         ngx.say(ev.stats().zone, " ", ev.stats().log_size > 1900000)
     }
 }
---- request
-GET /t
 --- response_body
 true
 nilAlready started, cannot change shm
@@ -192,7 +182,5 @@ two true
 worker_events_zone ev 10m;
 --- config
 location = /t { return 200 "ok\n"; }
---- request
-GET /t
 --- response_body
 ok

@@ -10,8 +10,6 @@ __DATA__
 
 === TEST 1: init_by_lua, init_worker_by_lua, timer
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_by_lua_block {
     local ev = require "resty.worker.events"
     init_ok = type(ev.post) == "function"
@@ -34,8 +32,6 @@ location = /t {
         ngx.say("same table: ", require("resty.worker.events") == package.loaded["resty.worker.events"])
     }
 }
---- request
-GET /t
 --- response_body
 init: true
 init_worker: true
@@ -46,7 +42,6 @@ same table: true
 
 === TEST 2: set, rewrite, access, content, header_filter, body_filter, log
 --- http_config
-worker_events_zone ev 1m;
 --- config
 location = /t {
     set_by_lua_block $set_ok { return type(require("resty.worker.events").poll) }
@@ -62,8 +57,6 @@ location = /t {
     body_filter_by_lua_block { local _ = require("resty.worker.events") }
     log_by_lua_block { ngx.log(ngx.WARN, "log phase: ", type(require("resty.worker.events").poll)) }
 }
---- request
-GET /t
 --- response_headers
 X-Header-Filter: function
 --- response_body
@@ -79,8 +72,6 @@ log phase: function
 
 === TEST 3: after a reload (HUP) the new Lua VM has it too
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local ev = require "resty.worker.events"
     ngx.shared.out:incr("inits", 1, 0)

@@ -12,7 +12,6 @@ __DATA__
 --- workers: 4
 --- http_config
 worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -32,8 +31,6 @@ location = /t {
         we.say_common()
     }
 }
---- request
-GET /t
 --- response_body
 all 4 workers:
 test/written hello from the poster: true
@@ -44,7 +41,6 @@ test/written hello from the poster: true
 --- workers: 4
 --- http_config
 worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -68,8 +64,6 @@ location = /t {
         ngx.say((out:gsub("log_size=%d+", "log_size=N")))
     }
 }
---- request
-GET /t
 --- response_body
 posted>=true log_size=N workers=4
 
@@ -78,7 +72,6 @@ posted>=true log_size=N workers=4
 === TEST 3: the zone is reused across a reload: its log goes on
 --- http_config
 worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     require("t.we").configure()
 }

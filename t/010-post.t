@@ -5,8 +5,6 @@ use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
 our $HttpConfig = <<'_EOC_';
-    worker_events_zone ev 4m;
-    lua_shared_dict out 8m;
     init_worker_by_lua_block {
         local we = require "t.we"
         local ev = require "resty.worker.events"
@@ -37,8 +35,6 @@ location = /t {
         we.say_common()
     }
 }
---- request
-GET /t
 --- response_body
 true
 right after post: 0
@@ -89,8 +85,6 @@ location = /t {
         we.say_each_equal(sent, "got what was sent")
     }
 }
---- request
-GET /t
 --- response_body
 worker 0 got what was sent: true
 worker 1 got what was sent: true
@@ -101,8 +95,6 @@ worker 2 got what was sent: true
 === TEST 3: one global order: three workers post at once, all see the same sequence
 --- workers: 3
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -145,8 +137,6 @@ location = /t {
         ngx.say("per-poster order kept: ", in_order)
     }
 }
---- request
-GET /t
 --- timeout: 8
 --- response_body
 all delivered: true
@@ -185,8 +175,6 @@ location = /t {
         ngx.say("still works: ", ev.post("test", "good", 1))
     }
 }
---- request
-GET /t
 --- response_body
 function: nil failed posting event "bad" by "test"; cannot serialise function: type not supported
 userdata: nil failed posting event "bad" by "test"; cannot serialise userdata: type not supported
@@ -222,8 +210,6 @@ location = /t {
         ngx.say(ev.post("s", "e", nil, {}))
     }
 }
---- request
-GET /t
 --- response_body
 nilsource is required
 nilsource is required
@@ -239,7 +225,6 @@ nilfailed posting event "e" by "s"; unique must be a string or a number, got tab
 
 === TEST 6: posting before configure is a nil, err (no crash)
 --- http_config
-worker_events_zone ev 1m;
 --- config
 location = /t {
     content_by_lua_block {
@@ -251,8 +236,6 @@ location = /t {
         ngx.say(ev.poll())
     }
 }
---- request
-GET /t
 --- response_body
 false
 nilfailed posting event "e" by "s"; events not configured, call configure() first
@@ -278,8 +261,6 @@ location = /t {
         ngx.say("ok")
     }
 }
---- request
-GET /t
 --- response_body
 ok
 --- no_error_log
@@ -302,8 +283,6 @@ location = /t {
         ngx.say(ok, " ", err:match("; ([^;]*)$"))
     }
 }
---- request
-GET /t
 --- response_body
 nil source is too long: 70000 bytes, at most 65535
 nil event is too long: 70000 bytes, at most 65535
@@ -357,8 +336,6 @@ location = /t {
         we.say_each_equal(sent, "got what was sent")
     }
 }
---- request
-GET /t
 --- response_body
 worker 0 got what was sent: true
 worker 1 got what was sent: true

@@ -5,8 +5,6 @@ use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
 our $HttpConfig = <<'_EOC_';
-    worker_events_zone ev 4m;
-    lua_shared_dict out 8m;
     init_worker_by_lua_block {
         local we = require "t.we"
         local ev = require "resty.worker.events"
@@ -40,8 +38,6 @@ location = /t {
         ngx.say("other worker got: ", we.count(other))
     }
 }
---- request
-GET /t
 --- response_body
 true
 before poll: 0
@@ -66,8 +62,6 @@ location = /t {
         for _, l in ipairs(we.take(ngx.worker.id())) do ngx.say(l) end
     }
 }
---- request
-GET /t
 --- response_body
 done
 local-1 pid=nil same-table=false
@@ -79,8 +73,6 @@ broadcast-2 pid=number same-table=false
 
 === TEST 3: local events posted by a handler run in the same poll
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -103,8 +95,6 @@ location = /t {
         for _, l in ipairs(we.take(ngx.worker.id())) do ngx.say(l) end
     }
 }
---- request
-GET /t
 --- response_body
 done
 first

@@ -12,8 +12,6 @@ __DATA__
 --- workers: 4
 --- log_level: debug
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -52,8 +50,6 @@ location = /t {
         ngx.say("numeric ran ", out:get("ran:numeric"), " time(s)")
     }
 }
---- request
-GET /t
 --- response_body
 first ran 1 time(s)
 second ran 0 time(s)
@@ -68,8 +64,6 @@ qr/worker-events: skipping event \d+ was handled by worker \d+/
 === TEST 2: many unique values at once, each runs exactly once
 --- workers: 3
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -98,7 +92,5 @@ location = /t {
         ngx.say("total runs: ", ngx.shared.out:get("total"), ", jobs not run exactly once: ", bad)
     }
 }
---- request
-GET /t
 --- response_body
 total runs: 500, jobs not run exactly once: 0

@@ -5,8 +5,6 @@ use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
 our $HttpConfig = <<'_EOC_';
-    worker_events_zone ev 4m;
-    lua_shared_dict out 8m;
     init_worker_by_lua_block {
         require("t.we").configure({ interval = 0 })
     }
@@ -57,8 +55,6 @@ location = /t {
         ngx.say(table.concat(out, "\n"))
     }
 }
---- request
-GET /t
 --- response_body
 true
 true
@@ -115,8 +111,6 @@ location = /t {
         ngx.say("unknown source: ", ev.unregister(e, "nope"), " ", ev.unregister(e, "nope", "x"))
     }
 }
---- request
-GET /t
 --- response_body
 all: g:a s:a e:a g:b s:b e:b
 unregister e from a: true
@@ -159,8 +153,6 @@ location = /t {
         ngx.say("after gc: ", table.concat(out, " "))
     }
 }
---- request
-GET /t
 --- response_body
 before gc: weak-global weak-source weak-event strong
 after gc: strong
@@ -184,8 +176,6 @@ location = /t {
         ngx.say("position: ", err)
     }
 }
---- request
-GET /t
 --- response_body_like chomp
 \Aregister\(nil\): false expected function, got: nil
 register\(string\): false expected function, got: string
@@ -215,8 +205,6 @@ location = /t {
         ngx.say(n)
     }
 }
---- request
-GET /t
 --- response_body
 2
 
@@ -246,8 +234,6 @@ location = /t {
         ngx.say(table.concat(out, " "))
     }
 }
---- request
-GET /t
 --- response_body
 1 3 4 5
 1 3 4 5

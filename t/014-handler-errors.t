@@ -10,8 +10,6 @@ __DATA__
 
 === TEST 1: errors are logged with a traceback and the next handlers still run
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -36,8 +34,6 @@ location = /t {
         we.say_common()
     }
 }
---- request
-GET /t
 --- response_body
 all 2 workers:
 first bad
@@ -60,8 +56,6 @@ do-not-log-me
 
 === TEST 2: errors in local event handlers are logged with pid=nil
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local ev = require "resty.worker.events"
     ev.register(function() error({ "a table error" }) end, "test")
@@ -75,8 +69,6 @@ location = /t {
         ngx.say(ev.poll())
     }
 }
---- request
-GET /t
 --- response_body
 done
 --- error_log eval
@@ -86,8 +78,6 @@ qr/worker-events: event callback failed; source=test, event=oops, pid=nil error=
 
 === TEST 3: a handler that yields (ngx.sleep) works in the background loop
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -108,8 +98,6 @@ location = /t {
         we.say_common()
     }
 }
---- request
-GET /t
 --- response_body
 all 2 workers:
 slept 1

@@ -10,7 +10,6 @@ __DATA__
 
 === TEST 1: every option error, verbatim
 --- http_config
-worker_events_zone ev 1m;
 lua_shared_dict dict 1m;
 --- config
 location = /t {
@@ -41,8 +40,6 @@ location = /t {
         try({ timeout = 0 })
     }
 }
---- request
-GET /t
 --- response_body
 "shm" option required to start
 shm "missing" not found
@@ -70,7 +67,6 @@ true
 
 === TEST 2: a non-table argument is a programming error
 --- http_config
-worker_events_zone ev 1m;
 --- config
 location = /t {
     content_by_lua_block {
@@ -83,8 +79,6 @@ location = /t {
         ngx.say(ok, " ", err)
     }
 }
---- request
-GET /t
 --- response_body
 false Expected a table, got string
 false Expected a table, got number
@@ -95,8 +89,6 @@ false Expected a table, got nil
 
 === TEST 3: started is broadcast by configure(); stopping when a worker exits
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -118,8 +110,6 @@ location = /t {
         ngx.say(ev.events._source, " ", ev.events.started, " ", ev.events.stopping, " ", ev.events.lost)
     }
 }
---- request
-GET /t
 --- response_body_like chomp
 \A(?:started from me\n|started from me\nstarted from other\n)resty-worker-events started stopping lost\n\z
 --- shutdown_error_log eval
@@ -131,7 +121,6 @@ qr/worker-events: .*|\[notice\].*exit/
 
 === TEST 4: event_list
 --- http_config
-worker_events_zone ev 1m;
 --- config
 location = /t {
     content_by_lua_block {
@@ -144,8 +133,6 @@ location = /t {
         ngx.say(ok, " ", err)
     }
 }
---- request
-GET /t
 --- response_body_like chomp
 \Amy-source created deleted
 false content_by_lua\(nginx.conf:\d+\):\d+: event 'updated' is an unknown event
@@ -156,8 +143,6 @@ false content_by_lua\(nginx.conf:\d+\):\d+: event 'nope' is an unknown event
 
 === TEST 5: a worker that exits broadcasts "stopping" to the others
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"

@@ -13,7 +13,6 @@ __DATA__
 --- workers: 3
 --- http_config
 worker_events_zone ev 8m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -41,8 +40,6 @@ location = /t {
         we.say_each_equal(expect, "intact")
     }
 }
---- request
-GET /t
 --- response_body
 worker 0 intact: true
 worker 1 intact: true
@@ -68,8 +65,6 @@ location = /t {
         ngx.say("just below the limit: ", ok)
     }
 }
---- request
-GET /t
 --- response_body_like chomp
 \Anilfailed posting event "big" by "test"; payload too large: \d+ bytes encoded, the limit for this zone is \d+
 still works: true

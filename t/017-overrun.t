@@ -14,7 +14,6 @@ __DATA__
 --- workers: 2
 --- http_config
 worker_events_zone ev 128k;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -72,8 +71,6 @@ location = /t {
         end
     }
 }
---- request
-GET /t
 --- timeout: 10
 --- response_body
 worker 0: seen + lost = 2000, lost anything: false, told by a lost event: true

@@ -14,7 +14,6 @@ __DATA__
 --- workers: 3
 --- http_config
 worker_events_zone ev 256k;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -79,7 +78,6 @@ load_module $TEST_NGINX_WE_MODULE;
 --- workers: 2
 --- http_config
 worker_events_zone ev 256k;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -118,8 +116,6 @@ location = /t {
         ngx.say(we.take(0)[1], "\n", we.take(1)[1])
     }
 }
---- request
-GET /t
 --- response_body
 the other worker held the lock: 1
 true
@@ -153,8 +149,6 @@ location = /t {
         ngx.say(ev.post("s", "e", 1))
     }
 }
---- request
-GET /t
 --- response_body
 0
 true

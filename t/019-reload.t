@@ -10,8 +10,6 @@ __DATA__
 
 === TEST 1: no replay for the new generation; the old one still hears the new
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"

@@ -10,8 +10,6 @@ __DATA__
 
 === TEST 1: done, and recursive when called from a handler
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local ev = require "resty.worker.events"
     ev.register(function()
@@ -33,8 +31,6 @@ location = /t {
         ngx.say("idle polls: ", n)
     }
 }
---- request
-GET /t
 --- response_body
 done
 done
@@ -47,8 +43,6 @@ idle polls: 100000
 === TEST 2: the library's debug lines
 --- log_level: debug
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local ev = require "resty.worker.events"
     ev.register(function() end, "test")
@@ -63,8 +57,6 @@ location = /t {
         ngx.say(ev.poll())
     }
 }
---- request
-GET /t
 --- response_body
 done
 --- error_log eval
@@ -80,7 +72,6 @@ secret-payload
 
 === TEST 3: poll() in a hot request path stays JIT-compiled (no abort, no stitch)
 --- http_config
-worker_events_zone ev 1m;
 init_worker_by_lua_block {
     require("resty.worker.events").configure({ shm = "ev", interval = 0 })
 }
@@ -108,7 +99,5 @@ location = /t {
                 ", compiled loop: ", loops > 0)
     }
 }
---- request
-GET /t
 --- response_body
 200000 polls, trace aborts: 0, stitched traces: 0, compiled loop: true

@@ -13,8 +13,6 @@ __DATA__
 === TEST 1: all entry points, all odd arguments; the workers keep working
 --- workers: 2
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -57,8 +55,6 @@ location = /t {
         ngx.say("configured: ", ev.configured())
     }
 }
---- request
-GET /t
 --- timeout: 10
 --- response_body
 calls: 8670, all returned or raised: true

@@ -11,8 +11,6 @@ __DATA__
 === TEST 1: delivered long before a 30 s interval would poll
 --- workers: 4
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -35,8 +33,6 @@ location = /t {
         ngx.say("a burst of ", burst, " reached all: ", we.wait_all(3 + burst, 2))
     }
 }
---- request
-GET /t
 --- response_body
 round 1 reached all workers within 1 s: true
 round 2 reached all workers within 1 s: true
@@ -50,8 +46,6 @@ push wake-ups unavailable
 
 === TEST 2: with a 30 s interval, nginx still stops at once (the loop is woken)
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     require("t.we").configure({ interval = 30 })
 }
@@ -62,8 +56,6 @@ location = /t {
         ngx.say("ok")
     }
 }
---- request
-GET /t
 --- response_body
 ok
 --- shutdown_error_log eval
@@ -82,8 +74,6 @@ load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
 load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
 load_module $TEST_NGINX_WE_MODULE;
 --- http_config
-worker_events_zone ev 1m;
-lua_shared_dict out 1m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"
@@ -101,8 +91,6 @@ location = /t {
         we.say_common()
     }
 }
---- request
-GET /t
 --- response_body
 delivered: true
 all 2 workers:
@@ -115,8 +103,6 @@ ngx_worker_events: push wake-ups unavailable (disabled by NGX_WORKER_EVENTS_NO_P
 === TEST 4: push reaches respawned workers and the new generation after a reload
 --- workers: 2
 --- http_config
-worker_events_zone ev 4m;
-lua_shared_dict out 8m;
 init_worker_by_lua_block {
     local we = require "t.we"
     local ev = require "resty.worker.events"

@@ -87,7 +87,7 @@ mod preload {
         // entrypoint1 converts Rust errors and panics into Lua errors.
         unsafe {
             Lua::entrypoint1(state, move |lua| {
-                let native = super::native::create(lua)?;
+                let native = crate::lua::native::create(lua)?;
                 lua.load(src).set_name(chunk).call::<mlua::Value>(native)
             })
         }

@@ -1,8 +1,15 @@
-# Shared setup for this project's t/*.t files (like lua-resty-mlcache's t/lib):
-# loads ndk, lua and our module in every block (unless the block loads
-# modules itself), puts t/lib on lua_package_path for the Lua helper
-# `t.we` (t/lib/t/we.lua), runs several workers, and by default fails a block
-# that logs [alert], [crit] or [emerg].
+# Shared setup for this project's t/*.t files (like lua-resty-mlcache's t/lib),
+# so that a block states only what it tests. By default every block gets:
+# - the module lines: ndk, lua and our module (unless main_config loads modules);
+# - t/lib on lua_package_path, for the Lua helper `t.we` (t/lib/t/we.lua);
+# - `worker_events_zone ev 4m;` (unless http_config declares a
+#   worker_events_zone itself, or the block has `--- implicit_zone`, which
+#   leaves nginx.conf as a lua-resty-worker-events user wrote it);
+# - `lua_shared_dict out 8m;`, where `t.we` records what handlers saw
+#   (unless http_config declares `out`);
+# - `--- request: GET /t` when the config has `location = /t` and the block
+#   sends nothing else;
+# - several workers, and a failure on [alert], [crit] or [emerg].
 #
 #   use lib 't/lib';
 #   use Test::Nginx::Socket 'no_plan';
@@ -41,13 +48,28 @@ add_block_preprocessor(sub {
     }
 
     my $http = $block->http_config // '';
-    if ($http !~ /lua_package_path/) {
-        $block->set_value("http_config",
-            qq{lua_package_path "$Pwd/t/lib/?.lua;;";\n} . $http);
+    if ($http !~ /lua_shared_dict\s+out\s/ && !defined $block->must_die) {
+        $http = "lua_shared_dict out 8m;\n" . $http;
     }
+    if ($http !~ /worker_events_zone/ && !defined $block->implicit_zone
+        && !defined $block->must_die)
+    {
+        $http = "worker_events_zone ev 4m;\n" . $http;
+    }
+    if ($http !~ /lua_package_path/) {
+        $http = qq{lua_package_path "$Pwd/t/lib/?.lua;;";\n} . $http;
+    }
+    $block->set_value("http_config", $http);
 
     if (!defined $block->config) {
         $block->set_value("config", "");
+    }
+
+    if ($block->config =~ m{location\s*=\s*/t\s*\{}
+        && !defined $block->request && !defined $block->raw_request
+        && !defined $block->pipelined_requests && !defined $block->no_request)
+    {
+        $block->set_value("request", "GET /t");
     }
 
     # a block that must fail to start expects its [emerg] line
