@@ -1,4 +1,6 @@
-# Large payloads: up to a quarter of the zone's log; beyond that a clear error.
+# Large payloads: up to three quarters of the zone's log (a 1m zone carries a
+# 500 KB event, as a 1m lua_shared_dict does for the Lua library); beyond that
+# a clear error.
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
@@ -49,7 +51,43 @@ worker 2 intact: true
 
 
 
-=== TEST 2: too large a payload fails with the size and the limit
+=== TEST 2: a 500 KB event in a 1m zone reaches every worker
+--- workers: 3
+--- http_config
+worker_events_zone ev 1m;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event)
+        we.record(event, " ", #data, " ", ngx.md5(data))
+    end, "test")
+    we.configure()
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local blob = string.rep("0123456789abcdef", 500 * 1024 / 16)
+        ngx.say("posted: ", ev.post("test", "500k", blob))
+        ngx.say("limit is at least half the zone: ", ev.stats().max_record >= 512 * 1024)
+        assert(we.wait_all(1))
+        we.say_each_equal({ "500k " .. #blob .. " " .. ngx.md5(blob) }, "intact")
+    }
+}
+--- response_body
+posted: true
+limit is at least half the zone: true
+worker 0 intact: true
+worker 1 intact: true
+worker 2 intact: true
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: too large a payload fails with the size and the limit
 --- http_config
 worker_events_zone ev 1m;
 --- config
