@@ -238,3 +238,189 @@ unsafe fn decode_at(l: *mut lua_State, d: &mut Decoder, depth: usize) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! On a bare LuaJIT state (the system libluajit-5.1, as in nginx).
+    use super::*;
+    use mlua::ffi::{luaL_loadstring, luaL_newstate, luaL_openlibs, lua_close, lua_pcall};
+
+    /// A fresh state, closed on drop.
+    struct State(*mut lua_State);
+
+    impl State {
+        fn new() -> State {
+            // SAFETY: creating a state; checked for null.
+            let l = unsafe { luaL_newstate() };
+            assert!(!l.is_null());
+            // SAFETY: a fresh state.
+            unsafe { luaL_openlibs(l) };
+            State(l)
+        }
+
+        /// Runs `src` and leaves its one result on the stack.
+        fn eval(&self, src: &str) {
+            let c = std::ffi::CString::new(src).unwrap();
+            // SAFETY: valid state and a NUL-terminated chunk.
+            unsafe {
+                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0, "{src}");
+                assert_eq!(lua_pcall(self.0, 0, 1, 0), 0, "{src}");
+            }
+        }
+
+        fn top(&self) -> c_int {
+            // SAFETY: valid state.
+            unsafe { lua_gettop(self.0) }
+        }
+
+        /// Encodes the value on top (and pops it).
+        fn encode_top(&self) -> Result<Vec<u8>, String> {
+            let mut enc = Encoder::new();
+            let top = self.top();
+            // SAFETY: valid state, `top` a valid absolute index.
+            let r = unsafe { encode(self.0, top, &mut enc) };
+            assert_eq!(self.top(), top, "encode leaves the stack as it was");
+            // SAFETY: popping the value we evaluated.
+            unsafe { lua_settop(self.0, top - 1) };
+            r.map(|()| enc.as_bytes().to_vec())
+        }
+
+        /// Decodes `bytes` into a global `v`, then runs `check` (a boolean
+        /// expression over `v`).
+        fn decode_check(&self, bytes: &[u8], check: &str) -> bool {
+            let top = self.top();
+            // SAFETY: valid state.
+            unsafe { decode(self.0, bytes) }.unwrap();
+            assert_eq!(self.top(), top + 1, "decode pushes one value");
+            let c = std::ffi::CString::new("_G.v = ...").unwrap();
+            // SAFETY: valid state; the chunk takes the decoded value as `...`.
+            unsafe {
+                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0);
+                mlua::ffi::lua_insert(self.0, -2);
+                assert_eq!(lua_pcall(self.0, 1, 0, 0), 0);
+            }
+            self.eval(&format!("return ({check})"));
+            // SAFETY: valid state with the boolean on top.
+            let ok = unsafe { lua_toboolean(self.0, -1) } != 0;
+            // SAFETY: popping it.
+            unsafe { lua_settop(self.0, top) };
+            ok
+        }
+    }
+
+    impl Drop for State {
+        fn drop(&mut self) {
+            // SAFETY: our state, closed once.
+            unsafe { lua_close(self.0) };
+        }
+    }
+
+    fn roundtrip(src: &str, check: &str) {
+        let st = State::new();
+        st.eval(src);
+        let bytes = st.encode_top().unwrap();
+        assert!(st.decode_check(&bytes, check), "{src} -> {check}");
+    }
+
+    #[test]
+    fn scalars_roundtrip() {
+        roundtrip("return nil", "v == nil");
+        roundtrip("return true", "v == true");
+        roundtrip("return false", "v == false");
+        roundtrip("return 42", "v == 42");
+        roundtrip("return -0.5", "v == -0.5");
+        roundtrip("return 2^53", "v == 2^53");
+        roundtrip("return 0/0", "v ~= v");
+        roundtrip("return 1/0", "v == 1/0");
+        roundtrip(r#"return "a\0b\255""#, r#"v == "a\0b\255""#);
+        roundtrip("return ''", "v == ''");
+    }
+
+    #[test]
+    fn tables_roundtrip_with_their_keys() {
+        roundtrip("return {}", "type(v) == 'table' and next(v) == nil");
+        roundtrip(
+            "return {1, 'two', 3.5, false}",
+            "#v == 4 and v[1] == 1 and v[2] == 'two' and v[3] == 3.5 and v[4] == false",
+        );
+        roundtrip("return {a = {b = {c = 'deep'}}}", "v.a.b.c == 'deep'");
+        roundtrip(
+            "return {10, 20, [100] = 's', [2.5] = 'f', [true] = 'b', x = 'y'}",
+            "v[1] == 10 and v[2] == 20 and v[100] == 's' and v[2.5] == 'f' and v[true] == 'b' and v.x == 'y'",
+        );
+    }
+
+    #[test]
+    fn null_is_kept() {
+        let st = State::new();
+        // SAFETY: valid state; a NULL light userdata is ngx.null.
+        unsafe { lua_pushlightuserdata(st.0, core::ptr::null_mut()) };
+        let bytes = st.encode_top().unwrap();
+        let top = st.top();
+        // SAFETY: valid state.
+        unsafe { decode(st.0, &bytes) }.unwrap();
+        // SAFETY: the decoded value is on top.
+        unsafe {
+            assert_eq!(lua_type(st.0, -1), LUA_TLIGHTUSERDATA);
+            assert!(lua_touserdata(st.0, -1).is_null());
+            lua_settop(st.0, top);
+        }
+    }
+
+    #[test]
+    fn refuses_what_cjson_refuses_and_leaves_the_stack_alone() {
+        let st = State::new();
+        for (src, err) in [
+            (
+                "return print",
+                "cannot serialise function: type not supported",
+            ),
+            (
+                "return {f = print}",
+                "cannot serialise function: type not supported",
+            ),
+            (
+                "return coroutine.create(print)",
+                "cannot serialise thread: type not supported",
+            ),
+            (
+                "return {[{}] = 1}",
+                "cannot serialise table: table key must be a number, string or boolean",
+            ),
+            (
+                "local t = {} t.t = t return t",
+                "cannot serialise table: excessive nesting (1001)",
+            ),
+        ] {
+            st.eval(src);
+            assert_eq!(st.encode_top().unwrap_err(), err, "{src}");
+        }
+        assert_eq!(st.top(), 0);
+    }
+
+    #[test]
+    fn garbage_decodes_to_an_error_and_pushes_nothing() {
+        let st = State::new();
+        for bytes in [&b""[..], b"\x07\x05", b"\x06\x10ab", b"\x09", b"\x02\x02"] {
+            // SAFETY: valid state.
+            assert!(unsafe { decode(st.0, bytes) }.is_err(), "{bytes:?}");
+            assert_eq!(st.top(), 0);
+        }
+    }
+
+    #[test]
+    fn nan_keys_are_dropped_on_decode() {
+        // {[NaN] = 1, a = 2}, written by hand: a table with 0 array and 2 hash entries.
+        let mut enc = Encoder::new();
+        enc.table(0, 2);
+        enc.number(f64::NAN);
+        enc.number(1.0);
+        enc.string(b"a");
+        enc.number(2.0);
+        let st = State::new();
+        assert!(st.decode_check(
+            enc.as_bytes(),
+            "v.a == 2 and next(v, 'a') == nil and next(v) == 'a'"
+        ));
+    }
+}
