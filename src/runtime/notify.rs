@@ -101,7 +101,13 @@ pub fn stop() {
 
 /// Posts `sema` (a live `ngx_http_lua_sema_t`) once.
 fn post_sema(sema: *mut c_void) {
-    let Ok(Some(post)) = PUSH.with(|p| p.sema_post.or_else(lua_module::sema_post)) else {
+    let found = PUSH.with(|p| {
+        if p.sema_post.is_none() {
+            p.sema_post = lua_module::sema_post();
+        }
+        p.sema_post
+    });
+    let Ok(Some(post)) = found else {
         return;
     };
     if !sema.is_null() {
