@@ -99,8 +99,6 @@ function _M.new(spec)
     consumer = nil
   end
 
-  function self.zone() return zone end
-
   function self.set_options(opts)
     timeout = opts.timeout or timeout
     interval = opts.interval or interval

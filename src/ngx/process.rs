@@ -63,9 +63,3 @@ pub fn alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 sends nothing.
     unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
 }
-
-/// True once nginx started shutting this worker down gracefully.
-pub fn exiting() -> bool {
-    // SAFETY: reading an nginx process-global flag.
-    unsafe { ngx::ffi::ngx_exiting != 0 }
-}

@@ -198,10 +198,8 @@ pub fn open(name: &str) -> Result<Opened, AttachError> {
 /// Closes consumer `id` (its cursor and semaphore are forgotten).
 pub fn close(id: u32) {
     let _ = STATE.with(|st| {
-        if let Some(i) = (id as usize).checked_sub(1) {
-            if let Some(c) = st.consumers.get_mut(i) {
-                *c = None;
-            }
+        if let Some(c) = st.entry(id) {
+            *c = None;
         }
     });
 }
@@ -230,9 +228,8 @@ pub fn post(
     data: &[u8],
 ) -> Result<u64, PostError> {
     let posted = STATE.with(|st| {
-        let c = st.consumer(id).ok_or(PostError::NotOpen)?;
+        let (c, a) = st.reader(id).ok_or(PostError::NotOpen)?;
         let z = c.zone;
-        let a = &st.zones[z];
         let seq = a
             .handle
             .zone
@@ -260,36 +257,30 @@ pub enum Fetched {
 pub fn fetch(id: u32) -> Fetched {
     STATE
         .with(|st| {
-            let State {
-                zones,
-                consumers,
-                buf,
-                ..
-            } = st;
-            let Some(c) = (id as usize)
-                .checked_sub(1)
-                .and_then(|i| consumers.get_mut(i))
-                .and_then(Option::as_mut)
-            else {
-                return Fetched::Empty;
+            let mut buf = core::mem::take(&mut st.buf);
+            let got = match st.reader(id) {
+                None => Fetched::Empty,
+                Some((c, a)) => {
+                    match a
+                        .handle
+                        .zone
+                        .ring()
+                        .read_next(&a.handle, &mut c.cursor, &mut buf)
+                    {
+                        ReadOutcome::Empty => {
+                            c.woken = false;
+                            Fetched::Empty
+                        }
+                        ReadOutcome::Lost(n) => {
+                            c.lost += n;
+                            Fetched::Lost(n)
+                        }
+                        ReadOutcome::Record(rh) => return Fetched::Record(rh, buf),
+                    }
+                }
             };
-            let a = &zones[c.zone];
-            match a
-                .handle
-                .zone
-                .ring()
-                .read_next(&a.handle, &mut c.cursor, buf)
-            {
-                ReadOutcome::Empty => {
-                    c.woken = false;
-                    Fetched::Empty
-                }
-                ReadOutcome::Lost(n) => {
-                    c.lost += n;
-                    Fetched::Lost(n)
-                }
-                ReadOutcome::Record(rh) => Fetched::Record(rh, core::mem::take(buf)),
-            }
+            st.buf = buf;
+            got
         })
         .unwrap_or(Fetched::Empty)
 }
@@ -303,19 +294,16 @@ pub fn put_buffer(buf: Vec<u8>) {
 pub fn pending(id: u32) -> bool {
     STATE
         .with(|st| {
-            let Some(c) = st.consumer(id) else {
-                return false;
-            };
-            let (zone, cursor) = (c.zone, c.cursor);
-            let pending = st.zones[zone].handle.zone.ring().has_pending(&cursor);
+            let (c, a) = st.reader(id)?;
+            let pending = a.handle.zone.ring().has_pending(&c.cursor);
             if !pending {
                 // Drained: the next post must wake it again.
-                if let Some(c) = st.consumer(id) {
-                    c.woken = false;
-                }
+                c.woken = false;
             }
-            pending
+            Some(pending)
         })
+        .ok()
+        .flatten()
         .unwrap_or(false)
 }
 
@@ -324,10 +312,9 @@ pub fn pending(id: u32) -> bool {
 pub fn claim(id: u32, unique: &[u8], ttl_ms: u64) -> ClaimOutcome {
     STATE
         .with(|st| {
-            let Some(z) = st.consumer(id).map(|c| c.zone) else {
+            let Some((_, a)) = st.reader(id) else {
                 return ClaimOutcome::Mine;
             };
-            let a = &st.zones[z];
             let now_ms = crate::ngx::monotonic_us() / 1000;
             a.handle
                 .zone
@@ -390,15 +377,13 @@ pub struct ConsumerStats {
 pub fn stats(id: u32) -> Option<ConsumerStats> {
     STATE
         .with(|st| {
-            let c = st.consumer(id)?;
-            let (zone, cursor, lost) = (c.zone, c.cursor.pos, c.lost);
-            let a = &st.zones[zone];
+            let (c, a) = st.reader(id)?;
             Some(ConsumerStats {
                 zone_name: a.name.clone(),
                 zone: a.handle.zone.stats(),
-                cursor,
+                cursor: c.cursor.pos,
                 slot: a.slot,
-                lost,
+                lost: c.lost,
             })
         })
         .ok()

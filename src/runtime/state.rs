@@ -53,10 +53,24 @@ pub struct State {
 }
 
 impl State {
+    /// The entry of `consumers` that consumer `id` occupies (open or closed).
+    pub fn entry(&mut self, id: u32) -> Option<&mut Option<Consumer>> {
+        self.consumers.get_mut((id as usize).checked_sub(1)?)
+    }
+
     /// The consumer with this id.
     pub fn consumer(&mut self, id: u32) -> Option<&mut Consumer> {
-        let i = (id as usize).checked_sub(1)?;
-        self.consumers.get_mut(i)?.as_mut()
+        self.entry(id)?.as_mut()
+    }
+
+    /// The consumer with this id and the zone it reads.
+    pub fn reader(&mut self, id: u32) -> Option<(&mut Consumer, &Attachment)> {
+        let c = self
+            .consumers
+            .get_mut((id as usize).checked_sub(1)?)?
+            .as_mut()?;
+        let a = self.zones.get(c.zone)?;
+        Some((c, a))
     }
 }
 
