@@ -73,13 +73,18 @@ secret-payload
 === TEST 3: poll() in a hot request path stays JIT-compiled (no abort, no stitch)
 --- http_config
 init_worker_by_lua_block {
-    require("resty.worker.events").configure({ shm = "ev", interval = 0 })
+    require("t.we").configure({ interval = 0 })
 }
 --- config
 location = /t {
     content_by_lua_block {
         local ev = require "resty.worker.events"
         local jutil = require "jit.util"
+        -- every worker posts "started" in configure: let them all land and
+        -- drain them first, so the measured loop only sees an idle bus
+        assert(require("t.we").wait_ready(), "workers not ready")
+        ngx.sleep(0.05)
+        for _ = 1, 3 do assert(ev.poll() == "done") end
         local aborts, stitched, loops = 0, 0, 0
         jit.attach(function(what, tr)
             if what == "abort" then
