@@ -1,5 +1,6 @@
-//! Configuration: the `worker_events_zone <name> <size>;` directive, and the
-//! implicit default zone.
+//! Configuration: the `worker_events_zone <name> <size>;` and
+//! `worker_events_compat 1.x | 2.x;` directives, and the implicit default
+//! zone.
 //!
 //! A declared zone is registered with nginx tagged as ours (so a
 //! `lua_shared_dict` of the same name is refused by nginx itself). When an
@@ -8,9 +9,19 @@
 //! that `load_module` is the only change an existing nginx.conf needs
 //! (`runtime::attach` maps `lua_shared_dict` names to it). Zone memory is
 //! not touched here: see `ngx::shm`.
+//!
+//! `worker_events_compat` picks the lua-resty-worker-events semantics that
+//! `resty.worker.events` gets (see [`Compat`]). Lua reads it when the
+//! package is loaded, which happens in two kinds of process: the master
+//! running `init_by_lua*` while a configuration is being parsed (it gets the
+//! value of that configuration, [`publish_parsed`]) and the processes forked
+//! from a committed cycle (they get that cycle's value, [`activate`], so a
+//! worker respawned after a failed reload keeps the running configuration's).
+
+use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(not(test))]
-pub use handlers::{init_main_conf, set_zone};
+pub use handlers::{init_main_conf, set_compat, set_zone};
 
 /// Smallest accepted zone size.
 pub const MIN_ZONE_SIZE: usize = 128 * 1024;
@@ -26,12 +37,77 @@ pub struct ZoneConf {
     pub size: usize,
 }
 
+/// Which lua-resty-worker-events semantics `resty.worker.events` has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compat {
+    /// 1.0.0: `post` and `post_local` poll before they return.
+    V1 = 1,
+    /// 2.x (the default): every event is handled asynchronously.
+    #[default]
+    V2 = 2,
+}
+
+impl Compat {
+    /// Parses the directive's argument.
+    pub fn parse(value: &[u8]) -> Result<Compat, ConfError> {
+        match value {
+            b"1.x" => Ok(Compat::V1),
+            b"2.x" => Ok(Compat::V2),
+            _ => Err(ConfError::InvalidCompat(
+                String::from_utf8_lossy(value).into_owned(),
+            )),
+        }
+    }
+
+    /// The directive's spelling, also what Lua sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compat::V1 => "1.x",
+            Compat::V2 => "2.x",
+        }
+    }
+
+    fn from_u8(v: u8) -> Compat {
+        if v == Compat::V1 as u8 {
+            Compat::V1
+        } else {
+            Compat::V2
+        }
+    }
+}
+
+/// The value of the configuration parsed last (read by `init_by_lua*`).
+static PARSED: AtomicU8 = AtomicU8::new(Compat::V2 as u8);
+/// The value of the committed cycle (read by the processes it forks).
+static ACTIVE: AtomicU8 = AtomicU8::new(Compat::V2 as u8);
+
+/// Records the value of the `http {}` block just parsed.
+pub fn publish_parsed(c: Compat) {
+    PARSED.store(c as u8, Ordering::Relaxed);
+}
+
+/// Records the value of the cycle nginx committed (from `init_module`).
+pub fn activate(c: Compat) {
+    ACTIVE.store(c as u8, Ordering::Relaxed);
+}
+
+/// The semantics for Lua code loaded now: the committed cycle's when
+/// `committed` (a process forked from it), else the configuration being
+/// parsed (the master in `init_by_lua*`).
+pub fn compat(committed: bool) -> Compat {
+    let cell = if committed { &ACTIVE } else { &PARSED };
+    Compat::from_u8(cell.load(Ordering::Relaxed))
+}
+
 /// The module's http main configuration.
 #[derive(Debug, Default)]
 pub struct MainConf {
     pub zones: Vec<ZoneConf>,
     /// The implicit zone's name, when the module declared it.
     pub implicit: Option<String>,
+    /// `worker_events_compat`, when set.
+    pub compat: Option<Compat>,
 }
 
 /// A bad `worker_events_zone` line.
@@ -45,6 +121,8 @@ pub enum ConfError {
     TooSmall { name: String, size: usize },
     #[error("duplicate worker_events_zone \"{0}\"")]
     Duplicate(String),
+    #[error("worker_events_compat: invalid value \"{0}\", expected \"1.x\" or \"2.x\"")]
+    InvalidCompat(String),
 }
 
 /// Validates a zone declaration against the ones before it (pure).
@@ -86,7 +164,9 @@ mod handlers {
     use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_str_t, NGX_LOG_EMERG};
     use ngx::ngx_conf_log_error;
 
-    use crate::conf::{check_zone, implicit_name, MainConf, DEFAULT_ZONE_SIZE};
+    use crate::conf::{
+        check_zone, implicit_name, publish_parsed, Compat, MainConf, DEFAULT_ZONE_SIZE,
+    };
     use crate::ngx::shm;
 
     /// Handler of `worker_events_zone`.
@@ -123,8 +203,41 @@ mod handlers {
         })
     }
 
-    /// `init_main_conf`: at the end of `http {}`, declares the implicit zone
-    /// when no `worker_events_zone` was declared.
+    /// Handler of `worker_events_compat`.
+    ///
+    /// # Safety
+    /// Called by nginx with the configuration being parsed, this directive's
+    /// arguments, and our http main configuration as `conf`.
+    pub unsafe extern "C" fn set_compat(
+        cf: *mut ngx_conf_t,
+        _cmd: *mut ngx_command_t,
+        conf: *mut c_void,
+    ) -> *mut c_char {
+        crate::ngx::catch_unwind_or(NGX_CONF_ERROR, || {
+            // SAFETY: nginx calls directive handlers with a valid `cf` whose `args`
+            // holds exactly 2 strings (NGX_CONF_TAKE1), and `conf` is our main conf.
+            let (args, mcf): (&[ngx_str_t], &mut MainConf) =
+                unsafe { ((*(*cf).args).as_slice(), &mut *(conf as *mut MainConf)) };
+            if mcf.compat.is_some() {
+                // nginx words it: "worker_events_compat" directive is duplicate
+                return c"is duplicate".as_ptr().cast_mut();
+            }
+            match Compat::parse(args[1].as_bytes()) {
+                Ok(c) => {
+                    mcf.compat = Some(c);
+                    NGX_CONF_OK
+                }
+                Err(e) => {
+                    ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
+                    NGX_CONF_ERROR
+                }
+            }
+        })
+    }
+
+    /// `init_main_conf`: at the end of `http {}`, publishes the compat value
+    /// to `init_by_lua*` and declares the implicit zone when no
+    /// `worker_events_zone` was declared.
     ///
     /// # Safety
     /// Called by nginx with the configuration being parsed and our main conf.
@@ -132,6 +245,7 @@ mod handlers {
         crate::ngx::catch_unwind_or(NGX_CONF_ERROR, || {
             // SAFETY: `conf` is our main conf.
             let mcf = unsafe { &mut *(conf as *mut MainConf) };
+            publish_parsed(mcf.compat.unwrap_or_default());
             if !mcf.zones.is_empty() {
                 return NGX_CONF_OK;
             }
@@ -188,6 +302,32 @@ mod tests {
             check_zone(&[], b"", Some(1 << 20)),
             Err(ConfError::InvalidName)
         );
+    }
+
+    #[test]
+    fn compat_values() {
+        assert_eq!(Compat::parse(b"1.x"), Ok(Compat::V1));
+        assert_eq!(Compat::parse(b"2.x"), Ok(Compat::V2));
+        assert_eq!(Compat::default(), Compat::V2);
+        assert_eq!(
+            Compat::parse(b"1.0").unwrap_err().to_string(),
+            "worker_events_compat: invalid value \"1.0\", expected \"1.x\" or \"2.x\""
+        );
+        assert_eq!(Compat::V1.as_str(), "1.x");
+        assert_eq!(Compat::from_u8(Compat::V1 as u8), Compat::V1);
+        assert_eq!(Compat::from_u8(0), Compat::V2);
+    }
+
+    #[test]
+    fn parsed_and_committed_values_are_separate() {
+        publish_parsed(Compat::V1);
+        assert_eq!(compat(false), Compat::V1);
+        assert_eq!(compat(true), Compat::V2);
+        activate(Compat::V1);
+        publish_parsed(Compat::V2); // a reload that fails later
+        assert_eq!(compat(true), Compat::V1);
+        assert_eq!(compat(false), Compat::V2);
+        activate(Compat::V2);
     }
 
     #[test]

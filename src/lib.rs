@@ -38,7 +38,8 @@ mod module {
     use ::ngx::core::Status;
     use ::ngx::ffi::{
         ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t,
-        ngx_uint_t, NGX_CONF_TAKE2, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+        ngx_uint_t, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+        NGX_HTTP_MODULE,
     };
     use ::ngx::http::{HttpModule, HttpModuleMainConf};
     use ::ngx::ngx_string;
@@ -75,11 +76,19 @@ mod module {
         type MainConf = conf::MainConf;
     }
 
-    static mut COMMANDS: [ngx_command_t; 2] = [
+    static mut COMMANDS: [ngx_command_t; 3] = [
         ngx_command_t {
             name: ngx_string!("worker_events_zone"),
             type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
             set: Some(conf::set_zone),
+            conf: NGX_HTTP_MAIN_CONF_OFFSET,
+            offset: 0,
+            post: ptr::null_mut(),
+        },
+        ngx_command_t {
+            name: ngx_string!("worker_events_compat"),
+            type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+            set: Some(conf::set_compat),
             conf: NGX_HTTP_MAIN_CONF_OFFSET,
             offset: 0,
             post: ptr::null_mut(),
@@ -109,10 +118,23 @@ mod module {
         // SAFETY: taking the address of a static; nginx reads the table.
         commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_module: Some(init_module),
         init_process: Some(init_process),
         exit_process: Some(exit_process),
         ..ngx_module_t::default()
     };
+
+    /// The cycle is committed (also under `nginx -t`): the processes it forks
+    /// get its `worker_events_compat`.
+    extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+        catch_unwind_or((), || {
+            // SAFETY: nginx passes the committed cycle; its http main conf, if
+            // any, holds our `MainConf` in this module's slot.
+            let mcf = unsafe { cycle.as_ref() }.and_then(Module::main_conf);
+            conf::activate(mcf.and_then(|c| c.compat).unwrap_or_default());
+        });
+        Status::NGX_OK.into()
+    }
 
     /// Worker start: never fails a process; quiet outside workers (cache
     /// manager/loader).

@@ -16,10 +16,11 @@
 //! | `FETCH_EVENT`, `FETCH_LOST`, `FETCH_BAD` | `fetch` result kinds |
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
+//! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
-use crate::ngx::process;
+use crate::ngx::process::{self, NgxProcess};
 use crate::runtime::attach;
 use crate::zone::claims::ClaimOutcome;
 
@@ -52,6 +53,13 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set("FETCH_BAD", super::hot::FETCH_BAD)?;
     t.set("CDEF", super::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
+    // The master loads packages in init_by_lua* while parsing; every other
+    // process was forked from a committed cycle.
+    let committed = !matches!(
+        NgxProcess::current(),
+        NgxProcess::Master | NgxProcess::Single
+    );
+    t.set("COMPAT", crate::conf::compat(committed).as_str())?;
     Ok(t)
 }
 
