@@ -9,7 +9,8 @@
 --     api_prefix = "worker-events: ",  -- log prefix of the library the API replaces
 --     dispatch = function(source, event, data, pid) end,
 --     lost = function(count) end,       -- once per batch that lost events
---   }
+--     drain = false,                    -- true: poll() handles everything pending
+--   }                                   -- (the synchronous 1.x post), not one batch
 --   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
 --
 -- Embedded in the nginx module; `native` is the module's native table.
@@ -38,6 +39,8 @@ local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
 local PREFIX = native.LOG_PREFIX
 
 local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
+local MAX_DRAIN = 100   -- batches a draining poll() handles at most (a flood
+                        -- posted faster than it is handled must not hold it)
 local SLEEP_STEP = 0.5  -- the interval-only loop checks ngx.worker.exiting() this often
 local LOST_LOG_EVERY = 1 -- seconds between two "lost" ERR lines
 
@@ -57,6 +60,7 @@ local DEBUG_ON = _M.DEBUG_ON
 
 function _M.new(spec)
   local dispatch, on_lost = spec.dispatch, spec.lost
+  local batches = spec.drain and MAX_DRAIN or 1
   local api_prefix = spec.api_prefix or PREFIX
   local self = {}
 
@@ -189,7 +193,13 @@ function _M.new(spec)
 
   local function do_poll()
     run_local()
-    local m = consumer ~= nil and run_broadcast()
+    local m = false
+    if consumer ~= nil then
+      for _ = 1, batches do
+        m = run_broadcast()
+        if not m then break end
+      end
+    end
     -- handlers may have posted local events
     run_local()
     return m

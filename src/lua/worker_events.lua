@@ -1,9 +1,16 @@
--- resty.worker.events: the lua-resty-worker-events 2.x API on the module's
--- event bus (ngx_worker_events.bus). This file keeps what is the library's:
--- the handler tree, argument checks, its own events and its messages.
+-- resty.worker.events: the lua-resty-worker-events API on the module's event
+-- bus (ngx_worker_events.bus). This file keeps what is the library's: the
+-- handler tree, argument checks, its own events and its messages.
+--
+-- Two semantics, chosen in nginx.conf by `worker_events_compat` (the
+-- native table's COMPAT): 2.x (default), where every event is handled
+-- later by poll(); and 1.x (1.0.0), where post() and post_local() poll
+-- before they return and return what poll() returned. See "1.x code" in
+-- README.md.
 --
 -- What it does not do: serialise payloads, wait, or read the zone (the bus
 -- does), or keep any state in a lua_shared_dict.
+local native = ...
 
 local ngx = ngx
 local log = ngx.log
@@ -17,11 +24,15 @@ local DEBUG_ON = bus.DEBUG_ON
 
 local SOURCE = "resty-worker-events"
 
+-- 1.x: synchronous post/post_local (worker_events_compat 1.x)
+local SYNC = native.COMPAT == "1.x"
+
 local DEFAULTS = {
-  timeout = 2, interval = 1, wait_interval = 0.010, wait_max = 0.5, shm_retries = 999,
+  timeout = 2, interval = 1, wait_interval = 0.010, wait_max = 0.5,
+  shm_retries = SYNC and 5 or 999,
 }
 
-local _M = { _VERSION = "2.0.1" }
+local _M = { _VERSION = SYNC and "1.0.0" or "2.0.1" }
 
 -- configuration (per worker process)
 local _shm, _opts
@@ -185,7 +196,11 @@ local _bus = bus.new {
   api_prefix = "worker-events: ",
   dispatch = do_event,
   lost = function(n) do_event(SOURCE, "lost", { count = n }, nil) end,
+  -- 1.x: a poll() handles every pending event, the one just posted included
+  drain = SYNC,
 }
+
+_M.poll = _bus.poll
 
 function _M.post(source, event, data, unique)
   local ok, err = check_names(source, event)
@@ -207,16 +222,25 @@ function _M.post(source, event, data, unique)
     log(ERR, "worker-events: ", err)
     return nil, err
   end
+  if SYNC then
+    -- 1.x: handle all events up to and including this one ("recursive"
+    -- when called from a handler: the running poll() gets to it)
+    return _M.poll()
+  end
   return true
 end
 
 function _M.post_local(source, event, data)
   local ok, err = check_names(source, event)
   if not ok then return nil, err end
+  if SYNC then
+    -- 1.x: this event's handlers run now (also from inside a handler),
+    -- then every other pending event
+    do_event(source, event, data, nil)
+    return _M.poll()
+  end
   return _bus.post_local(source, event, data)
 end
-
-_M.poll = _bus.poll
 
 ---------------------------------------------------------------------------
 -- configuration
@@ -292,6 +316,10 @@ function _M.configure(opts)
 
   local ok, terr = _bus.start()
   if not ok then return nil, terr end
+  if SYNC then
+    -- as 1.x's first timer run, which polled from configure()
+    _M.poll()
+  end
 
   if opts.debug then
     _M._callbacks = _callbacks
@@ -305,12 +333,21 @@ end
 
 -- Extension (not in lua-resty-worker-events): the zone's counters, for
 -- monitoring: posted, evicted, log_size, max_record, next_seq, workers,
--- zone (the zone events use: the default zone when shm names a dict), ...
+-- zone (the zone events use: the default zone when shm names a dict), ...,
+-- plus compat ("1.x" or "2.x") and options (the configure() options in
+-- effect, defaults filled in).
 function _M.stats()
   if not _M.configured() then
     return nil, "not configured"
   end
-  return _bus.stats()
+  local t = _bus.stats()
+  if t then
+    t.compat = native.COMPAT
+    local o = {}
+    for k, v in pairs(_opts) do o[k] = v end
+    t.options = o
+  end
+  return t
 end
 
 ---------------------------------------------------------------------------
