@@ -19,7 +19,11 @@ package WorkerEventsTest;
 use strict;
 use warnings;
 use Cwd qw(cwd);
+use File::Temp qw(tempdir);
 use Test::Nginx::Socket;
+use Exporter 'import';
+
+our @EXPORT = qw(nginx_t);
 
 our $Pwd = cwd();
 our $ModulesDir = $ENV{TEST_NGINX_MODULES_DIR} // '/usr/lib/nginx/modules';
@@ -83,5 +87,25 @@ add_block_preprocessor(sub {
         $block->set_value("no_error_log", "[alert]\n[crit]\n[emerg]");
     }
 });
+
+# Runs the real `nginx -t` on a minimal nginx.conf: our module lines, then
+# `$main` in the main context and `$http` inside http {}. Returns the exit
+# code and what nginx printed. For directive checks that must hold for
+# `nginx -t` itself, not only for a start that fails.
+sub nginx_t {
+    my ($http, $main) = @_;
+    my $dir = tempdir(CLEANUP => 1);
+    mkdir "$dir/$_" for qw(conf logs);
+    my $user = $> == 0 ? "user root;\n" : '';
+    my $temp = join '', map { "    ${_}_temp_path $dir/$_;\n" }
+        qw(client_body proxy fastcgi uwsgi scgi);
+    open my $fh, '>', "$dir/conf/nginx.conf" or die "nginx.conf: $!";
+    print $fh "${LoadModules}${user}error_log $dir/logs/error.log;\npid $dir/logs/nginx.pid;\n"
+        . ($main // '') . "\nevents {}\nhttp {\n$temp$http\n}\n";
+    close $fh;
+    my $bin = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+    my $out = `$bin -t -p $dir/ -c conf/nginx.conf -e $dir/logs/error.log 2>&1`;
+    return ($? >> 8, $out);
+}
 
 1;

@@ -32,6 +32,36 @@ function _M.wait_ready(timeout)
   return true
 end
 
+-- waits until every other worker recorded at least n lines
+function _M.wait_others(n, timeout)
+  local deadline = ngx.now() + (timeout or 5)
+  for id = 0, ngx.worker.count() - 1 do
+    if id ~= ngx.worker.id() then
+      while _M.count(id) < n do
+        if ngx.now() > deadline then return false end
+        ngx.sleep(0.01)
+        ngx.update_time()
+      end
+    end
+  end
+  return true
+end
+
+-- says how many other workers recorded exactly `expected` (a list of lines),
+-- and what the others recorded
+function _M.say_others_equal(expected, label)
+  local want = table.concat(expected, ",")
+  local same, odd = 0, {}
+  for id = 0, ngx.worker.count() - 1 do
+    if id ~= ngx.worker.id() then
+      local got = table.concat(_M.take(id), ",")
+      if got == want then same = same + 1 else odd[#odd + 1] = id .. ": " .. got end
+    end
+  end
+  ngx.say(label, ": ", same, " of ", ngx.worker.count() - 1, " other workers")
+  for _, l in ipairs(odd) do ngx.say("  worker ", l) end
+end
+
 -- appends a line to this worker's record
 function _M.record(...)
   local parts = { ... }
