@@ -161,7 +161,8 @@ function _M.new(spec)
     if on_lost then on_lost(n) end
   end
 
-  -- handles up to MAX_BATCH broadcast records; returns true if more may wait
+  -- handles up to MAX_BATCH broadcast records; returns true if more may wait.
+  -- A gap is reported where it is: before the first event after it.
   local function run_broadcast()
     local lost = 0
     for _ = 1, MAX_BATCH do
@@ -170,6 +171,10 @@ function _M.new(spec)
         if lost > 0 then report_lost(lost) end
         return false
       elseif kind == FETCH_EVENT then
+        if lost > 0 then
+          report_lost(lost)
+          lost = 0
+        end
         -- a=source b=event c=data d=pid e=unique f=seq
         if e == nil then
           dispatch(a, b, c, d)
