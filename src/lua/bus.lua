@@ -23,7 +23,7 @@ local tostring, pcall, type = tostring, pcall, type
 local timer_at = ngx.timer.at
 local exiting = ngx.worker.exiting
 local sleep = ngx.sleep
-local min = math.min
+local min, max = math.min, math.max
 
 local ffi = require "ffi"
 pcall(ffi.cdef, native.CDEF)
@@ -42,6 +42,10 @@ local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
 local MAX_DRAIN = 100   -- batches a draining poll() handles at most (a flood
                         -- posted faster than it is handled must not hold it)
 local SLEEP_STEP = 0.5  -- the interval-only loop checks ngx.worker.exiting() this often
+-- what ngx.semaphore:wait() can express: it truncates secs * 1000 to a C
+-- int, so below 1 ms it returns at once without yielding (a loop that never
+-- lets nginx run) and above ~24.8 days it overflows
+local MIN_WAIT, MAX_WAIT = 0.001, 2147483
 local LOST_LOG_EVERY = 1 -- seconds between two "lost" ERR lines
 
 local _M = { LOG_PREFIX = PREFIX }
@@ -231,6 +235,7 @@ function _M.new(spec)
 
   -- waits up to `secs` for a wake-up; true if woken
   local function wait(secs, push)
+    secs = max(MIN_WAIT, min(secs, MAX_WAIT))
     sema_posted = false
     if push then
       -- the notifier also wakes us when nginx starts shutting down
@@ -238,7 +243,7 @@ function _M.new(spec)
     end
     local left = secs
     while left > 0 and not exiting() do
-      local step = min(left, SLEEP_STEP)
+      local step = max(MIN_WAIT, min(left, SLEEP_STEP))
       if (sema:wait(step)) then return true end
       left = left - step
       if consumer and c_pending(consumer) ~= 0 then return true end

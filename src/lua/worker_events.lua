@@ -18,6 +18,7 @@ local ERR, DEBUG = ngx.ERR, ngx.DEBUG
 local type, tostring, error, xpcall, select = type, tostring, error, xpcall, select
 local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
 local traceback = debug.traceback
+local huge = math.huge
 
 local bus = require "ngx_worker_events.bus"
 local DEBUG_ON = bus.DEBUG_ON
@@ -250,6 +251,9 @@ local function opt_number(opts, name, current, positive)
   if v == nil then v = current[name] end
   if type(v) ~= "number" then
     return nil, 'optional "' .. name .. '" option must be a number'
+  end
+  if v ~= v or v == huge or v == -huge then
+    return nil, '"' .. name .. '" must be a finite number'
   end
   if positive == "gt0" and v <= 0 then
     return nil, '"' .. name .. '" must be greater than 0'

@@ -164,6 +164,18 @@ function _M.show(v, seen)
   end
 end
 
+-- this process' user + system CPU time, in clock ticks (/proc/self/stat)
+function _M.cpu_ticks()
+  local f = assert(io.open("/proc/self/stat"))
+  local stat = f:read("*a")
+  f:close()
+  -- fields after the ")" that ends the command name: state is field 3
+  local rest = stat:match("%) (.*)$")
+  local fields = {}
+  for x in rest:gmatch("%S+") do fields[#fields + 1] = x end
+  return tonumber(fields[12]) + tonumber(fields[13]) -- utime, stime (14, 15)
+end
+
 -- signals: HUP to the master (reload), or SIGKILL to this worker
 function _M.master_pid()
   local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))

@@ -1,0 +1,100 @@
+# Defects found by trying the module as a hostile user would (issue 9): each
+# block failed before its fix.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use WorkerEventsTest;
+
+# a worker that spins serves nothing: this location answers only if the
+# worker yields, and says how much CPU it burnt in 0.5 s
+our $CpuConfig = <<'_EOC_';
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        assert(we.wait_ready())
+        if RECONFIGURE then
+            assert(require("resty.worker.events").configure({ interval = RECONFIGURE }))
+            ngx.sleep(0.3) -- the loop's current wait ends and it takes the new interval
+        end
+        local t0 = we.cpu_ticks()
+        ngx.sleep(0.5)
+        local used = we.cpu_ticks() - t0
+        ngx.say("served; CPU in 0.5 s below 0.1 s: ", used < 10)
+    }
+}
+_EOC_
+
+our $IntervalInit = <<'_EOC_';
+init_worker_by_lua_block {
+    assert(require("t.we").configure({ interval = INTERVAL }))
+}
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: [9.1] NaN and infinities are refused for every numeric option
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        for _, name in ipairs({ "timeout", "interval", "wait_interval", "wait_max", "shm_retries" }) do
+            for _, v in ipairs({ 0/0, math.huge, -math.huge }) do
+                local ok, err = ev.configure({ shm = "ev", [name] = v })
+                ngx.say(name, "=", v ~= v and "nan" or tostring(v), ": ", tostring(ok), " ", err)
+            end
+        end
+        ngx.say("configured: ", ev.configured())
+    }
+}
+--- response_body
+timeout=nan: nil "timeout" must be a finite number
+timeout=inf: nil "timeout" must be a finite number
+timeout=-inf: nil "timeout" must be a finite number
+interval=nan: nil "interval" must be a finite number
+interval=inf: nil "interval" must be a finite number
+interval=-inf: nil "interval" must be a finite number
+wait_interval=nan: nil "wait_interval" must be a finite number
+wait_interval=inf: nil "wait_interval" must be a finite number
+wait_interval=-inf: nil "wait_interval" must be a finite number
+wait_max=nan: nil "wait_max" must be a finite number
+wait_max=inf: nil "wait_max" must be a finite number
+wait_max=-inf: nil "wait_max" must be a finite number
+shm_retries=nan: nil "shm_retries" must be a finite number
+shm_retries=inf: nil "shm_retries" must be a finite number
+shm_retries=-inf: nil "shm_retries" must be a finite number
+configured: false
+
+
+
+=== TEST 2: [9.1] interval = 0.0005 (below what a wait can express) does not spin
+--- http_config eval: "init_by_lua_block { INTERVAL = 0.0005 }\n" . $::IntervalInit
+--- config eval: $::CpuConfig
+--- response_body
+served; CPU in 0.5 s below 0.1 s: true
+
+
+
+=== TEST 3: [9.1] interval = 1e-9 without push does not spin
+--- main_config
+env NGX_WORKER_EVENTS_NO_PUSH=1;
+--- http_config eval: "init_by_lua_block { INTERVAL = 1e-9 }\n" . $::IntervalInit
+--- config eval: $::CpuConfig
+--- response_body
+served; CPU in 0.5 s below 0.1 s: true
+
+
+
+=== TEST 4: [9.1] interval = 3e6 (past what a wait can express) does not spin
+--- http_config eval: "init_by_lua_block { INTERVAL = 3e6 }\n" . $::IntervalInit
+--- config eval: $::CpuConfig
+--- response_body
+served; CPU in 0.5 s below 0.1 s: true
+
+
+
+=== TEST 5: [9.1] configure() again from a request with interval = 0.0005 does not spin
+--- http_config eval: "init_by_lua_block { INTERVAL = 0.2; RECONFIGURE = 0.0005 }\n" . $::IntervalInit
+--- config eval: $::CpuConfig
+--- response_body
+served; CPU in 0.5 s below 0.1 s: true
