@@ -98,3 +98,35 @@ served; CPU in 0.5 s below 0.1 s: true
 --- config eval: $::CpuConfig
 --- response_body
 served; CPU in 0.5 s below 0.1 s: true
+
+
+
+=== TEST 6: [9.2] a handler that posts a local event for each one it gets runs a bounded batch per poll, and the worker still serves
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.configure({ interval = 0.05 }))
+        local n = 0
+        local function again()
+            n = n + 1
+            ev.post_local("loc", "x")
+        end
+        ev.register(again, "loc", "x")
+        ev.post_local("loc", "x")
+        ngx.say("poll: ", ev.poll(), ", handled in that poll: ", n)
+        local before = n
+        ngx.sleep(0.2) -- the loop goes on with it, in batches
+        ngx.say("this request was served meanwhile; the loop went on: ", n > before)
+        ev.unregister(again, "loc", "x")
+        ngx.sleep(0.1)
+        local stopped = n
+        ngx.sleep(0.1)
+        ngx.say("stopped once unregistered: ", n == stopped)
+    }
+}
+--- response_body
+poll: done, handled in that poll: 10000
+this request was served meanwhile; the loop went on: true
+stopped once unregistered: true

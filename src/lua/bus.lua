@@ -136,15 +136,20 @@ function _M.new(spec)
     return self.opened() and n_stats(consumer) or nil
   end
 
-  local function run_local()
-    while local_n > 0 do
+  -- runs local events until none is left or `budget` ran (a handler that
+  -- posts a local event for each one it gets must not hold the worker);
+  -- returns what is left of the budget
+  local function run_local(budget)
+    while local_n > 0 and budget > 0 do
       local q, n = local_queue, local_n
       local_queue, local_n = {}, 0
       for i = 1, n do
         local e = q[i]
         dispatch(e[1], e[2], e[3], nil)
       end
+      budget = budget - n
     end
+    return budget
   end
 
   -- our own diagnostic, not the library's: at most one line a second, with
@@ -201,7 +206,7 @@ function _M.new(spec)
   end
 
   local function do_poll()
-    run_local()
+    local budget = run_local(MAX_BATCH)
     local m = false
     if consumer ~= nil then
       for _ = 1, batches do
@@ -210,8 +215,8 @@ function _M.new(spec)
       end
     end
     -- handlers may have posted local events
-    run_local()
-    return m
+    run_local(budget)
+    return m or local_n > 0
   end
 
   function self.poll()
