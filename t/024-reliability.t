@@ -130,3 +130,29 @@ location = /t {
 poll: done, handled in that poll: 10000
 this request was served meanwhile; the loop went on: true
 stopped once unregistered: true
+
+
+
+=== TEST 7: [9.7] an error object whose __tostring throws does not stop the other handlers
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.configure({ interval = 0 }))
+        ev.register(function()
+            error(setmetatable({}, { __tostring = function() error("tostring boom") end }))
+        end, "test")
+        ev.register(function(data, event) ngx.say("second handler ran for ", event) end, "test")
+        ev.post_local("test", "e")
+        ngx.say("poll: ", ev.poll())
+    }
+}
+--- response_body
+second handler ran for e
+poll: done
+--- error_log
+worker-events: event callback failed; source=test, event=e, pid=nil error='(an error object whose __tostring failed)'
+--- no_error_log
+poll failed
+[alert]

@@ -231,8 +231,10 @@ function _M.new(spec)
     local ok, m = pcall(do_poll)
     busy = false
     if not ok then
-      log(ERR, PREFIX, "poll failed: ", tostring(m))
-      return nil, tostring(m)
+      local text_ok, text = pcall(tostring, m)
+      m = text_ok and text or "(an error object whose __tostring failed)"
+      log(ERR, PREFIX, "poll failed: ", m)
+      return nil, m
     end
     more = m
     return "done"

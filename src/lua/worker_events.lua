@@ -76,6 +76,14 @@ local function add_handler(lvl, mode, cb)
   lvl[lk][n] = cb
 end
 
+-- an error value as text; an error object whose __tostring throws must not
+-- stop the other handlers
+local function error_text(err)
+  local ok, text = pcall(tostring, err)
+  if ok and type(text) == "string" then return text end
+  return "(an error object whose __tostring failed)"
+end
+
 -- runs one list (weak or strong) of a level; no allocation per call
 local function run_mode(lvl, ck, list, data, event, source, pid)
   local i = 1
@@ -92,7 +100,7 @@ local function run_mode(lvl, ck, list, data, event, source, pid)
       if not ok then
         -- never log `data`: payloads may hold secrets
         log(ERR, "worker-events: event callback failed; source=", source,
-            ", event=", event, ", pid=", pid, " error='", tostring(err), "'")
+            ", event=", event, ", pid=", pid, " error='", error_text(err), "'")
       end
       i = i + 1
     end
