@@ -156,3 +156,36 @@ worker-events: event callback failed; source=test, event=e, pid=nil error='(an e
 --- no_error_log
 poll failed
 [alert]
+
+
+
+=== TEST 8: [9.4] unique = "" is a key like any other: one worker runs it, a repeat none
+--- workers: 4
+--- http_config
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event) we.record(event, " ", data) end, "test")
+    we.configure()
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        assert(ev.post("test", "once", "first", ""))
+        assert(ev.post("test", "once", "repeat", ""))
+        assert(ev.post("test", "once", "zero", 0))
+        assert(ev.post("test", "marker", "m"))
+        assert(we.wait_all(1))
+        ngx.sleep(0.2)
+        local counts = {}
+        for id = 0, ngx.worker.count() - 1 do
+            for _, l in ipairs(we.take(id)) do counts[l] = (counts[l] or 0) + 1 end
+        end
+        ngx.say(we.show(counts))
+    }
+}
+--- response_body
+{["marker m"]=4,["once first"]=1,["once zero"]=1}
