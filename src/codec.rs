@@ -27,10 +27,23 @@ const NUM: u8 = 5;
 const STR: u8 = 6;
 const TABLE: u8 = 7;
 
-/// Appends encoded values to a byte buffer.
-#[derive(Default)]
+/// Appends encoded values to a byte buffer, up to a limit: past it the
+/// encoder stops writing and reports [`Encoder::exceeded`], so a value far
+/// larger than any event is never copied (nor its buffer kept).
 pub struct Encoder {
     buf: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self {
+            buf: Vec::new(),
+            limit: usize::MAX,
+            exceeded: false,
+        }
+    }
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
@@ -46,20 +59,36 @@ impl Encoder {
     pub fn new() -> Self {
         Self::default()
     }
+    /// True (and marks the encoder exceeded) unless `n` more bytes fit.
+    fn room(&mut self, n: usize) -> bool {
+        if !self.exceeded && self.buf.len().saturating_add(n) > self.limit {
+            self.exceeded = true;
+        }
+        !self.exceeded
+    }
     /// Encodes `nil`.
     pub fn nil(&mut self) {
-        self.buf.push(NIL);
+        if self.room(1) {
+            self.buf.push(NIL);
+        }
     }
     /// Encodes a boolean.
     pub fn boolean(&mut self, b: bool) {
-        self.buf.push(if b { TRUE } else { FALSE });
+        if self.room(1) {
+            self.buf.push(if b { TRUE } else { FALSE });
+        }
     }
     /// Encodes `ngx.null` (cjson's null).
     pub fn null(&mut self) {
-        self.buf.push(NULL);
+        if self.room(1) {
+            self.buf.push(NULL);
+        }
     }
     /// Encodes an integer.
     pub fn int(&mut self, i: i64) {
+        if !self.room(9) {
+            return;
+        }
         self.buf.push(INT);
         self.buf.extend_from_slice(&i.to_le_bytes());
     }
@@ -70,19 +99,25 @@ impl Encoder {
             && !(n == 0.0 && n.is_sign_negative())
         {
             self.int(n as i64);
-        } else {
+        } else if self.room(9) {
             self.buf.push(NUM);
             self.buf.extend_from_slice(&n.to_le_bytes());
         }
     }
     /// Encodes a byte string.
     pub fn string(&mut self, s: &[u8]) {
+        if !self.room(s.len().saturating_add(11)) {
+            return;
+        }
         self.buf.push(STR);
         put_varint(&mut self.buf, s.len() as u64);
         self.buf.extend_from_slice(s);
     }
     /// Starts a table; exactly `n_array` values then `n_hash` key/value pairs must follow.
     pub fn table(&mut self, n_array: usize, n_hash: usize) {
+        if !self.room(21) {
+            return;
+        }
         self.buf.push(TABLE);
         put_varint(&mut self.buf, n_array as u64);
         put_varint(&mut self.buf, n_hash as u64);
@@ -91,9 +126,26 @@ impl Encoder {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
-    /// Forgets everything (keeps the allocation).
+    /// Forgets everything (keeps the allocation and the limit).
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.exceeded = false;
+    }
+    /// Sets the most bytes the encoding may take.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+    /// True when a value did not fit in the limit (the bytes are then
+    /// incomplete and must not be used).
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+    /// Gives memory back when the buffer grew past `keep` bytes.
+    pub fn shrink(&mut self, keep: usize) {
+        if self.buf.capacity() > keep {
+            self.buf.clear();
+            self.buf.shrink_to(keep);
+        }
     }
 }
 
@@ -204,6 +256,40 @@ impl<'a> Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_stops_writing() {
+        let mut e = Encoder::new();
+        e.set_limit(100);
+        e.table(0, 2);
+        e.string(b"small");
+        assert!(!e.exceeded());
+        e.string(&[b'x'; 1000]);
+        assert!(e.exceeded());
+        assert!(
+            e.as_bytes().len() <= 100,
+            "nothing past the limit is written"
+        );
+        e.int(1);
+        assert!(e.as_bytes().len() <= 100);
+        e.clear();
+        assert!(!e.exceeded());
+        e.string(&[b'x'; 80]);
+        assert!(
+            !e.exceeded(),
+            "the limit holds after clear: 80 + 11 fits in 100"
+        );
+    }
+
+    #[test]
+    fn shrink_gives_memory_back() {
+        let mut e = Encoder::new();
+        e.string(&vec![b'x'; 1 << 20]);
+        e.shrink(4096);
+        assert!(e.as_bytes().is_empty());
+        e.string(b"again");
+        assert!(!e.exceeded());
+    }
 
     /// A tiny value tree to test round trips without Lua.
     #[derive(Debug, PartialEq, Clone)]

@@ -189,3 +189,34 @@ location = /t {
 }
 --- response_body
 {["marker m"]=4,["once first"]=1,["once zero"]=1}
+
+
+
+=== TEST 9: [9.5] a 200 MB payload is refused without being copied, and no buffer keeps its size
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        assert(ev.configure({ shm = "ev" }))
+        local function rss_mb()
+            local f = assert(io.open("/proc/self/status"))
+            local kb = f:read("*a"):match("VmRSS:%s*(%d+)")
+            f:close()
+            return tonumber(kb) / 1024
+        end
+        local big = string.rep("x", 200 * 1024 * 1024)
+        collectgarbage()
+        local before = rss_mb() -- the string itself is counted here
+        ngx.say(ev.post("s", "e", big))
+        ngx.say(ev.post("s", "e", { a = { big } }))
+        local grown = rss_mb() - before
+        ngx.say("posting it grew RSS by less than 20 MB: ", grown < 20)
+        ngx.say("still posts: ", ev.post("s", "small", "x"))
+    }
+}
+--- response_body_like chomp
+\Anilfailed posting event "e" by "s"; payload too large: more than \d+ bytes encoded, the limit for this zone is \d+
+nilfailed posting event "e" by "s"; payload too large: more than \d+ bytes encoded, the limit for this zone is \d+
+posting it grew RSS by less than 20 MB: true
+still posts: true
+\z

@@ -116,9 +116,6 @@ function _M.new(spec)
     if not self.opened() then
       return nil, "events not configured, call configure() first"
     end
-    -- every key gets a prefix: an empty record field means "not unique",
-    -- and "" is a key like any other (as in the Lua library)
-    if unique ~= nil then unique = "=" .. unique end
     local seq, err = n_post(consumer, source, event, data, unique)
     if seq then wake_self() end
     return seq, err

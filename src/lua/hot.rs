@@ -77,16 +77,24 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         }
         let id = consumer_at(l);
         // Borrow the encoder out of the state, encode (Lua API), put it back.
+        let Some(limit) = attach::max_record(id) else {
+            return nil_err(l, &attach::PostError::NotOpen.to_string());
+        };
         let Ok(mut enc) = attach::take_encoder() else {
             return nil_err(l, "internal error: busy");
         };
-        let encoded = value::encode(l, 4, &mut enc);
+        // Stops at the zone's limit: a huge value is refused without being copied.
+        enc.set_limit(usize::try_from(limit).unwrap_or(usize::MAX));
+        let encoded = value::encode(l, 4, &mut enc).map_err(|e| {
+            if enc.exceeded() {
+                format!("payload too large: more than {limit} bytes encoded, the limit for this zone is {limit}")
+            } else {
+                e
+            }
+        });
         let (source, event) = (value::str_at(l, 2), value::str_at(l, 3));
-        let unique = if lua_type(l, 5) == LUA_TSTRING {
-            value::str_at(l, 5)
-        } else {
-            &[][..]
-        };
+        // A string, even an empty one, makes a unique event.
+        let unique = (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5));
         let res = encoded.and_then(|()| {
             catch_unwind(AssertUnwindSafe(|| {
                 attach::post(id, source, event, unique, enc.as_bytes()).map_err(|e| e.to_string())

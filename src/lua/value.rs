@@ -62,7 +62,7 @@ pub unsafe fn str_at<'a>(l: *mut lua_State, idx: c_int) -> &'a [u8] {
 /// index. The stack is left as it was.
 pub unsafe fn encode(l: *mut lua_State, idx: c_int, enc: &mut Encoder) -> Result<(), String> {
     // SAFETY: forwarded contract.
-    unsafe { encode_at(l, idx, enc, 0) }
+    unsafe { encode_at(l, idx, enc, 0) }.and_then(|()| within_limit(enc))
 }
 
 unsafe fn encode_at(
@@ -91,6 +91,18 @@ unsafe fn encode_at(
         }
     }
     Ok(())
+}
+
+/// What [`encode`] returns once the encoder's limit is exceeded (it stops
+/// walking the value there); the caller words the error, it knows the limit.
+pub const TOO_LARGE: &str = "payload too large";
+
+fn within_limit(enc: &Encoder) -> Result<(), String> {
+    if enc.exceeded() {
+        Err(TOO_LARGE.into())
+    } else {
+        Ok(())
+    }
 }
 
 fn is_array_key(l: *mut lua_State, idx: c_int, m: usize) -> bool {
@@ -156,7 +168,7 @@ unsafe fn encode_table(
         enc.table(m, n_hash);
         for i in 1..=m {
             lua_rawgeti_(l, idx, i as c_int);
-            let r = encode_at(l, top + 1, enc, depth);
+            let r = encode_at(l, top + 1, enc, depth).and_then(|()| within_limit(enc));
             lua_settop(l, top);
             r?;
         }
@@ -164,7 +176,8 @@ unsafe fn encode_table(
         while lua_next(l, idx) != 0 {
             if !is_array_key(l, -2, m) {
                 let r = encode_at(l, top + 1, enc, depth)
-                    .and_then(|()| encode_at(l, top + 2, enc, depth));
+                    .and_then(|()| encode_at(l, top + 2, enc, depth))
+                    .and_then(|()| within_limit(enc));
                 if let Err(e) = r {
                     lua_settop(l, top);
                     return Err(e);

@@ -213,9 +213,25 @@ pub fn take_encoder() -> Result<Encoder, Reentered> {
     })
 }
 
+/// Buffers lent out for one event keep at most this much memory between
+/// events (one large event must not pin its size for the process' life).
+const KEEP_BUFFER: usize = 1024 * 1024;
+
 /// Returns the buffer lent by [`take_encoder`].
-pub fn put_encoder(enc: Encoder) {
+pub fn put_encoder(mut enc: Encoder) {
+    enc.shrink(KEEP_BUFFER);
     let _ = STATE.with(|st| st.enc = enc);
+}
+
+/// The largest record consumer `id`'s zone takes (None when not open).
+pub fn max_record(id: u32) -> Option<u64> {
+    STATE
+        .with(|st| {
+            st.reader(id)
+                .map(|(_, a)| a.handle.zone.ring().max_record())
+        })
+        .ok()
+        .flatten()
 }
 
 /// Appends one record to consumer `id`'s zone and wakes its readers;
@@ -224,7 +240,7 @@ pub fn post(
     id: u32,
     source: &[u8],
     event: &[u8],
-    unique: &[u8],
+    unique: Option<&[u8]>,
     data: &[u8],
 ) -> Result<u64, PostError> {
     let posted = STATE.with(|st| {
@@ -286,7 +302,11 @@ pub fn fetch(id: u32) -> Fetched {
 }
 
 /// Returns the buffer lent by [`fetch`].
-pub fn put_buffer(buf: Vec<u8>) {
+pub fn put_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        buf.clear();
+        buf.shrink_to(KEEP_BUFFER);
+    }
     let _ = STATE.with(|st| st.buf = buf);
 }
 

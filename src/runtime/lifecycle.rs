@@ -52,7 +52,7 @@ pub fn on_worker_exit() {
             process::pid(),
             &p.source,
             &p.event,
-            b"",
+            None,
             nil.as_bytes(),
         ) {
             Ok(_) => notify::wake_others(&a.handle, a.slot),

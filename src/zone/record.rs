@@ -6,8 +6,8 @@
 //! 8   u64 seq        position in the zone's global order
 //! 16  u16 source_len
 //! 18  u16 event_len
-//! 20  u16 unique_len (0: not a unique event)
-//! 22  u16 flags      reserved, 0
+//! 20  u16 unique_len
+//! 22  u16 flags      bit 0: a unique event (its key may be empty); others 0
 //! 24  u32 data_len   encoded payload (see `crate::codec`)
 //! 28  u32 reserved
 //! 32  source | event | unique | data | zero padding to 8
@@ -26,8 +26,13 @@ pub struct RecordHeader {
     pub source_len: u16,
     pub event_len: u16,
     pub unique_len: u16,
+    /// A unique event (the key is `unique_len` bytes, maybe none).
+    pub unique: bool,
     pub data_len: u32,
 }
+
+/// `flags` bit: the record is a unique event.
+const FLAG_UNIQUE: u16 = 1;
 
 /// Why a record cannot be built.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,9 +67,11 @@ impl RecordHeader {
         seq: u64,
         source: &[u8],
         event: &[u8],
-        unique: &[u8],
+        unique: Option<&[u8]>,
         data: &[u8],
     ) -> Result<RecordHeader, RecordError> {
+        let is_unique = unique.is_some();
+        let unique = unique.unwrap_or_default();
         let name = |what, n: usize| u16::try_from(n).map_err(|_| RecordError::NameTooLong(what, n));
         let source_len = name("source", source.len())?;
         let event_len = name("event", event.len())?;
@@ -80,6 +87,7 @@ impl RecordHeader {
             source_len,
             event_len,
             unique_len,
+            unique: is_unique,
             data_len,
         })
     }
@@ -93,6 +101,8 @@ impl RecordHeader {
         b[16..18].copy_from_slice(&self.source_len.to_le_bytes());
         b[18..20].copy_from_slice(&self.event_len.to_le_bytes());
         b[20..22].copy_from_slice(&self.unique_len.to_le_bytes());
+        let flags = if self.unique { FLAG_UNIQUE } else { 0 };
+        b[22..24].copy_from_slice(&flags.to_le_bytes());
         b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
         b
     }
@@ -108,6 +118,7 @@ impl RecordHeader {
             source_len: u16_at(16),
             event_len: u16_at(18),
             unique_len: u16_at(20),
+            unique: u16_at(22) & FLAG_UNIQUE != 0 || u16_at(20) != 0,
             data_len: u32_at(24),
         };
         let want = record_len(
@@ -150,7 +161,7 @@ impl<'a> RecordView<'a> {
             seq: h.seq,
             source,
             event,
-            unique: (!unique.is_empty()).then_some(unique),
+            unique: h.unique.then_some(unique),
             data,
         })
     }
@@ -162,7 +173,7 @@ mod tests {
 
     #[test]
     fn header_roundtrip() {
-        let h = RecordHeader::new(1234, 99, b"src", b"ev", b"", b"payload").unwrap();
+        let h = RecordHeader::new(1234, 99, b"src", b"ev", None, b"payload").unwrap();
         assert_eq!(h.len % 8, 0);
         assert_eq!(h.len as usize, (HEADER_LEN + 3 + 2 + 7 + 7) & !7);
         assert_eq!(RecordHeader::decode(&h.encode()), Some(h));
@@ -171,7 +182,7 @@ mod tests {
     #[test]
     fn decode_rejects_garbage() {
         assert_eq!(RecordHeader::decode(&[0u8; HEADER_LEN]), None);
-        let mut b = RecordHeader::new(1, 1, b"s", b"e", b"u", b"d")
+        let mut b = RecordHeader::new(1, 1, b"s", b"e", Some(b"u"), b"d")
             .unwrap()
             .encode();
         b[0] ^= 8;
@@ -181,7 +192,7 @@ mod tests {
     #[test]
     fn names_are_bounded() {
         let long = vec![b'x'; 70_000];
-        let err = RecordHeader::new(1, 1, &long, b"e", b"", b"").unwrap_err();
+        let err = RecordHeader::new(1, 1, &long, b"e", None, b"").unwrap_err();
         assert_eq!(err, RecordError::NameTooLong("source", 70_000));
         assert_eq!(
             err.to_string(),
@@ -190,8 +201,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_unique_key_is_still_unique() {
+        let h = RecordHeader::new(7, 3, b"s", b"e", Some(b""), b"d").unwrap();
+        let d = RecordHeader::decode(&h.encode()).unwrap();
+        assert!(d.unique);
+        let mut buf = h.encode().to_vec();
+        buf.extend_from_slice(b"sed");
+        buf.resize(h.len as usize, 0);
+        assert_eq!(RecordView::parse(&d, &buf).unwrap().unique, Some(&b""[..]));
+        let plain = RecordHeader::new(7, 3, b"s", b"e", None, b"d").unwrap();
+        assert!(!RecordHeader::decode(&plain.encode()).unwrap().unique);
+    }
+
+    #[test]
     fn parse_splits_parts() {
-        let h = RecordHeader::new(7, 3, b"src", b"ev", b"u1", b"\x00\xff").unwrap();
+        let h = RecordHeader::new(7, 3, b"src", b"ev", Some(b"u1"), b"\x00\xff").unwrap();
         let mut buf = h.encode().to_vec();
         buf.extend_from_slice(b"srcevu1\x00\xff");
         buf.resize(h.len as usize, 0);

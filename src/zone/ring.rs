@@ -175,7 +175,7 @@ impl<'a> Ring<'a> {
         pid: i32,
         source: &[u8],
         event: &[u8],
-        unique: &[u8],
+        unique: Option<&[u8]>,
         data: &[u8],
     ) -> Result<u64, AppendError> {
         let probe =
@@ -214,7 +214,13 @@ impl<'a> Ring<'a> {
         let mut rh = probe;
         rh.seq = seq;
         let mut at = head;
-        for part in [&rh.encode()[..], source, event, unique, data] {
+        for part in [
+            &rh.encode()[..],
+            source,
+            event,
+            unique.unwrap_or_default(),
+            data,
+        ] {
             self.copy_in(at, part);
             at += part.len() as u64;
         }
@@ -355,7 +361,7 @@ mod tests {
         let mut cur = z.cursor_at_head(&l);
         assert!(!z.has_pending(&cur));
         for i in 0..10u8 {
-            z.append(&l, 42, b"src", b"ev", b"", &[i; 13]).unwrap();
+            z.append(&l, 42, b"src", b"ev", None, &[i; 13]).unwrap();
         }
         assert!(z.has_pending(&cur));
         let (recs, lost) = read_all(&z, &l, &mut cur);
@@ -376,7 +382,7 @@ mod tests {
             let data: Vec<u8> = (0..(round * 37 % 3000))
                 .map(|i| (i ^ round) as u8)
                 .collect();
-            z.append(&l, 1, b"s", b"e", b"", &data).unwrap();
+            z.append(&l, 1, b"s", b"e", None, &data).unwrap();
             let (recs, lost) = read_all(&z, &l, &mut cur);
             assert_eq!(lost, 0);
             assert_eq!(recs, vec![(expect, data)]);
@@ -391,7 +397,7 @@ mod tests {
         let mut cur = z.cursor_at_head(&l);
         let n = 500u64;
         for _ in 0..n {
-            z.append(&l, 1, b"s", b"e", b"", &[7u8; 1000]).unwrap();
+            z.append(&l, 1, b"s", b"e", None, &[7u8; 1000]).unwrap();
         }
         let (recs, lost) = read_all(&z, &l, &mut cur);
         assert!(lost > 0);
@@ -409,7 +415,7 @@ mod tests {
         let z = zone(64 * 1024);
         let l = TestLock::default();
         let big = vec![0u8; z.cap() as usize];
-        match z.append(&l, 1, b"s", b"e", b"", &big) {
+        match z.append(&l, 1, b"s", b"e", None, &big) {
             Err(AppendError::TooLarge { size, limit }) => {
                 assert!(size > limit);
                 assert_eq!(limit, z.max_record());
@@ -423,7 +429,7 @@ mod tests {
         let z = zone(64 * 1024);
         let l = TestLock::default();
         let mut cur = z.cursor_at_head(&l);
-        z.append(&l, 9, b"s", b"e", b"key-1", b"x").unwrap();
+        z.append(&l, 9, b"s", b"e", Some(b"key-1"), b"x").unwrap();
         let mut buf = Vec::new();
         let ReadOutcome::Record(rh) = z.read_next(&l, &mut cur, &mut buf) else {
             panic!()
@@ -438,10 +444,10 @@ mod tests {
         let z = zone(64 * 1024);
         let l = TestLock::default();
         let mut cur = z.cursor_at_head(&l);
-        z.append(&l, 1, b"s", b"e", b"", b"a").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"a").unwrap();
         // A poster took seq 2 and died before committing.
         z.header().head_seq.fetch_add(1, Ordering::Relaxed);
-        z.append(&l, 1, b"s", b"e", b"", b"b").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"b").unwrap();
         let (recs, lost) = read_all(&z, &l, &mut cur);
         assert_eq!(lost, 1);
         assert_eq!(recs, vec![(1, b"a".to_vec()), (3, b"b".to_vec())]);
@@ -452,17 +458,17 @@ mod tests {
         let z = zone(64 * 1024);
         let l = TestLock::default();
         let mut cur = z.cursor_at_head(&l);
-        z.append(&l, 1, b"s", b"e", b"", b"a").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"a").unwrap();
         let (recs, _) = read_all(&z, &l, &mut cur);
         assert_eq!(recs.len(), 1);
         let at = z.header().head.load(Ordering::Relaxed);
-        z.append(&l, 1, b"s", b"e", b"", b"b").unwrap();
-        z.append(&l, 1, b"s", b"e", b"", b"c").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"b").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"c").unwrap();
         // Corrupt the length of record "b".
         z.copy_in(at, &[0xff, 0xff, 0xff, 0x7f]);
         let (recs, lost) = read_all(&z, &l, &mut cur);
         assert_eq!((recs, lost), (vec![], 2));
-        z.append(&l, 1, b"s", b"e", b"", b"d").unwrap();
+        z.append(&l, 1, b"s", b"e", None, b"d").unwrap();
         let (recs, lost) = read_all(&z, &l, &mut cur);
         assert_eq!((recs, lost), (vec![(4, b"d".to_vec())], 0));
     }
@@ -479,7 +485,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..20_000u32 {
                         let d = [(w as u8), (i % 251) as u8].repeat(1 + (i % 50) as usize);
-                        z.append(&*l, w, b"s", b"e", b"", &d).unwrap();
+                        z.append(&*l, w, b"s", b"e", None, &d).unwrap();
                     }
                 })
             })

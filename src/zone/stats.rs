@@ -56,7 +56,7 @@ mod tests {
     fn stats_follow_posts_and_slots() {
         let z = zone(64 * 1024);
         let l = TestLock::default();
-        z.ring().append(&l, 5, b"s", b"e", b"", b"x").unwrap();
+        z.ring().append(&l, 5, b"s", b"e", None, b"x").unwrap();
         z.slots().acquire(&l, 5, 0, 1, |_| true).unwrap();
         let s = z.stats();
         assert_eq!((s.posted, s.next_seq, s.evicted, s.tail), (1, 2, 0, 0));
