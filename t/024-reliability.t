@@ -220,3 +220,55 @@ nilfailed posting event "e" by "s"; payload too large: more than \d+ bytes encod
 posting it grew RSS by less than 20 MB: true
 still posts: true
 \z
+
+
+
+=== TEST 10: [9.6] lost is dispatched where the gap is, before the events after it, in every worker
+--- workers: 2
+--- http_config
+worker_events_zone ev 1m;
+init_worker_by_lua_block {
+    local ev = require "resty.worker.events"
+    local d = ngx.shared.out
+    local id = ngx.worker.id()
+    local seen, lost, lost_after_end = 0, 0, false
+    local done = false
+    ev.register(function(data, event)
+        if event == "end" then
+            d:set("result" .. id, string.format("seen %d + lost %d = %d; lost after end: %s",
+                  seen, lost, seen + lost, tostring(lost_after_end)))
+            done = true
+        else
+            seen = seen + 1
+        end
+    end, "test")
+    ev.register(function(data)
+        lost = lost + data.count
+        if done then lost_after_end = true end
+    end, "resty-worker-events", "lost")
+    assert(require("t.we").configure())
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local blob = string.rep("x", 1024)
+        for i = 1, 20000 do assert(ev.post("test", "e", blob)) end
+        assert(ev.post("test", "end"))
+        local d = ngx.shared.out
+        for id = 0, ngx.worker.count() - 1 do
+            for _ = 1, 300 do
+                if d:get("result" .. id) then break end
+                ngx.sleep(0.01)
+            end
+            ngx.say("worker ", id == ngx.worker.id() and "poster" or "other", ": ",
+                    ((d:get("result" .. id) or "no end"):gsub("seen %d+ %+ lost %d+", "seen + lost")))
+        end
+    }
+}
+--- response_body_like chomp
+\Aworker (poster|other): seen \+ lost = 20000; lost after end: false
+worker (poster|other): seen \+ lost = 20000; lost after end: false
+\z
