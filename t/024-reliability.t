@@ -272,3 +272,72 @@ location = /t {
 \Aworker (poster|other): seen \+ lost = 20000; lost after end: false
 worker (poster|other): seen \+ lost = 20000; lost after end: false
 \z
+
+
+
+=== TEST 11: [9.3] configure()/post() in init_by_lua, then HUP, a zone resize, HUP, HUP: the master survives
+--- http_config
+lua_shared_dict dict 1m;
+worker_events_zone ev 1m;
+init_by_lua_block {
+    local ev = require "resty.worker.events"
+    INIT = table.concat({ tostring(select(2, ev.configure({ shm = "ev" }))),
+                          tostring(select(2, ev.post("s", "e"))) }, " / ")
+    ngx.log(ngx.WARN, "init_by_lua: ", INIT)
+}
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event) we.record(event) end, "test")
+    assert(we.configure())
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        ngx.say("in init_by_lua: ", INIT)
+        local master = we.master_pid()
+        local function rewrite(from, to)
+            local path = ngx.config.prefix() .. "conf/nginx.conf"
+            local f = assert(io.open(path))
+            local conf = f:read("*a")
+            f:close()
+            f = assert(io.open(path, "w"))
+            f:write((conf:gsub(from, to)))
+            f:close()
+        end
+        we.reload()
+        ngx.sleep(0.5)
+        rewrite("worker_events_zone ev 1m;", "worker_events_zone ev 2m;")
+        we.reload()
+        ngx.sleep(0.5)
+        we.reload()
+        ngx.sleep(0.5)
+        we.reload()
+        ngx.sleep(0.5)
+        ngx.say("master alive: ", os.execute("kill -0 " .. master .. " 2>/dev/null") == 0)
+    }
+}
+location = /check {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        for id = 0, ngx.worker.count() - 1 do we.take(id) end
+        assert(ev.post("test", "after"))
+        ngx.say("every new worker got it: ", we.wait_all(1, 3))
+        ngx.say("zone size now: ", ev.stats().log_size > 1024 * 1024)
+        ngx.sleep(0.5) -- the old generations are gone
+        ngx.say("slots taken: ", ev.stats().workers, " (the workers, not the master)")
+    }
+}
+--- request eval
+["GET /t", "GET /check"]
+--- response_body eval
+["in init_by_lua: configure() is for worker processes (init_worker_by_lua* or later), not init_by_lua* / failed posting event \"e\" by \"s\"; events not configured, call configure() first
+master alive: true
+", "every new worker got it: true
+zone size now: true
+slots taken: 2 (the workers, not the master)
+"]
+--- timeout: 10

@@ -93,7 +93,7 @@ function _M.new(spec)
   function self.open(name)
     if self.opened() then return false end
     consumer, loop_running, sema = nil, false, nil
-    local id, z = n_open(name)
+    local id, z = n_open(name, ngx.get_phase() == "init")
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
     return true

@@ -6,7 +6,7 @@
 //!
 //! | field | what |
 //! |---|---|
-//! | `open(zone)` | `consumer, zone_name` / `nil, err` (a dict name maps to the default zone) |
+//! | `open(zone, in_init)` | `consumer, zone_name` / `nil, err` (a dict name maps to the default zone; refused in init_by_lua and outside workers) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
 //! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` |
@@ -63,9 +63,9 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn open(lua: &Lua, name: LuaString) -> mlua::Result<MultiValue> {
+fn open(lua: &Lua, (name, in_init): (LuaString, Option<bool>)) -> mlua::Result<MultiValue> {
     let name = name.to_str()?.to_string();
-    Ok(match attach::open(&name) {
+    Ok(match attach::open(&name, in_init.unwrap_or(false)) {
         Ok(o) => MultiValue::from_vec(vec![
             Value::Integer(o.id as _),
             Value::String(lua.create_string(&o.zone)?),

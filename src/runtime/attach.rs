@@ -32,6 +32,9 @@ pub enum AttachError {
     /// A `lua_shared_dict` name, and none of our zones (cannot happen while
     /// the implicit zone exists).
     NoDefault(String),
+    /// Called in the master (`init_by_lua*`) or a helper process: zones
+    /// there belong to a configuration that a reload replaces.
+    NotAWorker,
     Reentered,
 }
 
@@ -47,6 +50,9 @@ impl core::fmt::Display for AttachError {
             AttachError::NoDefault(dict) => write!(
                 f,
                 "shm \"{dict}\" is a lua_shared_dict and no worker_events_zone exists: declare one in http {{}} with: worker_events_zone {dict}_events 1m;"
+            ),
+            AttachError::NotAWorker => f.write_str(
+                "configure() is for worker processes (init_worker_by_lua* or later), not init_by_lua*",
             ),
             AttachError::Reentered => Reentered.fmt(f),
         }
@@ -154,7 +160,14 @@ pub struct Opened {
 }
 
 /// Opens a consumer of the zone `name` stands for, reading from now on.
-pub fn open(name: &str) -> Result<Opened, AttachError> {
+///
+/// `in_init`: the caller runs in `init_by_lua*`. Only a process that serves
+/// requests attaches: the master's zones belong to the configuration being
+/// replaced (a resize reload unmaps them), and its slots would never free.
+pub fn open(name: &str, in_init: bool) -> Result<Opened, AttachError> {
+    if in_init || !NgxProcess::current().serves_requests() {
+        return Err(AttachError::NotAWorker);
+    }
     let (zone, handle, via_dict) = resolve(name)?;
     STATE.with(|st| {
         if via_dict && !st.noticed.iter().any(|n| n == name) {
