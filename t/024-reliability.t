@@ -254,6 +254,7 @@ location = /t {
         local we = require "t.we"
         local ev = require "resty.worker.events"
         assert(we.wait_ready())
+        ngx.sleep(0.1) -- every worker read the others' "started" before the flood
         local blob = string.rep("x", 1024)
         for i = 1, 20000 do assert(ev.post("test", "e", blob)) end
         assert(ev.post("test", "end"))
@@ -341,3 +342,46 @@ zone size now: true
 slots taken: 2 (the workers, not the master)
 "]
 --- timeout: 10
+
+
+
+=== TEST 12: [9.8] workers that found every push slot taken after a reload get one when the old generation's free
+--- workers: 70
+--- http_config
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ev.register(function(data, event)
+        we.record(event, " slot=", ev.stats().slot ~= nil)
+    end, "test")
+    assert(we.configure({ interval = 30 })) -- only push can deliver within the test
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        we.reload()
+        ngx.say("reloaded")
+    }
+}
+location = /check {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        ngx.sleep(2) -- the old generation exits; the new one retries its slots
+        for id = 0, ngx.worker.count() - 1 do we.take(id) end
+        assert(ev.post("test", "pushed"))
+        local all = we.wait_all(1, 3)
+        local counts = {}
+        for id = 0, ngx.worker.count() - 1 do
+            local l = we.take(id)[1] or "nothing"
+            counts[l] = (counts[l] or 0) + 1
+        end
+        ngx.say("every new worker got it by push: ", all, " ", we.show(counts))
+    }
+}
+--- request eval
+["GET /t", "GET /check"]
+--- response_body eval
+["reloaded\n", "every new worker got it by push: true {[\"pushed slot=true\"]=70}\n"]
+--- timeout: 8

@@ -254,6 +254,8 @@ function _M.new(spec)
       if (sema:wait(step)) then return true end
       left = left - step
       if consumer and c_pending(consumer) ~= 0 then return true end
+      -- push became possible (a slot freed): the loop switches to it
+      if consumer and c_set_sema(consumer, sema.sem) == 1 then return true end
     end
     return false
   end
@@ -279,6 +281,8 @@ function _M.new(spec)
         sleep(0.001)
       else
         wait(interval, push)
+        -- no push yet (e.g. every slot was taken): a slot may have freed
+        if not push then push = c_set_sema(me, sema.sem) == 1 end
       end
     end
     if consumer == me then c_set_sema(me, nil) end

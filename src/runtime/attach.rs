@@ -112,30 +112,13 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
     if let Some(i) = st.zones.iter().position(|a| a.name == name) {
         return i;
     }
-    let me = NgxProcess::current();
-    // Slots are for workers: the master running init_by_lua code must not
-    // hold one for its whole life.
-    let slot = me.worker_number().and_then(|worker| {
-        let slot = handle.zone.slots().acquire(
-            &handle,
-            process::pid(),
-            worker as i32,
-            handle.zone.generation(),
-            process::alive,
+    let slot = take_slot(&handle);
+    if slot.is_none() && NgxProcess::current().worker_number().is_some() {
+        crate::wev_log!(
+            WARN,
+            "zone \"{}\": no free worker slot, push wake-ups disabled in this worker until one frees",
+            name
         );
-        if slot.is_none() {
-            crate::wev_log!(
-                WARN,
-                "zone \"{}\": no free worker slot, push wake-ups disabled in this worker",
-                name
-            );
-        }
-        slot
-    });
-    if let Some(s) = slot {
-        if notify::listen() {
-            handle.zone.slots().set_push(s, true);
-        }
     }
     st.zones.push(Attachment {
         name: name.to_string(),
@@ -143,6 +126,46 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
         slot,
     });
     st.zones.len() - 1
+}
+
+/// Test hook: with `NGX_WORKER_EVENTS_TEST_HOOKS=1`, `NGX_WORKER_EVENTS_TEST_SLOTS=N`
+/// makes a zone offer only its first N slots (to test a full slot table
+/// with a few workers).
+fn slot_cap() -> usize {
+    let hooks = std::env::var_os("NGX_WORKER_EVENTS_TEST_HOOKS").is_some_and(|v| v == "1");
+    hooks
+        .then(|| {
+            std::env::var("NGX_WORKER_EVENTS_TEST_SLOTS")
+                .ok()?
+                .parse()
+                .ok()
+        })
+        .flatten()
+        .unwrap_or(usize::MAX)
+}
+
+/// Takes a slot of `handle`'s zone for this worker (none outside workers:
+/// the master must not hold one for its whole life), push-enabled when this
+/// worker listens.
+fn take_slot(handle: &ZoneHandle) -> Option<usize> {
+    let worker = NgxProcess::current().worker_number()?;
+    let slots = handle.zone.slots();
+    let pid = process::pid();
+    let slot = slots.acquire(
+        handle,
+        pid,
+        worker as i32,
+        handle.zone.generation(),
+        process::alive,
+    )?;
+    if slot >= slot_cap() {
+        slots.release(slot, pid);
+        return None;
+    }
+    if notify::listen() {
+        slots.set_push(slot, true);
+    }
+    Some(slot)
 }
 
 /// Attaches to zone `name` (worker start: lifecycle, before any Lua API).
@@ -359,15 +382,24 @@ pub fn claim(id: u32, unique: &[u8], ttl_ms: u64) -> ClaimOutcome {
 
 /// Registers the semaphore consumer `id`'s loop waits on (null to
 /// unregister). True when push wake-ups reach this worker.
+///
+/// A worker that found its zone's slots all taken (e.g. by an old
+/// generation during a big reload) tries again here: the loop calls this
+/// again on every wake-up while it has no push.
 pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
     STATE
-        .with(|st| match st.consumer(id) {
-            Some(c) => {
-                c.sema = sema;
-                c.woken = false;
-                true
+        .with(|st| {
+            let Some(c) = st.consumer(id) else {
+                return false;
+            };
+            c.sema = sema;
+            c.woken = false;
+            let z = c.zone;
+            let a = &mut st.zones[z];
+            if a.slot.is_none() && !sema.is_null() {
+                a.slot = take_slot(&a.handle);
             }
-            None => false,
+            a.slot.is_some()
         })
         .unwrap_or(false)
         && notify::active()
