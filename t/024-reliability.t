@@ -385,3 +385,72 @@ location = /check {
 --- response_body eval
 ["reloaded\n", "every new worker got it by push: true {[\"pushed slot=true\"]=70}\n"]
 --- timeout: 8
+
+
+
+=== TEST 13: [9.10] a 1m zone deduplicates 2 000 live unique keys posted twice; a full table refuses posts, never runs one twice
+--- workers: 2
+--- http_config
+worker_events_zone ev 1m;
+worker_events_zone tiny 128k;
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    local d = ngx.shared.out
+    ev.register(function(data, event) d:incr("runs:" .. data, 1, 0) end, "test")
+    assert(we.configure({ timeout = 30 }))
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        local d = ngx.shared.out
+        assert(we.wait_ready())
+        for round = 1, 2 do
+            for i = 1, 2000 do
+                -- small batches: the readers keep up, so nothing is lost
+                assert(ev.post("test", "once", "k" .. i, "key-" .. i))
+                if i % 200 == 0 then ngx.sleep(0.01) end
+            end
+        end
+        assert(ev.post("test", "once", "last", "last"))
+        for _ = 1, 200 do
+            if d:get("runs:last") then break end
+            ngx.sleep(0.01)
+        end
+        ngx.sleep(0.2)
+        local runs, twice = 0, 0
+        for i = 1, 2000 do
+            local n = d:get("runs:k" .. i) or 0
+            runs = runs + n
+            if n > 1 then twice = twice + 1 end
+        end
+        ngx.say("1m: 2000 keys posted twice ran ", runs, " times; keys run twice: ", twice)
+        local s = ev.stats()
+        ngx.say("capacity at least a 1m dict's 8095: ", s.claims_capacity >= 8095, "; refused: ", s.claims_refused)
+
+        -- a second API instance on the small zone, filled until it refuses
+        local bus = require("ngx_worker_events.bus").new { dispatch = function() end }
+        assert(bus.open("tiny"))
+        bus.set_options({ timeout = 30, interval = 0 })
+        local held, err = 0, nil
+        while true do
+            local ok, e = bus.post("test", "fill", nil, "fill-" .. held)
+            if not ok then err = e break end
+            held = held + 1
+        end
+        local ts = bus.stats()
+        ngx.say("128k: held ", held >= 959 and "at least a 128k dict's 959" or held,
+                " live keys, then: ", (err:gsub("%d+", "N")))
+        ngx.say("counted: ", ts.claims_refused, "; a repeat of a held key still posts: ",
+                bus.post("test", "fill", nil, "fill-0") ~= nil)
+        bus.close()
+    }
+}
+--- response_body
+1m: 2000 keys posted twice ran 2000 times; keys run twice: 0
+capacity at least a 1m dict's 8095: true; refused: 0
+128k: held at least a 128k dict's 959 live keys, then: no room for this unique key: the zone holds N live unique keys at most (make the zone larger or the timeout shorter)
+counted: 1; a repeat of a held key still posts: true
+--- timeout: 10

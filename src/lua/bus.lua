@@ -116,7 +116,7 @@ function _M.new(spec)
     if not self.opened() then
       return nil, "events not configured, call configure() first"
     end
-    local seq, err = n_post(consumer, source, event, data, unique)
+    local seq, err = n_post(consumer, source, event, data, unique, timeout)
     if seq then wake_self() end
     return seq, err
   end
@@ -191,6 +191,10 @@ function _M.new(spec)
           local mine, owner = n_claim(consumer, e, timeout)
           if mine then
             dispatch(a, b, c, d)
+          elseif owner == nil then
+            -- its reservation expired unread and the table is full: running
+            -- it could run it twice
+            log(ERR, PREFIX, "skipping unique event ", f, ": no room to record who runs it")
           elseif DEBUG_ON then
             log(DEBUG, api_prefix, "skipping event ", f, " was handled by worker ", owner)
           end

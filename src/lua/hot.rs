@@ -3,7 +3,7 @@
 //! rest of the path together).
 //!
 //! Protocol (the `FETCH_*` constants reach Lua through the native table):
-//! - `post(consumer, source, event, data, unique?)` -> `seq` | `nil, reason`
+//! - `post(consumer, source, event, data, unique?, unique_ttl_s)` -> `seq` | `nil, reason`
 //! - `fetch(consumer)` -> nothing
 //!   | `FETCH_EVENT, source, event, data, pid, unique|nil, seq`
 //!   | `FETCH_LOST, count`
@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::ffi::{
     lua_State, lua_pushinteger, lua_pushlstring_, lua_pushnil, lua_pushnumber, lua_settop,
-    lua_tointeger, lua_type, LUA_TSTRING,
+    lua_tointeger, lua_tonumber, lua_type, LUA_TSTRING,
 };
 
 use super::value;
@@ -64,7 +64,7 @@ unsafe fn consumer_at(l: *mut lua_State) -> u32 {
     u32::try_from(unsafe { lua_tointeger(l, 1) }).unwrap_or(0)
 }
 
-/// `native.post(consumer, source, event, data, unique?)`.
+/// `native.post(consumer, source, event, data, unique?, unique_ttl_s)`.
 ///
 /// # Safety
 /// Called by Lua as a `lua_CFunction`.
@@ -95,9 +95,12 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         let (source, event) = (value::str_at(l, 2), value::str_at(l, 3));
         // A string, even an empty one, makes a unique event.
         let unique = (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5));
+        // The `unique` claim's lifetime, seconds (the API's `timeout`).
+        let ttl_ms = (lua_tonumber(l, 6) * 1000.0).clamp(1.0, 1e12) as u64;
         let res = encoded.and_then(|()| {
             catch_unwind(AssertUnwindSafe(|| {
-                attach::post(id, source, event, unique, enc.as_bytes()).map_err(|e| e.to_string())
+                attach::post(id, source, event, unique, ttl_ms, enc.as_bytes())
+                    .map_err(|e| e.to_string())
             }))
             .unwrap_or_else(|_| Err("internal error".into()))
         });

@@ -9,7 +9,7 @@
 //! | `open(zone, in_init)` | `consumer, zone_name` / `nil, err` (a dict name maps to the default zone; refused in init_by_lua and outside workers) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
-//! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` |
+//! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it) |
 //! | `at_exit(consumer, source, event)` | posts that event when the worker exits |
 //! | `stats(consumer)` | table of zone and consumer counters / nil |
 //! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
@@ -82,6 +82,7 @@ fn claim(_: &Lua, (id, unique, ttl): (u32, LuaString, f64)) -> mlua::Result<(boo
     Ok(match attach::claim(id, &unique.as_bytes(), ttl_ms) {
         ClaimOutcome::Mine => (true, None),
         ClaimOutcome::Taken(pid) => (false, Some(pid)),
+        ClaimOutcome::Full => (false, None),
     })
 }
 
@@ -112,5 +113,7 @@ fn stats(lua: &Lua, id: u32) -> mlua::Result<Value> {
     t.set("lost", s.lost as f64)?;
     t.set("slot", s.slot.map(|s| s as i64))?;
     t.set("workers", z.workers.len())?;
+    t.set("claims_capacity", z.claims_capacity as f64)?;
+    t.set("claims_refused", z.claims_refused as f64)?;
     Ok(Value::Table(t))
 }

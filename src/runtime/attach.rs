@@ -70,6 +70,10 @@ impl From<Reentered> for AttachError {
 pub enum PostError {
     NotOpen,
     Append(AppendError),
+    /// The claims table has no room for this `unique` key.
+    ClaimsFull {
+        capacity: usize,
+    },
     Reentered,
 }
 
@@ -78,6 +82,10 @@ impl core::fmt::Display for PostError {
         match self {
             PostError::NotOpen => f.write_str("events not configured, call configure() first"),
             PostError::Append(e) => e.fmt(f),
+            PostError::ClaimsFull { capacity } => write!(
+                f,
+                "no room for this unique key: the zone holds {capacity} live unique keys at most (make the zone larger or the timeout shorter)"
+            ),
             PostError::Reentered => Reentered.fmt(f),
         }
     }
@@ -277,11 +285,28 @@ pub fn post(
     source: &[u8],
     event: &[u8],
     unique: Option<&[u8]>,
+    unique_ttl_ms: u64,
     data: &[u8],
 ) -> Result<u64, PostError> {
     let posted = STATE.with(|st| {
         let (c, a) = st.reader(id).ok_or(PostError::NotOpen)?;
         let z = c.zone;
+        if let Some(key) = unique {
+            // Reserve the key first: a live claim is never taken over, so a
+            // post that finds no room fails instead of running twice later.
+            let claims = a.handle.zone.claims();
+            let now_ms = crate::ngx::monotonic_us() / 1000;
+            if claims
+                .reserve(&a.handle, key, now_ms, unique_ttl_ms)
+                .is_err()
+            {
+                let refused = &a.handle.zone.header().claims_refused;
+                refused.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                return Err(PostError::ClaimsFull {
+                    capacity: claims.len(),
+                });
+            }
+        }
         let seq = a
             .handle
             .zone

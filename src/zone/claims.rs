@@ -1,14 +1,24 @@
 //! Claims: which worker handles a `unique` event, until the claim expires.
 //!
-//! A fixed open-addressing table keyed by a 64-bit hash of the unique value
-//! (FNV-1a; two distinct values colliding is treated as the same value).
-//! Entries are only touched under the zone lock; they are atomics so that the
-//! table can be shared between processes without `unsafe` aliasing.
-//! An expired entry is free. When the probe window holds no free entry, the
-//! one closest to expiry is taken over (documented limit: more distinct live
-//! unique values than the table holds can let one run twice).
+//! An open-addressing table keyed by a 64-bit hash of the unique value
+//! (FNV-1a; two distinct values colliding is treated as the same value),
+//! probed linearly over a window of [`PROBE`] entries. Entries are touched
+//! only under the zone lock; they are atomics so that the table can be
+//! shared between processes without `unsafe` aliasing.
+//!
+//! Two steps, so that a live claim is never dropped silently:
+//! - **reserve**, by the poster before it appends the event: the key gets an
+//!   entry (owner 0 = nobody yet) unless it already has a live one. When the
+//!   window holds no free entry the post is refused ([`Full`]), never a live
+//!   entry taken over.
+//! - **claim**, by every reader: the first one takes the reserved entry
+//!   ([`ClaimOutcome::Mine`]), the others see its owner.
+//!
+//! Expiry times are kept in ticks of [`TICK_MS`] milliseconds of the
+//! monotonic clock, in 32 bits (wrapping after 8.7 years of uptime, which
+//! comparisons tolerate), so an entry is 16 bytes.
 
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::lock::{Guard, ZoneLock};
 
@@ -16,9 +26,8 @@ use super::lock::{Guard, ZoneLock};
 #[repr(C)]
 pub struct Claim {
     hash: AtomicU64,
-    expires_ms: AtomicU64,
+    expires: AtomicU32,
     pid: AtomicI32,
-    _pad: [u32; 3],
 }
 
 /// Result of trying to claim a unique value.
@@ -28,13 +37,29 @@ pub enum ClaimOutcome {
     Mine,
     /// Already claimed (and not expired) by this pid.
     Taken(i32),
+    /// No entry, and no room to make one: nobody runs it (never twice).
+    Full,
 }
+
+/// A reservation found the key already live (a repeat within its timeout).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reserved {
+    New,
+    Live,
+}
+
+/// The probe window of a key holds only live claims: the post is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full;
 
 /// The claims table of one zone.
 #[derive(Clone, Copy)]
 pub struct Claims<'a>(pub(crate) &'a [Claim]);
 
-const PROBE: usize = 16;
+/// Entries probed from a key's home position.
+pub const PROBE: usize = 256;
+/// Resolution of expiry times.
+pub const TICK_MS: u64 = 64;
 
 /// FNV-1a, never 0 (0 marks an empty entry).
 pub fn hash(bytes: &[u8]) -> u64 {
@@ -44,6 +69,21 @@ pub fn hash(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h.max(1)
+}
+
+fn ticks(ms: u64) -> u32 {
+    ms.div_ceil(TICK_MS) as u32
+}
+
+fn live(expires: u32, now: u32) -> bool {
+    (expires.wrapping_sub(now) as i32) > 0
+}
+
+/// Where a key is, or where it can go, in its window.
+enum Probe {
+    Found(usize),
+    Free(usize),
+    Full,
 }
 
 impl Claims<'_> {
@@ -57,7 +97,67 @@ impl Claims<'_> {
         self.0.is_empty()
     }
 
-    /// Claims `unique` for `pid` until `now_ms + ttl_ms`, unless someone holds it.
+    /// Live entries at `now_ms` (a full scan, for stats).
+    pub fn live(&self, now_ms: u64) -> usize {
+        let now = ticks(now_ms);
+        self.0
+            .iter()
+            .filter(|e| {
+                e.hash.load(Ordering::Relaxed) != 0 && live(e.expires.load(Ordering::Relaxed), now)
+            })
+            .count()
+    }
+
+    fn probe(&self, h: u64, now: u32) -> Probe {
+        let table = self.0;
+        let start = (h % table.len() as u64) as usize;
+        let mut free = None;
+        for i in 0..PROBE.min(table.len()) {
+            let at = (start + i) % table.len();
+            let e = &table[at];
+            let eh = e.hash.load(Ordering::Relaxed);
+            let is_live = eh != 0 && live(e.expires.load(Ordering::Relaxed), now);
+            if is_live && eh == h {
+                return Probe::Found(at);
+            }
+            if !is_live && free.is_none() {
+                free = Some(at);
+            }
+            if eh == 0 {
+                break; // never used: the key is not further on
+            }
+        }
+        free.map_or(Probe::Full, Probe::Free)
+    }
+
+    /// The poster's step: makes sure `unique` has a live entry until
+    /// `now_ms + ttl_ms` (unowned when new).
+    pub fn reserve(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        unique: &[u8],
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Reserved, Full> {
+        let h = hash(unique);
+        let now = ticks(now_ms);
+        let _g = Guard::new(lock);
+        match self.probe(h, now) {
+            Probe::Found(_) => Ok(Reserved::Live),
+            Probe::Free(at) => {
+                let e = &self.0[at];
+                e.hash.store(h, Ordering::Relaxed);
+                e.pid.store(0, Ordering::Relaxed);
+                e.expires
+                    .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
+                Ok(Reserved::New)
+            }
+            Probe::Full => Err(Full),
+        }
+    }
+
+    /// A reader's step: takes `unique` for `pid` until `now_ms + ttl_ms`
+    /// unless someone holds it.
     pub fn claim(
         &self,
         lock: &(impl ZoneLock + ?Sized),
@@ -66,30 +166,26 @@ impl Claims<'_> {
         now_ms: u64,
         ttl_ms: u64,
     ) -> ClaimOutcome {
-        let table = self.0;
         let h = hash(unique);
-        let start = (h % table.len() as u64) as usize;
+        let now = ticks(now_ms);
         let _g = Guard::new(lock);
-        // Free (expired) entries rank 0, live ones by expiry: take the lowest.
-        let (mut idx, mut rank) = (start, u64::MAX);
-        for i in 0..PROBE.min(table.len()) {
-            let at = (start + i) % table.len();
-            let e = &table[at];
-            let expires = e.expires_ms.load(Ordering::Relaxed);
-            let live = expires > now_ms;
-            if live && e.hash.load(Ordering::Relaxed) == h {
-                return ClaimOutcome::Taken(e.pid.load(Ordering::Relaxed));
+        let at = match self.probe(h, now) {
+            Probe::Found(at) => {
+                let owner = self.0[at].pid.load(Ordering::Relaxed);
+                if owner != 0 {
+                    return ClaimOutcome::Taken(owner);
+                }
+                at
             }
-            let r = if live { expires } else { 0 };
-            if r < rank {
-                (idx, rank) = (at, r);
-            }
-        }
-        let e = &table[idx];
+            // The reservation expired before anyone read the event.
+            Probe::Free(at) => at,
+            Probe::Full => return ClaimOutcome::Full,
+        };
+        let e = &self.0[at];
         e.hash.store(h, Ordering::Relaxed);
         e.pid.store(pid, Ordering::Relaxed);
-        e.expires_ms
-            .store(now_ms + ttl_ms.max(1), Ordering::Relaxed);
+        e.expires
+            .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
         ClaimOutcome::Mine
     }
 }
@@ -103,40 +199,104 @@ mod tests {
         let table: Vec<Claim> = (0..entries)
             .map(|_| Claim {
                 hash: AtomicU64::new(0),
-                expires_ms: AtomicU64::new(0),
+                expires: AtomicU32::new(0),
                 pid: AtomicI32::new(0),
-                _pad: [0; 3],
             })
             .collect();
         Claims(Box::leak(table.into_boxed_slice()))
     }
 
     #[test]
-    fn first_claims_then_others_skip_until_expiry() {
-        let z = zone(64);
-        let l = TestLock::default();
-        assert_eq!(z.claim(&l, b"k", 10, 1000, 500), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"k", 11, 1200, 500), ClaimOutcome::Taken(10));
-        assert_eq!(z.claim(&l, b"k", 10, 1499, 500), ClaimOutcome::Taken(10));
-        assert_eq!(z.claim(&l, b"k", 11, 1500, 500), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"other", 12, 1500, 500), ClaimOutcome::Mine);
+    fn an_entry_is_16_bytes() {
+        assert_eq!(core::mem::size_of::<Claim>(), 16);
     }
 
     #[test]
-    fn full_window_takes_over_the_closest_to_expiry() {
+    fn first_claims_then_others_skip_until_expiry() {
         let z = zone(64);
         let l = TestLock::default();
-        let n = z.len() * 2;
-        for i in 0..n {
+        assert_eq!(z.reserve(&l, b"k", 1000, 512), Ok(Reserved::New));
+        assert_eq!(z.claim(&l, b"k", 10, 1000, 512), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 11, 1200, 512), ClaimOutcome::Taken(10));
+        assert_eq!(z.reserve(&l, b"k", 1200, 512), Ok(Reserved::Live));
+        assert_eq!(z.claim(&l, b"k", 10, 1400, 512), ClaimOutcome::Taken(10));
+        // expired (to within a tick): free again
+        assert_eq!(z.claim(&l, b"k", 11, 1600, 512), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"other", 12, 1600, 512), ClaimOutcome::Mine);
+    }
+
+    #[test]
+    fn a_reservation_nobody_read_is_claimed_once() {
+        let z = zone(64);
+        let l = TestLock::default();
+        assert_eq!(z.reserve(&l, b"k", 0, 2000), Ok(Reserved::New));
+        assert_eq!(z.reserve(&l, b"k", 10, 2000), Ok(Reserved::Live));
+        assert_eq!(z.claim(&l, b"k", 7, 20, 2000), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 8, 20, 2000), ClaimOutcome::Taken(7));
+    }
+
+    #[test]
+    fn a_full_window_refuses_and_never_takes_over_a_live_claim() {
+        let z = zone(64);
+        let l = TestLock::default();
+        let mut held = Vec::new();
+        for i in 0..1000 {
             let k = format!("key-{i}");
+            match z.reserve(&l, k.as_bytes(), 0, 1_000_000) {
+                Ok(Reserved::New) => held.push(k),
+                Ok(Reserved::Live) => panic!("{k} was not reserved before"),
+                Err(Full) => {}
+            }
+        }
+        assert_eq!(held.len(), 64, "every entry holds a live claim");
+        assert_eq!(z.live(10), 64);
+        // Every held key is still there: none was taken over.
+        for k in &held {
+            assert_eq!(z.reserve(&l, k.as_bytes(), 10, 1), Ok(Reserved::Live));
             assert_eq!(
-                z.claim(&l, k.as_bytes(), 1, 0, 1_000_000 + i as u64),
+                z.claim(&l, k.as_bytes(), 3, 10, 1_000_000),
                 ClaimOutcome::Mine
             );
+            assert_eq!(
+                z.claim(&l, k.as_bytes(), 4, 10, 1_000_000),
+                ClaimOutcome::Taken(3)
+            );
         }
-        // The most recent claim is still there.
-        let k = format!("key-{}", n - 1);
-        assert_eq!(z.claim(&l, k.as_bytes(), 2, 10, 5), ClaimOutcome::Taken(1));
+        // A reader of a key that never got an entry runs nothing.
+        assert_eq!(z.claim(&l, b"late", 5, 10, 1), ClaimOutcome::Full);
+        // Once they expire, room again.
+        assert_eq!(z.reserve(&l, b"late", 3_000_000, 10), Ok(Reserved::New));
+    }
+
+    #[test]
+    fn a_table_holds_most_of_its_entries_live() {
+        let z = zone(10_922); // a 1m zone
+        let l = TestLock::default();
+        let mut n = 0;
+        while z.reserve(&l, format!("events-one:key-{n}").as_bytes(), 0, 30_000)
+            == Ok(Reserved::New)
+        {
+            n += 1;
+        }
+        assert!(
+            n > 8_095,
+            "held {n}: a 1m lua_shared_dict holds 8095 such keys"
+        );
+    }
+
+    #[test]
+    fn expiry_survives_the_tick_counter_wrapping() {
+        let z = zone(64);
+        let l = TestLock::default();
+        let near_wrap = (u32::MAX as u64 - 2) * TICK_MS;
+        assert_eq!(
+            z.claim(&l, b"k", 1, near_wrap, 10 * TICK_MS),
+            ClaimOutcome::Mine
+        );
+        let later = near_wrap + 5 * TICK_MS; // past the wrap, before expiry
+        assert_eq!(z.claim(&l, b"k", 2, later, 10), ClaimOutcome::Taken(1));
+        let expired = near_wrap + 20 * TICK_MS;
+        assert_eq!(z.claim(&l, b"k", 2, expired, 10), ClaimOutcome::Mine);
     }
 
     #[test]

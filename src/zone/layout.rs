@@ -13,8 +13,8 @@ use super::claims::{Claim, Claims};
 use super::ring::{Ring, RingHeader};
 use super::slots::{Slot, Slots};
 
-/// Identifies an initialised region ("ngxwev" + layout version 2).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0002;
+/// Identifies an initialised region ("ngxwev" + layout version 3).
+pub const MAGIC: u64 = 0x6e67_7877_6576_0003;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
 pub const MIN_REGION: usize = 32 * 1024;
 /// Number of worker slots (processes that can be attached at once, across
@@ -22,6 +22,8 @@ pub const MIN_REGION: usize = 32 * 1024;
 pub const SLOTS: usize = 128;
 
 const ALIGN: usize = 64;
+/// Region bytes per claims entry.
+pub const CLAIM_EVERY: usize = 96;
 
 /// Offsets and capacities inside a region (bytes, or entries for `*_cap`).
 #[repr(C)]
@@ -48,8 +50,10 @@ impl Layout {
         }
         let slots_off = align_up(core::mem::size_of::<Header>());
         let claims_off = align_up(slots_off + SLOTS * core::mem::size_of::<Slot>());
-        // Claims: 1/64 of the region, between 64 and 8192 entries.
-        let claims_cap = (len / 64 / core::mem::size_of::<Claim>()).clamp(64, 8192);
+        // Claims: one 16-byte entry per 96 bytes of region (a sixth of it),
+        // at least 64: more live claims than a lua_shared_dict of the same
+        // size holds (8095 per MB for the Lua library's keys).
+        let claims_cap = (len / CLAIM_EVERY).max(64);
         let ring_off = align_up(claims_off + claims_cap * core::mem::size_of::<Claim>());
         if ring_off + 4096 > len {
             return None;
@@ -75,6 +79,8 @@ pub struct Header {
     /// Bumped by the master each time a configuration cycle (start or
     /// reload) adopts the zone: workers record it in their slots.
     pub generation: AtomicU64,
+    /// Posts refused because the claims table had no room for their key.
+    pub claims_refused: AtomicU64,
 }
 
 /// A view of one zone's region. Cheap to copy; valid as long as the mapping.

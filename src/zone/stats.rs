@@ -26,6 +26,10 @@ pub struct ZoneStats {
     pub generation: u64,
     /// Occupied worker slots.
     pub workers: Vec<SlotOwner>,
+    /// Entries of the claims table (live `unique` keys it can hold).
+    pub claims_capacity: u64,
+    /// Posts refused because their key found no room in the claims table.
+    pub claims_refused: u64,
 }
 
 impl Zone {
@@ -43,6 +47,8 @@ impl Zone {
             max_record: ring.max_record(),
             generation: self.generation(),
             workers: self.slots().owners(),
+            claims_capacity: self.claims().len() as u64,
+            claims_refused: self.header().claims_refused.load(Relaxed),
         }
     }
 }
