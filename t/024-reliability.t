@@ -454,3 +454,114 @@ capacity at least a 1m dict's 8095: true; refused: 0
 128k: held at least a 128k dict's 959 live keys, then: no room for this unique key: the zone holds N live unique keys at most (make the zone larger or the timeout shorter)
 counted: 1; a repeat of a held key still posts: true
 --- timeout: 10
+
+
+
+=== TEST 14: [9.9] push names are random, and a flood from another user delays no real wake-up
+--- workers: 2
+--- http_config
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ngx.shared.out:set("pid:" .. ngx.worker.id(), ngx.worker.pid())
+    ev.register(function(data, event, source, pid)
+        if pid ~= ngx.worker.pid() then
+            ngx.update_time()
+            we.record(ngx.now() - data.t < 1 and "in time" or "late")
+        end
+    end, "test")
+    assert(we.configure({ interval = 30 })) -- only push delivers within the test
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        -- our workers' sockets (other nginx instances may run on this host)
+        local inodes = {}
+        for id = 0, ngx.worker.count() - 1 do
+            local p = io.popen("ls -l /proc/" .. ngx.shared.out:get("pid:" .. id) .. "/fd 2>/dev/null")
+            for ino in p:read("*a"):gmatch("socket:%[(%d+)%]") do inodes[ino] = true end
+            p:close()
+        end
+        local names = {}
+        for line in io.lines("/proc/net/unix") do
+            local ino, n = line:match("%s(%d+)%s+(@ngx%-worker%-events/%S*)")
+            if n and inodes[ino] then names[#names + 1] = n end
+        end
+        local random = 0
+        for _, n in ipairs(names) do
+            if n:match("^@ngx%-worker%-events/%x+$") and #n == 19 + 32 then random = random + 1 end
+        end
+        ngx.say("sockets: ", #names, ", with a 128-bit random name: ", random)
+        -- 3 s of datagrams to every worker socket, as user nobody
+        local args = {}
+        for _, n in ipairs(names) do args[#args + 1] = "'" .. n:sub(2) .. "'" end
+        os.execute([[perl -MSocket -MPOSIX -e 'POSIX::setgid(65534); POSIX::setuid(65534) or die;
+            socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or die; my @a = map { pack_sockaddr_un("\0$_") } @ARGV;
+            my $end = time + 3; while (time < $end) { send($s, "x", MSG_DONTWAIT, $_) for @a }' ]]
+            .. table.concat(args, " ") .. " >/dev/null 2>&1 &")
+        ngx.sleep(0.5)
+        local other = 1 - ngx.worker.id()
+        for i = 1, 10 do
+            ngx.update_time()
+            assert(ev.post("test", "real", { t = ngx.now() }))
+            ngx.sleep(0.1)
+        end
+        we.wait_others(10, 2)
+        local counts = {}
+        for _, l in ipairs(we.take(other)) do counts[l] = (counts[l] or 0) + 1 end
+        ngx.say("during the flood, the other worker got: ", we.show(counts))
+        ngx.sleep(2.5) -- the flood ends
+    }
+}
+--- response_body
+sockets: 2, with a 128-bit random name: 2
+during the flood, the other worker got: {["in time"]=10}
+--- timeout: 10
+
+
+
+=== TEST 15: [9.9] binding the names of the next pids first does not take push from a respawned worker
+--- workers: 2
+--- http_config
+init_worker_by_lua_block {
+    local we = require "t.we"
+    local ev = require "resty.worker.events"
+    ngx.shared.out:set("pid:" .. ngx.worker.id(), ngx.worker.pid())
+    ev.register(function() we.record("push=", ev.stats().push) end, "test", "report")
+    assert(we.configure({ interval = 30 }))
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local other = 1 - ngx.worker.id()
+        local victim = ngx.shared.out:get("pid:" .. other)
+        -- as nobody, bind the names the next 300 pids would have had with
+        -- pid-based names, and hold them while the victim is respawned
+        os.execute([[perl -MSocket -MPOSIX -e 'POSIX::setgid(65534); POSIX::setuid(65534) or die; my @s;
+            for my $p ($ARGV[0] + 1 .. $ARGV[0] + 300) { socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or die;
+            bind($s, pack_sockaddr_un("\0ngx-worker-events/$p")); push @s, $s } sleep 3' ]]
+            .. victim .. " >/dev/null 2>&1 &")
+        ngx.sleep(0.3)
+        os.execute("kill -9 " .. victim)
+        ngx.sleep(1) -- respawned
+        for id = 0, ngx.worker.count() - 1 do we.take(id) end
+        assert(ev.post("test", "report"))
+        ngx.say("every worker got it: ", we.wait_all(1, 3))
+        local lines = {}
+        for id = 0, ngx.worker.count() - 1 do lines[#lines + 1] = we.take(id)[1] end
+        ngx.say(table.concat(lines, " "))
+        ngx.sleep(2)
+    }
+}
+--- response_body
+every worker got it: true
+push=true push=true
+--- no_error_log eval
+[qr/\[alert\](?!.*exited on signal 9)/, "[crit]", "push wake-ups unavailable"]
+--- timeout: 10

@@ -112,6 +112,7 @@ fn stats(lua: &Lua, id: u32) -> mlua::Result<Value> {
     t.set("cursor", s.cursor as f64)?;
     t.set("lost", s.lost as f64)?;
     t.set("slot", s.slot.map(|s| s as i64))?;
+    t.set("push", s.push)?;
     t.set("workers", z.workers.len())?;
     t.set("claims_capacity", z.claims_capacity as f64)?;
     t.set("claims_refused", z.claims_refused as f64)?;

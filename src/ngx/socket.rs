@@ -1,5 +1,6 @@
 //! Abstract-namespace unix datagram sockets: one bound socket per worker,
 //! registered in nginx's event loop, and one unbound socket to send from.
+//! Callers pick the names (see `runtime::notify`: random ones).
 //!
 //! Abstract names (`sun_path[0] == 0`) leave no file behind and vanish with
 //! the socket, so a crashed worker leaves nothing to clean up.
@@ -86,14 +87,38 @@ impl Listener {
         Ok(Listener { conn: c })
     }
 
-    /// Reads and discards every queued datagram; re-arms the read event.
-    /// Returns true when nginx is closing the connection (shutdown).
+    /// Reads and discards every queued datagram, up to 64 per system call
+    /// (a flood costs little); re-arms the read event. Returns true when
+    /// nginx is closing the connection (shutdown).
     pub fn drain(&self) -> bool {
-        let mut buf = [0u8; 64];
-        // SAFETY: `conn` is open until `close`; reading into a local buffer.
+        const BATCH: usize = 64;
+        let mut bufs = [[0u8; 8]; BATCH];
+        // SAFETY: plain C structs; all-zero is valid, filled in below.
+        let mut iov: [libc::iovec; BATCH] = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { core::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i].iov_base = bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = bufs[i].len();
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `conn` is open until `close`; every message points at a
+        // local buffer that outlives the call.
         unsafe {
             let c = self.conn;
-            while libc::recv((*c).fd, buf.as_mut_ptr().cast(), buf.len(), 0) > 0 {}
+            loop {
+                let n = libc::recvmmsg(
+                    (*c).fd,
+                    msgs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                );
+                if n < BATCH as libc::c_int {
+                    break; // drained (or an error: the next readiness retries)
+                }
+            }
             if (*c).close() != 0 {
                 return true;
             }

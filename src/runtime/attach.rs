@@ -171,6 +171,7 @@ fn take_slot(handle: &ZoneHandle) -> Option<usize> {
         return None;
     }
     if notify::listen() {
+        slots.set_token(slot, notify::token());
         slots.set_push(slot, true);
     }
     Some(slot)
@@ -460,6 +461,8 @@ pub struct ConsumerStats {
     pub zone: ZoneStats,
     pub cursor: u64,
     pub slot: Option<usize>,
+    /// This worker gets push wake-ups for this zone.
+    pub push: bool,
     pub lost: u64,
 }
 
@@ -473,6 +476,15 @@ pub fn stats(id: u32) -> Option<ConsumerStats> {
                 zone: a.handle.zone.stats(),
                 cursor: c.cursor.pos,
                 slot: a.slot,
+                push: notify::active()
+                    && a.slot.is_some_and(|s| {
+                        a.handle
+                            .zone
+                            .slots()
+                            .owners()
+                            .iter()
+                            .any(|o| o.slot == s && o.push)
+                    }),
                 lost: c.lost,
             })
         })

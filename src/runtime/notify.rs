@@ -1,13 +1,23 @@
 //! Push delivery: waking consumers the moment an event is posted.
 //!
 //! Between workers: every worker owns one abstract unix datagram socket
-//! named after its pid (`ngx::socket`), in nginx's event loop, and its slot
-//! in each attached zone is marked "push". A poster sends one byte to each
-//! other worker whose slot wake flag it flipped from 0 to 1 (so a burst
-//! costs each reader one wake-up); the reader's handler drains the socket,
-//! takes its flags and posts the semaphore of every consumer of the zones
-//! that were flagged (`ngx_http_lua_ffi_sema_post`). At graceful shutdown
-//! nginx calls the handler with `close` set: every loop wakes up to exit.
+//! with a random name (`ngx::socket`), in nginx's event loop; its slot in
+//! each attached zone publishes the name and is marked "push". A poster
+//! sends one byte to each other worker whose slot wake flag it flipped from
+//! 0 to 1 (so a burst costs each reader one wake-up); the reader's handler
+//! drains the socket, takes its flags and posts the semaphore of every
+//! consumer of the zones that were flagged (`ngx_http_lua_ffi_sema_post`).
+//! At graceful shutdown nginx calls the handler with `close` set: every
+//! loop wakes up to exit.
+//!
+//! Hostile local users: a datagram is only a doorbell. What wakes a
+//! consumer is its flag in the zone, which only nginx's processes can write,
+//! so datagrams from anyone else wake nothing; a flood costs batched
+//! `recvmmsg` calls, and a poster whose datagram finds the queue full
+//! leaves its flag set: the reader, busy draining, still sees it. Names are
+//! random (128 bits, published only in the zone), so nobody can bind a
+//! worker's name before it does, and no pid or address shows in
+//! `/proc/net/unix`.
 //!
 //! Within a worker: a post wakes the other consumers of the same zone
 //! directly. A consumer's `woken` flag coalesces wake-ups until it drains.
@@ -24,7 +34,6 @@ use core::ffi::c_void;
 use ngx::ffi::ngx_event_t;
 
 use crate::ngx::lua_module;
-use crate::ngx::process;
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::socket::{Listener, Sender};
 use crate::ngx::timer;
@@ -36,6 +45,8 @@ type SemaPost = unsafe extern "C" fn(*mut c_void, libc::c_int) -> libc::c_int;
 #[derive(Default)]
 struct Push {
     listener: Option<Listener>,
+    /// The random name of `listener`.
+    token: u128,
     sender: Option<Sender>,
     sema_post: Option<SemaPost>,
     /// Listening was tried in this process (it is tried once).
@@ -45,8 +56,20 @@ struct Push {
 
 static PUSH: ProcessCell<Push> = ProcessCell::new();
 
-fn address(pid: i32) -> String {
-    format!("ngx-worker-events/{pid}")
+fn address(token: u128) -> String {
+    format!("ngx-worker-events/{token:032x}")
+}
+
+/// 128 random bits from the kernel (0 if it has none to give).
+fn random_token() -> u128 {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+    if n == b.len() as isize {
+        u128::from_ne_bytes(b)
+    } else {
+        0
+    }
 }
 
 fn warn_once(p: &mut Push, what: core::fmt::Arguments) {
@@ -76,11 +99,27 @@ pub fn listen() -> bool {
             warn_once(p, format_args!("ngx_http_lua_ffi_sema_post not found"));
             return false;
         }
-        match Listener::open(&address(process::pid()), Some(on_readable)) {
-            Ok(l) => p.listener = Some(l),
-            Err(e) => warn_once(p, format_args!("{e}")),
+        // A name taken already (by chance, or by someone guessing) gets another.
+        let mut last = None;
+        for _ in 0..3 {
+            let token = random_token();
+            if token == 0 {
+                last = Some(std::io::Error::other("no random bytes for a socket name"));
+                break;
+            }
+            match Listener::open(&address(token), Some(on_readable)) {
+                Ok(l) => {
+                    p.listener = Some(l);
+                    p.token = token;
+                    return true;
+                }
+                Err(e) => last = Some(e),
+            }
         }
-        p.listener.is_some()
+        if let Some(e) = last {
+            warn_once(p, format_args!("{e}"));
+        }
+        false
     })
     .unwrap_or(false)
 }
@@ -88,6 +127,12 @@ pub fn listen() -> bool {
 /// True when this worker receives push wake-ups.
 pub fn active() -> bool {
     PUSH.with(|p| p.listener.is_some()).unwrap_or(false)
+}
+
+/// The name of this worker's socket, to publish in its slots (0: none).
+pub fn token() -> u128 {
+    PUSH.with(|p| if p.listener.is_some() { p.token } else { 0 })
+        .unwrap_or(0)
 }
 
 /// Stops receiving (worker exit, or shutdown started).
@@ -168,16 +213,21 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
             return;
         };
         let slots = handle.zone.slots();
-        slots.to_wake(slot, |idx, to| {
-            if let Err(e) = sender.send(&address(to)) {
-                // Nobody listens at that name any more (the worker died
-                // without freeing its slot): stop pushing to it. Otherwise
-                // (its queue is full): clear the flag we set, so a later post
-                // retries.
-                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                    slots.set_push(idx, false);
+        slots.to_wake(slot, |idx, _pid| {
+            if let Err(e) = sender.send(&address(slots.token(idx))) {
+                match e.raw_os_error() {
+                    // Its queue is full: it has datagrams to drain, so it
+                    // runs its handler and sees the flag we set. Keep it.
+                    Some(libc::EAGAIN) => {}
+                    // Nobody listens at that name any more (the worker died
+                    // without freeing its slot): stop pushing to it.
+                    Some(libc::ECONNREFUSED) => {
+                        slots.set_push(idx, false);
+                        slots.reset_wake(idx);
+                    }
+                    // Otherwise a later post retries.
+                    _ => slots.reset_wake(idx),
                 }
-                slots.reset_wake(idx);
             }
         });
     });

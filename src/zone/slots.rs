@@ -24,7 +24,9 @@ pub struct Slot {
     push: AtomicU32,
     /// The zone generation (configuration cycle) the owner started in.
     generation: AtomicU64,
-    _pad: [u64; 5],
+    /// The random name of the owner's wake-up socket (set before `push`).
+    token: [AtomicU64; 2],
+    _pad: [u64; 3],
 }
 
 /// Who owns an occupied slot.
@@ -79,6 +81,22 @@ impl Slots<'_> {
                 .pid
                 .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes the name of slot `idx`'s wake-up socket (before `set_push`).
+    pub fn set_token(&self, idx: usize, token: u128) {
+        if let Some(s) = self.0.get(idx) {
+            s.token[0].store((token >> 64) as u64, Ordering::Relaxed);
+            s.token[1].store(token as u64, Ordering::Release);
+        }
+    }
+
+    /// The name of slot `idx`'s wake-up socket (read after seeing `push`).
+    pub fn token(&self, idx: usize) -> u128 {
+        self.0.get(idx).map_or(0, |s| {
+            let lo = s.token[1].load(Ordering::Acquire);
+            ((s.token[0].load(Ordering::Relaxed) as u128) << 64) | lo as u128
+        })
     }
 
     /// Marks slot `idx` as reachable by push wake-ups (or not).
@@ -148,7 +166,8 @@ pub(crate) fn test_table(n: usize) -> Slots<'static> {
             worker: AtomicI32::new(0),
             push: AtomicU32::new(0),
             generation: AtomicU64::new(0),
-            _pad: [0; 5],
+            token: [AtomicU64::new(0), AtomicU64::new(0)],
+            _pad: [0; 3],
         })
         .collect();
     Slots(Box::leak(v.into_boxed_slice()))
