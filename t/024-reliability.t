@@ -565,3 +565,29 @@ push=true push=true
 --- no_error_log eval
 [qr/\[alert\](?!.*exited on signal 9)/, "[crit]", "push wake-ups unavailable"]
 --- timeout: 10
+
+
+
+=== TEST 16: an empty source or event through the bare bus is refused, not written for readers to drop as garbage
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local got = {}
+        local b = require("ngx_worker_events.bus").new {
+            dispatch = function(source, event) got[#got + 1] = source .. "/" .. event end,
+        }
+        assert(b.open("ev"))
+        b.set_options({ interval = 0 })
+        ngx.say(b.post("", "e"))
+        ngx.say(b.post("s", ""))
+        assert(b.post("s", "after"))
+        b.poll()
+        ngx.say("read: ", table.concat(got, ","))
+        b.close()
+    }
+}
+--- response_body
+nilsource is required
+nilevent is required
+read: s/after

@@ -41,6 +41,8 @@ pub enum RecordError {
     NameTooLong(&'static str, usize),
     /// The payload does not fit a u32.
     DataTooLong(usize),
+    /// An empty source or event (a reader would take the record for garbage).
+    Empty(&'static str),
 }
 
 impl core::fmt::Display for RecordError {
@@ -50,6 +52,7 @@ impl core::fmt::Display for RecordError {
                 write!(f, "{what} is too long: {n} bytes, at most 65535")
             }
             RecordError::DataTooLong(n) => write!(f, "payload too large: {n} bytes encoded"),
+            RecordError::Empty(what) => write!(f, "{what} is required"),
         }
     }
 }
@@ -72,6 +75,12 @@ impl RecordHeader {
     ) -> Result<RecordHeader, RecordError> {
         let is_unique = unique.is_some();
         let unique = unique.unwrap_or_default();
+        if source.is_empty() {
+            return Err(RecordError::Empty("source"));
+        }
+        if event.is_empty() {
+            return Err(RecordError::Empty("event"));
+        }
         let name = |what, n: usize| u16::try_from(n).map_err(|_| RecordError::NameTooLong(what, n));
         let source_len = name("source", source.len())?;
         let event_len = name("event", event.len())?;
@@ -198,6 +207,14 @@ mod tests {
             err.to_string(),
             "source is too long: 70000 bytes, at most 65535"
         );
+    }
+
+    #[test]
+    fn empty_names_are_refused() {
+        let e = RecordHeader::new(1, 1, b"", b"e", None, b"").unwrap_err();
+        assert_eq!(e.to_string(), "source is required");
+        let e = RecordHeader::new(1, 1, b"s", b"", None, b"").unwrap_err();
+        assert_eq!(e.to_string(), "event is required");
     }
 
     #[test]
