@@ -9,6 +9,7 @@
 //! its seed under `proptest-regressions/props/` (commit those files).
 
 mod codec;
+mod ring;
 
 use proptest::test_runner::Config;
 
@@ -20,6 +21,19 @@ pub(crate) fn config(cases: u32) -> Config {
     } else {
         Config { cases, ..base }
     }
+}
+
+/// FNV-1a over a sequence of byte strings, each prefixed by its length (so
+/// moving bytes between parts changes the sum).
+pub(crate) fn checksum(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in (p.len() as u64).to_le_bytes().iter().chain(p.iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// `n` deterministic pseudo-random bytes from `seed` (xorshift64*).
