@@ -338,6 +338,9 @@ fn run_model(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                             prop_assert!(len > max, "refused {} <= {}", len, max);
                             prop_assert_eq!((size, limit), (len, max));
                         }
+                        // Refusing a record without a source or an event
+                        // would be fine too (records need both).
+                        Err(AppendError::Format(_)) if source.is_empty() || event.is_empty() => {}
                         Err(e) => return Err(TestCaseError::fail(format!("append: {e}"))),
                     }
                 }
@@ -376,6 +379,63 @@ proptest! {
     fn ring_follows_the_model(cap in cap(), ops in vec(op(1), 1..120)) {
         run_model(cap, &ops)?;
     }
+}
+
+proptest! {
+    #![proptest_config(super::config(64))]
+
+    /// The same with empty sources and events: the ring must refuse such a
+    /// record or deliver it.
+    #[test]
+    #[ignore = "bug: Ring::append accepts an empty source or event, which RecordHeader::decode \
+                rejects: readers skip to the head as if the log were scribbled on (losing the \
+                records after it too), and the writer that evicts it drops the whole log (see \
+                an_empty_source_is_refused_or_delivered)"]
+    fn ring_follows_the_model_with_empty_names(cap in cap(), ops in vec(op(0), 1..60)) {
+        run_model(cap, &ops)?;
+    }
+}
+
+/// The shrunk case of `ring_follows_the_model_with_empty_names`, and what
+/// follows from it once the record reaches the tail.
+#[test]
+#[ignore = "bug: Ring::append accepts an empty source (or event), but RecordHeader::decode \
+            rejects the record: it is never delivered, the reader is moved to the head (the \
+            good record after it is lost too), and evicting it drops every record in the log \
+            while `evicted` counts one"]
+fn an_empty_source_is_refused_or_delivered() {
+    with_ring(4096, |ring| {
+        let lock = TestLock::default();
+        let mut cur = ring.cursor_at_head(&lock);
+        let mut buf = Vec::new();
+        if let Ok(seq) = ring.append(&lock, 1, b"", b"e", b"", b"x") {
+            ring.append(&lock, 1, b"s", b"e", b"", b"after").unwrap();
+            // Today: Lost(2) (this record and the next one), then Empty.
+            let got = ring.read_next(&lock, &mut cur, &mut buf);
+            assert!(
+                matches!(got, ReadOutcome::Record(rh) if rh.seq == seq),
+                "an accepted record is not delivered: {got:?}"
+            );
+            let got = ring.read_next(&lock, &mut cur, &mut buf);
+            assert!(
+                matches!(got, ReadOutcome::Record(rh) if rh.seq == seq + 1),
+                "the record after it is not delivered: {got:?}"
+            );
+            // Evicting it must not take the whole log along.
+            for _ in 0..40 {
+                ring.append(&lock, 1, b"s", b"e", b"", &[0; 100]).unwrap();
+            }
+            let h = ring.header();
+            let (head, tail) = (
+                h.head.load(Ordering::Relaxed),
+                h.tail.load(Ordering::Relaxed),
+            );
+            assert!(
+                head - tail > ring.cap() / 2,
+                "the log was emptied: head {head}, tail {tail}"
+            );
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
