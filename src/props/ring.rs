@@ -465,7 +465,7 @@ fn threaded() -> impl Strategy<Value = Threaded> {
         ],
         1u32..=3,
         1usize..=3,
-        300u32..1500,
+        200u32..1200,
         any::<u8>(),
         vec(0u32..400, 3),
         prop_oneof![1u32..4, 4u32..64, Just(u32::MAX)],
