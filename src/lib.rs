@@ -148,3 +148,6 @@ mod module {
         catch_unwind_or((), lifecycle::on_worker_exit);
     }
 }
+
+#[cfg(test)]
+mod props;
