@@ -253,8 +253,69 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// A value tree without Lua, for the unit and property tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A tiny value tree to test round trips without Lua.
+    #[derive(Debug, PartialEq, Clone)]
+    pub enum V {
+        Nil,
+        B(bool),
+        Null,
+        I(i64),
+        N(f64),
+        S(Vec<u8>),
+        T(Vec<V>, Vec<(V, V)>),
+    }
+
+    pub fn enc(e: &mut Encoder, v: &V) {
+        match v {
+            V::Nil => e.nil(),
+            V::B(b) => e.boolean(*b),
+            V::Null => e.null(),
+            V::I(i) => e.int(*i),
+            V::N(n) => e.number(*n),
+            V::S(s) => e.string(s),
+            V::T(a, h) => {
+                e.table(a.len(), h.len());
+                a.iter().for_each(|x| enc(e, x));
+                for (k, x) in h {
+                    enc(e, k);
+                    enc(e, x);
+                }
+            }
+        }
+    }
+
+    pub fn dec(d: &mut Decoder, depth: usize) -> Result<V, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        Ok(match d.next()? {
+            Token::Nil => V::Nil,
+            Token::Bool(b) => V::B(b),
+            Token::Null => V::Null,
+            Token::Int(i) => V::I(i),
+            Token::Num(n) => V::N(n),
+            Token::Str(s) => V::S(s.to_vec()),
+            Token::Table { n_array, n_hash } => {
+                let a = (0..n_array)
+                    .map(|_| dec(d, depth + 1))
+                    .collect::<Result<_, _>>()?;
+                let h = (0..n_hash)
+                    .map(|_| Ok((dec(d, depth + 1)?, dec(d, depth + 1)?)))
+                    .collect::<Result<_, _>>()?;
+                V::T(a, h)
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{dec, enc, V};
     use super::*;
 
     #[test]
@@ -289,60 +350,6 @@ mod tests {
         assert!(e.as_bytes().is_empty());
         e.string(b"again");
         assert!(!e.exceeded());
-    }
-
-    /// A tiny value tree to test round trips without Lua.
-    #[derive(Debug, PartialEq, Clone)]
-    enum V {
-        Nil,
-        B(bool),
-        Null,
-        I(i64),
-        N(f64),
-        S(Vec<u8>),
-        T(Vec<V>, Vec<(V, V)>),
-    }
-
-    fn enc(e: &mut Encoder, v: &V) {
-        match v {
-            V::Nil => e.nil(),
-            V::B(b) => e.boolean(*b),
-            V::Null => e.null(),
-            V::I(i) => e.int(*i),
-            V::N(n) => e.number(*n),
-            V::S(s) => e.string(s),
-            V::T(a, h) => {
-                e.table(a.len(), h.len());
-                a.iter().for_each(|x| enc(e, x));
-                for (k, x) in h {
-                    enc(e, k);
-                    enc(e, x);
-                }
-            }
-        }
-    }
-
-    fn dec(d: &mut Decoder, depth: usize) -> Result<V, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
-        Ok(match d.next()? {
-            Token::Nil => V::Nil,
-            Token::Bool(b) => V::B(b),
-            Token::Null => V::Null,
-            Token::Int(i) => V::I(i),
-            Token::Num(n) => V::N(n),
-            Token::Str(s) => V::S(s.to_vec()),
-            Token::Table { n_array, n_hash } => {
-                let a = (0..n_array)
-                    .map(|_| dec(d, depth + 1))
-                    .collect::<Result<_, _>>()?;
-                let h = (0..n_hash)
-                    .map(|_| Ok((dec(d, depth + 1)?, dec(d, depth + 1)?)))
-                    .collect::<Result<_, _>>()?;
-                V::T(a, h)
-            }
-        })
     }
 
     fn roundtrip(v: &V) -> V {

@@ -21,6 +21,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use crate::codec::{DecodeError, Decoder, Encoder, Token, MAX_DEPTH};
+// A value as decoded: the codec's own test tree.
+use crate::codec::testing::{dec as decode, enc as encode_decoded, V as D};
 
 /// A Lua-like value, as built for encoding.
 #[derive(Debug, Clone)]
@@ -36,18 +38,6 @@ enum V {
     /// Array part (keys 1..=n, no nil), then the other pairs (no nil keys,
     /// NaN keys or values; keys distinct as Lua compares them).
     T(Vec<V>, Vec<(V, V)>),
-}
-
-/// A value as decoded.
-#[derive(Debug, Clone)]
-enum D {
-    Nil,
-    B(bool),
-    Null,
-    I(i64),
-    N(f64),
-    S(Vec<u8>),
-    T(Vec<D>, Vec<(D, D)>),
 }
 
 fn encode(e: &mut Encoder, v: &V) {
@@ -67,48 +57,6 @@ fn encode(e: &mut Encoder, v: &V) {
             }
         }
     }
-}
-
-fn encode_decoded(e: &mut Encoder, d: &D) {
-    match d {
-        D::Nil => e.nil(),
-        D::B(b) => e.boolean(*b),
-        D::Null => e.null(),
-        D::I(i) => e.int(*i),
-        D::N(n) => e.number(*n),
-        D::S(s) => e.string(s),
-        D::T(a, h) => {
-            e.table(a.len(), h.len());
-            a.iter().for_each(|x| encode_decoded(e, x));
-            for (k, x) in h {
-                encode_decoded(e, k);
-                encode_decoded(e, x);
-            }
-        }
-    }
-}
-
-fn decode(d: &mut Decoder, depth: usize) -> Result<D, DecodeError> {
-    if depth > MAX_DEPTH {
-        return Err(DecodeError::TooDeep);
-    }
-    Ok(match d.next()? {
-        Token::Nil => D::Nil,
-        Token::Bool(b) => D::B(b),
-        Token::Null => D::Null,
-        Token::Int(i) => D::I(i),
-        Token::Num(n) => D::N(n),
-        Token::Str(s) => D::S(s.to_vec()),
-        Token::Table { n_array, n_hash } => {
-            let a = (0..n_array)
-                .map(|_| decode(d, depth + 1))
-                .collect::<Result<_, _>>()?;
-            let h = (0..n_hash)
-                .map(|_| Ok((decode(d, depth + 1)?, decode(d, depth + 1)?)))
-                .collect::<Result<_, _>>()?;
-            D::T(a, h)
-        }
-    })
 }
 
 /// Walks one whole payload without building it (iteratively, so hostile
