@@ -591,3 +591,24 @@ location = /t {
 nilsource is required
 nilevent is required
 read: s/after
+
+
+
+=== TEST 17: at error_log debug, a --with-debug nginx shuts down cleanly (the wake-up kick timer has a connection to log)
+--- log_level: debug
+--- http_config
+init_worker_by_lua_block {
+    assert(require("t.we").configure())
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say(require("resty.worker.events").configured())
+    }
+}
+--- response_body
+true
+--- shutdown_error_log
+gracefully shutting down
+--- no_shutdown_error_log
+exited on signal

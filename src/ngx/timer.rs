@@ -2,10 +2,13 @@
 //!
 //! nginx's timers need `ev.log` and `cancelable` set, and must not be
 //! re-armed once the worker is exiting, or they hold it alive at shutdown.
+//! They also need `ev.data` to point at a connection: a `--with-debug`
+//! nginx (Debian's) logs `event timer add/del: <fd>` by reading
+//! `((ngx_connection_t *) ev->data)->fd` at `error_log ... debug`.
 
 use core::cell::UnsafeCell;
 
-use ngx::ffi::{ngx_add_timer, ngx_event_t};
+use ngx::ffi::{ngx_add_timer, ngx_connection_t, ngx_event_t};
 
 struct Kick(UnsafeCell<ngx_event_t>);
 // SAFETY: touched only from the nginx event-loop thread of each process.
@@ -13,6 +16,16 @@ unsafe impl Sync for Kick {}
 
 // SAFETY: an all-zero ngx_event_t is a valid idle event.
 static KICK: Kick = Kick(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// The stand-in connection the kick's `data` points at (fd -1, as nginx's
+/// own timer-only events use).
+struct Dummy(UnsafeCell<ngx_connection_t>);
+// SAFETY: as for `Kick`.
+unsafe impl Sync for Dummy {}
+
+// SAFETY: an all-zero ngx_connection_t is plain data nobody dereferences
+// beyond its `fd` (set to -1 before use).
+static DUMMY: Dummy = Dummy(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 
 unsafe extern "C" fn nothing(_ev: *mut ngx_event_t) {}
 
@@ -22,13 +35,17 @@ unsafe extern "C" fn nothing(_ev: *mut ngx_event_t) {}
 pub fn kick_event_loop() {
     let ev = KICK.0.get();
     // SAFETY:
-    // - our static event, used only on the event-loop thread;
+    // - our static event and stand-in connection, used only on the
+    //   event-loop thread;
     // - nginx's timer tree holds it only until it fires (1 ms), and it is
     //   cancelable, so it never delays worker exit.
     unsafe {
         if (*ev).timer_set() != 0 {
             return;
         }
+        let dummy = DUMMY.0.get();
+        (*dummy).fd = -1;
+        (*ev).data = dummy.cast();
         (*ev).handler = Some(nothing);
         (*ev).log = crate::ngx::log::cycle_log();
         (*ev).set_cancelable(1);
