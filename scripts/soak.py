@@ -9,6 +9,7 @@ it checks that requests are answered and that every worker makes progress.
 Then it quiesces, sums the workers' counters, checks slots, fds and the final
 QUIT, prints one summary and exits 1 if an invariant broke.
 """
+import fcntl
 import os
 import random
 import re
@@ -218,6 +219,14 @@ def stop_nginx(master, pid_file, quit_wait=15):
 def start_nginx():
     for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
         os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
+    # one soak per prefix: a second one would stop the first one's nginx (scripts/soak locks too)
+    global LOCK
+    LOCK = open(os.path.join(PREFIX, "soak.lock"), "w")
+    try:
+        if ENV.get("SOAK_LOCKED") != "1":
+            fcntl.flock(LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SoakError("another soak runs in %s: wait for it, or set SOAK_PREFIX and SOAK_PORT" % PREFIX)
     pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
     old = read_pid(pid_file)
     if old and alive(old):

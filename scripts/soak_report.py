@@ -42,7 +42,11 @@ LOG_SIGNAL = re.compile(r"worker process (\d+) exited on signal (\d+)")
 def scan_log(path, killed):
     """(crashes, harness errors, other alert/crit/emerg lines, {message: count} of [error] lines)."""
     crashes, harness, alerts, errors = [], [], [], {}
-    with open(path, errors="replace") as f:
+    try:
+        f = open(path, errors="replace")
+    except OSError as e:
+        return [], ["cannot read the error log: %s" % e], [], {}
+    with f:
         for line in f:
             m = LOG_SIGNAL.search(line)
             if m:
