@@ -23,6 +23,7 @@ end
 
 -- waits until every worker ran configure (true) or `timeout` s passed
 function _M.wait_ready(timeout)
+  ngx.update_time() -- ngx.now() is cached: after a long run of Lua it is stale
   local deadline = ngx.now() + (timeout or 5)
   while (dict():get("ready") or 0) < ngx.worker.count() do
     if ngx.now() > deadline then return false end
@@ -34,6 +35,7 @@ end
 
 -- waits until every other worker recorded at least n lines
 function _M.wait_others(n, timeout)
+  ngx.update_time() -- ngx.now() is cached: after a long run of Lua it is stale
   local deadline = ngx.now() + (timeout or 5)
   for id = 0, ngx.worker.count() - 1 do
     if id ~= ngx.worker.id() then
@@ -76,6 +78,7 @@ end
 
 -- waits until every worker recorded at least n lines
 function _M.wait_all(n, timeout)
+  ngx.update_time() -- ngx.now() is cached: after a long run of Lua it is stale
   local deadline = ngx.now() + (timeout or 5)
   for id = 0, ngx.worker.count() - 1 do
     while _M.count(id) < n do

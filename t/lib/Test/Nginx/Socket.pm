@@ -64,8 +64,13 @@ our $NoNginxManager    = $ENV{TEST_NGINX_NO_NGINX_MANAGER} || 0;
 our $CheckAccumErrLog  = $ENV{TEST_NGINX_CHECK_ACCUM_ERR_LOG};
 our $ConfigPreamble    = '';
 our $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0.015;
-our $ConnectRetry      = 2;     # seconds to retry a refused connect
-our $QuitWait          = 10;    # seconds to wait for a graceful stop
+# seconds to retry a refused connect / to wait for a graceful stop / for the
+# pid file after a start (ours: raised by scripts/valgrind, nginx being slow there)
+our $ConnectRetry      = $ENV{TEST_NGINX_CONNECT_RETRY} || 2;
+our $QuitWait          = $ENV{TEST_NGINX_QUIT_WAIT} || 10;
+our $StartWait         = $ENV{TEST_NGINX_START_WAIT} || 5;
+# ours: multiplies every client timeout, a block's `--- timeout` included
+our $TimeoutScale      = $ENV{TEST_NGINX_TIMEOUT_SCALE} || 1;
 our (@BlockPreprocessors, @EnvToNginx, @CleanupHandlers, @ResponseBodyChecks);
 our ($NginxVersion, $NginxRawVersion);
 
@@ -368,7 +373,7 @@ sub run_test_helper ($$) {
         return;
     }
 
-    my $timeout = parse_time($block->timeout) // $Timeout;
+    my $timeout = (parse_time($block->timeout) // $Timeout) * $TimeoutScale;
     my $middle_delay = parse_time($block->raw_request_middle_delay);
     my $n = 0;
     my $need_array;

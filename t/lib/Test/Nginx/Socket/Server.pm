@@ -285,7 +285,8 @@ sub start_nginx ($) {
     # too, as OpenResty's prefix-relative default error log does.
     push @cmd, '-e', $Test::Nginx::Socket::ErrLogFile if defined $version && $version >= 1.019005;
     my ($status, $err);
-    my $deadline = time + 5;
+    my $start_wait = $Test::Nginx::Socket::StartWait;
+    my $deadline = time + $start_wait;
     while (1) {
         my $pid = fork();
         bail_out("$name - fork() failed: $!") unless defined $pid;
@@ -307,10 +308,10 @@ sub start_nginx ($) {
 
     # daemon on: the master writes its pid file after forking
     my $pid;
-    my $d = time + 5;
+    my $d = time + $start_wait;
     until (($pid = read_pid_file()) || time > $d) { sleep 0.005 }
     if (!$pid) {
-        return (0, $status, "$err\n(no pid file $Test::Nginx::Socket::PidFile after 5 s)");
+        return (0, $status, "$err\n(no pid file $Test::Nginx::Socket::PidFile after $start_wait s)");
     }
     $StartedPids{$pid} = 1;
     return (1, 0, $err);
