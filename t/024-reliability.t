@@ -612,3 +612,35 @@ true
 gracefully shutting down
 --- no_shutdown_error_log
 exited on signal
+
+
+
+=== TEST 18: a backlog of slow events is handled in batches of bounded time, not all in one poll
+--- config
+location = /t {
+    content_by_lua_block {
+        local handled = 0
+        local slow = require("ngx_worker_events.bus").new {
+            dispatch = function()
+                handled = handled + 1
+                local t = os.clock() + 0.0005 -- 0.5 ms of work per event
+                while os.clock() < t do end
+            end,
+        }
+        assert(slow.open("ev"))
+        slow.set_options({ interval = 0 })
+        local poster = require("ngx_worker_events.bus").new { dispatch = function() end }
+        assert(poster.open("ev"))
+        for i = 1, 2000 do assert(poster.post("test", "e", i)) end
+        ngx.say(slow.poll())
+        ngx.say("one poll handled part of the 1 s backlog: ", handled > 0 and handled < 1000)
+        while handled < 2000 do slow.poll() end
+        ngx.say("all handled over several polls: ", handled)
+        slow.close()
+        poster.close()
+    }
+}
+--- response_body
+done
+one poll handled part of the 1 s backlog: true
+all handled over several polls: 2000

@@ -35,10 +35,12 @@ local semaphore = require "ngx.semaphore"
 local n_open, n_close, n_post, n_fetch, n_claim = native.open, native.close, native.post,
                                                   native.fetch, native.claim
 local n_pid, n_stats, n_at_exit = native.pid, native.stats, native.at_exit
+local n_now_us = native.now_us
 local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
 local PREFIX = native.LOG_PREFIX
 
 local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
+local BATCH_US = 20000  -- ... or this long (µs), whichever comes first
 local MAX_DRAIN = 100   -- batches a draining poll() handles at most (a flood
                         -- posted faster than it is handled must not hold it)
 local SLEEP_STEP = 0.5  -- the interval-only loop checks ngx.worker.exiting() this often
@@ -65,6 +67,8 @@ local DEBUG_ON = _M.DEBUG_ON
 function _M.new(spec)
   local dispatch, on_lost = spec.dispatch, spec.lost
   local batches = spec.drain and MAX_DRAIN or 1
+  -- a draining (1.x) poll handles everything up to the caller's event: no time bound
+  local timed = not spec.drain
   local api_prefix = spec.api_prefix or PREFIX
   local self = {}
 
@@ -174,7 +178,14 @@ function _M.new(spec)
   -- A gap is reported where it is: before the first event after it.
   local function run_broadcast()
     local lost = 0
-    for _ = 1, MAX_BATCH do
+    local t0 = timed and n_now_us()
+    for i = 1, MAX_BATCH do
+      -- a backlog of large events must not hold the worker for seconds:
+      -- a batch also ends after BATCH_US of handling
+      if timed and i % 64 == 0 and n_now_us() - t0 > BATCH_US then
+        if lost > 0 then report_lost(lost) end
+        return true
+      end
       local kind, a, b, c, d, e, f = n_fetch(consumer)
       if kind == nil then
         if lost > 0 then report_lost(lost) end
