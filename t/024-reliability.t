@@ -644,3 +644,28 @@ location = /t {
 done
 one poll handled part of the 1 s backlog: true
 all handled over several polls: 2000
+
+
+
+=== TEST 19: stats().workers counts the workers that run, not the slots SIGKILLed ones left
+--- workers: 2
+--- http_config
+init_worker_by_lua_block {
+    ngx.shared.out:set("pid:" .. ngx.worker.id(), ngx.worker.pid())
+    assert(require("t.we").configure())
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = require "resty.worker.events"
+        require("t.we").reload()
+        ngx.sleep(1) -- a new generation runs; the old one exited but for this worker
+        os.execute("kill -9 " .. ngx.shared.out:get("pid:0"))
+        ngx.sleep(0.5) -- respawned, in a slot the old generation freed
+        ngx.say("workers: ", ev.stats().workers, " (this old worker and the two new ones)")
+    }
+}
+--- response_body
+workers: 3 (this old worker and the two new ones)
+--- no_error_log eval
+[qr/\[alert\](?!.*exited on signal 9)/, "[crit]"]

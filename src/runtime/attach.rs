@@ -471,9 +471,13 @@ pub fn stats(id: u32) -> Option<ConsumerStats> {
     STATE
         .with(|st| {
             let (c, a) = st.reader(id)?;
+            let mut zone = a.handle.zone.stats();
+            // A SIGKILLed worker's slot stays taken until someone reuses it:
+            // count the workers that run.
+            zone.workers.retain(|o| process::alive(o.pid));
             Some(ConsumerStats {
                 zone_name: a.name.clone(),
-                zone: a.handle.zone.stats(),
+                zone,
                 cursor: c.cursor.pos,
                 slot: a.slot,
                 push: notify::active()
