@@ -9,8 +9,8 @@ use core::ptr;
 use std::io;
 
 use ngx::ffi::{
-    ngx_close_connection, ngx_connection_t, ngx_event_handler_pt, ngx_get_connection,
-    ngx_handle_read_event, ngx_int_t, NGX_OK,
+    ngx_close_connection, ngx_connection_t, ngx_event_actions, ngx_event_handler_pt,
+    ngx_get_connection, ngx_handle_read_event, ngx_int_t, NGX_OK,
 };
 
 /// The socket address for abstract name `name`.
@@ -87,10 +87,44 @@ impl Listener {
         Ok(Listener { conn: c })
     }
 
+    /// The connection (for a timer's `data`).
+    pub fn connection(&self) -> *mut ngx_connection_t {
+        self.conn
+    }
+
+    /// Stops read notifications (a flood); [`Listener::resume`] restarts
+    /// them. Graceful shutdown still calls the handler (nginx calls idle
+    /// connections' handlers directly).
+    pub fn pause(&self) {
+        // SAFETY: our open connection; `del` is the event module's, and the
+        // event is registered (active) or the call is skipped.
+        unsafe {
+            let rev = (*self.conn).read;
+            if (*rev).active() != 0 {
+                if let Some(del) = ngx_event_actions.del {
+                    del(rev, (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t, 0);
+                }
+            }
+        }
+    }
+
+    /// Restarts read notifications after [`Listener::pause`].
+    pub fn resume(&self) {
+        // SAFETY: our open connection; with `ready` cleared nginx adds the
+        // read event again (edge-triggered, as `open` did).
+        unsafe {
+            let rev = (*self.conn).read;
+            if (*rev).active() == 0 {
+                (*rev).set_ready(0);
+                ngx_handle_read_event(rev, 0);
+            }
+        }
+    }
+
     /// Reads and discards every queued datagram, up to 64 per system call
-    /// (a flood costs little); re-arms the read event. Returns true when
-    /// nginx is closing the connection (shutdown).
-    pub fn drain(&self) -> bool {
+    /// (a flood costs little); re-arms the read event. Returns how many it
+    /// read, and true when nginx is closing the connection (shutdown).
+    pub fn drain(&self) -> (usize, bool) {
         const BATCH: usize = 64;
         let mut bufs = [[0u8; 8]; BATCH];
         // SAFETY: plain C structs; all-zero is valid, filled in below.
@@ -103,6 +137,7 @@ impl Listener {
             msgs[i].msg_hdr.msg_iov = &mut iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
+        let mut read = 0usize;
         // SAFETY: `conn` is open until `close`; every message points at a
         // local buffer that outlives the call.
         unsafe {
@@ -115,16 +150,19 @@ impl Listener {
                     libc::MSG_DONTWAIT,
                     ptr::null_mut(),
                 );
+                read += n.max(0) as usize;
                 if n < BATCH as libc::c_int {
                     break; // drained (or an error: the next readiness retries)
                 }
             }
             if (*c).close() != 0 {
-                return true;
+                return (read, true);
             }
-            ngx_handle_read_event((*c).read, 0);
+            if (*(*c).read).active() != 0 {
+                ngx_handle_read_event((*c).read, 0);
+            }
         }
-        false
+        (read, false)
     }
 
     /// Closes the socket and its connection.

@@ -7,8 +7,9 @@
 //! `((ngx_connection_t *) ev->data)->fd` at `error_log ... debug`.
 
 use core::cell::UnsafeCell;
+use core::ffi::c_void;
 
-use ngx::ffi::{ngx_add_timer, ngx_connection_t, ngx_event_t};
+use ngx::ffi::{ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t};
 
 struct Kick(UnsafeCell<ngx_event_t>);
 // SAFETY: touched only from the nginx event-loop thread of each process.
@@ -50,5 +51,56 @@ pub fn kick_event_loop() {
         (*ev).log = crate::ngx::log::cycle_log();
         (*ev).set_cancelable(1);
         ngx_add_timer(ev, 1);
+    }
+}
+
+/// A one-shot cancelable timer in a static: `arm` it with a handler and
+/// the connection its event's `data` points at (see the module doc).
+pub struct Timer(UnsafeCell<ngx_event_t>);
+// SAFETY: as for `Kick`.
+unsafe impl Sync for Timer {}
+
+impl Timer {
+    /// An idle timer.
+    pub const fn new() -> Timer {
+        // SAFETY: an all-zero ngx_event_t is a valid idle event.
+        Timer(UnsafeCell::new(unsafe { core::mem::zeroed() }))
+    }
+
+    /// Fires `handler` in `ms` milliseconds (unless already armed).
+    ///
+    /// # Safety
+    /// `conn` must stay a valid connection until the timer fires or is
+    /// cancelled; call on the event-loop thread.
+    pub unsafe fn arm(
+        &'static self,
+        ms: usize,
+        handler: unsafe extern "C" fn(*mut ngx_event_t),
+        conn: *mut ngx_connection_t,
+    ) {
+        let ev = self.0.get();
+        // SAFETY: our static event on the event-loop thread; cancelable, so
+        // it never delays worker exit; `conn` per the contract.
+        unsafe {
+            if (*ev).timer_set() != 0 {
+                return;
+            }
+            (*ev).data = conn as *mut c_void;
+            (*ev).handler = Some(handler);
+            (*ev).log = crate::ngx::log::cycle_log();
+            (*ev).set_cancelable(1);
+            ngx_add_timer(ev, ms as _);
+        }
+    }
+
+    /// Disarms it if armed.
+    pub fn cancel(&'static self) {
+        let ev = self.0.get();
+        // SAFETY: our static event on the event-loop thread.
+        unsafe {
+            if (*ev).timer_set() != 0 {
+                ngx_del_timer(ev);
+            }
+        }
     }
 }

@@ -36,7 +36,7 @@ use ngx::ffi::ngx_event_t;
 use crate::ngx::lua_module;
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::socket::{Listener, Sender};
-use crate::ngx::timer;
+use crate::ngx::timer::{self, Timer};
 use crate::runtime::cell::ProcessCell;
 use crate::runtime::state::{State, STATE};
 
@@ -52,7 +52,17 @@ struct Push {
     /// Listening was tried in this process (it is tried once).
     tried: bool,
     warned: bool,
+    /// Handler runs in a row that found datagrams but no poster's flag.
+    junk_streak: u32,
 }
+
+/// Junk handler runs in a row that make the socket pause, and for how long:
+/// a flood then costs at most one drain per pause, and a real wake-up (its
+/// flag is in the zone) waits at most that long.
+const JUNK_STREAK: u32 = 16;
+const PAUSE_MS: usize = 10;
+
+static RESUME: Timer = Timer::new();
 
 static PUSH: ProcessCell<Push> = ProcessCell::new();
 
@@ -137,11 +147,23 @@ pub fn token() -> u128 {
 
 /// Stops receiving (worker exit, or shutdown started).
 pub fn stop() {
+    RESUME.cancel();
     let _ = PUSH.with(|p| {
         if let Some(l) = p.listener.take() {
             l.close();
         }
     });
+}
+
+/// End of a flood pause: listen again and look at the flags.
+unsafe extern "C" fn on_resume(ev: *mut ngx_event_t) {
+    let _ = PUSH.with(|p| {
+        if let Some(l) = p.listener.as_ref() {
+            l.resume();
+        }
+    });
+    // SAFETY: nginx calls timer handlers with their event.
+    unsafe { on_readable(ev) };
 }
 
 /// Posts `sema` (a live `ngx_http_lua_sema_t`) once.
@@ -180,21 +202,42 @@ pub fn wake_local(st: &mut State, zone: usize, except: Option<usize>, all: bool)
 /// Read handler of the worker's socket.
 unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
     crate::ngx::catch_unwind_or((), || {
-        let closing = PUSH
-            .with(|p| p.listener.as_ref().is_none_or(|l| l.drain()))
-            .unwrap_or(true);
+        let (read, closing) = PUSH
+            .with(|p| p.listener.as_ref().map_or((0, true), |l| l.drain()))
+            .unwrap_or((0, true));
+        let mut any = false;
         let _ = STATE.with(|st| {
             for z in 0..st.zones.len() {
                 // Only a poster sets the flag before sending: a datagram from
-                // anyone else (the name is guessable) costs a recv, not a wake-up.
+                // anyone else costs a recv, not a wake-up.
                 let flagged = st.zones[z]
                     .slot
                     .is_some_and(|s| st.zones[z].handle.zone.slots().take_wake(s));
                 if closing || flagged {
+                    any = true;
                     wake_local(st, z, None, closing);
                 }
             }
         });
+        if !closing {
+            let _ = PUSH.with(|p| {
+                p.junk_streak = if any || read == 0 {
+                    0
+                } else {
+                    p.junk_streak + 1
+                };
+                if p.junk_streak >= JUNK_STREAK {
+                    // A flood: stop listening for a moment.
+                    p.junk_streak = 0;
+                    if let Some(l) = p.listener.as_ref() {
+                        l.pause();
+                        // SAFETY: the listener's connection lives until
+                        // `stop`, which cancels this timer first.
+                        unsafe { RESUME.arm(PAUSE_MS, on_resume, l.connection()) };
+                    }
+                }
+            });
+        }
         if closing {
             // Graceful shutdown: stop receiving; the loops exit on wake-up.
             stop();
