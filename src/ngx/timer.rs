@@ -60,6 +60,12 @@ pub struct Timer(UnsafeCell<ngx_event_t>);
 // SAFETY: as for `Kick`.
 unsafe impl Sync for Timer {}
 
+impl Default for Timer {
+    fn default() -> Self {
+        Timer::new()
+    }
+}
+
 impl Timer {
     /// An idle timer.
     pub const fn new() -> Timer {
