@@ -358,7 +358,7 @@ location = /check {
     content_by_lua_block {
         local d = ngx.shared.out
         for _ = 1, 100 do
-            if d:llen("phases") >= 7 then break end
+            if d:llen("phases") >= 7 and d:llen("init") >= 1 then break end
             ngx.sleep(0.01)
         end
         ngx.say(d:lpop("init"))
