@@ -10,6 +10,7 @@
 
 mod codec;
 mod ring;
+mod ring_threads;
 
 use proptest::test_runner::Config;
 
