@@ -21,43 +21,10 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use crate::codec::{DecodeError, Decoder, Encoder, Token, MAX_DEPTH};
-// A value as decoded: the codec's own test tree.
-use crate::codec::testing::{dec as decode, enc as encode_decoded, V as D};
-
-/// A Lua-like value, as built for encoding.
-#[derive(Debug, Clone)]
-enum V {
-    Nil,
-    B(bool),
-    Null,
-    /// An exact integer (`Encoder::int`).
-    I(i64),
-    /// A Lua number (`Encoder::number`).
-    N(f64),
-    S(Vec<u8>),
-    /// Array part (keys 1..=n, no nil), then the other pairs (no nil keys,
-    /// NaN keys or values; keys distinct as Lua compares them).
-    T(Vec<V>, Vec<(V, V)>),
-}
-
-fn encode(e: &mut Encoder, v: &V) {
-    match v {
-        V::Nil => e.nil(),
-        V::B(b) => e.boolean(*b),
-        V::Null => e.null(),
-        V::I(i) => e.int(*i),
-        V::N(n) => e.number(*n),
-        V::S(s) => e.string(s),
-        V::T(a, h) => {
-            e.table(a.len(), h.len());
-            a.iter().for_each(|x| encode(e, x));
-            for (k, x) in h {
-                encode(e, k);
-                encode(e, x);
-            }
-        }
-    }
-}
+// Values as built for encoding and as decoded: the codec's own test tree.
+// (`I` is an exact integer, `Encoder::int`; `N` a Lua number,
+// `Encoder::number`; `T` an array part, keys 1..=n, then the other pairs.)
+use crate::codec::testing::{dec as decode, enc as encode, enc as encode_decoded, V, V as D};
 
 /// Walks one whole payload without building it (iteratively, so hostile
 /// nesting cannot overflow the test's stack), enforcing `MAX_DEPTH` as
