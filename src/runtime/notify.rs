@@ -157,12 +157,15 @@ pub fn stop() {
 
 /// End of a flood pause: listen again and look at the flags.
 unsafe extern "C" fn on_resume(ev: *mut ngx_event_t) {
-    let _ = PUSH.with(|p| {
-        if let Some(l) = p.listener.as_ref() {
-            l.resume();
-        }
+    crate::ngx::catch_unwind_or((), || {
+        let _ = PUSH.with(|p| {
+            if let Some(l) = p.listener.as_ref() {
+                l.resume();
+            }
+        });
     });
-    // SAFETY: nginx calls timer handlers with their event.
+    // SAFETY: nginx calls timer handlers with their event; `on_readable`
+    // catches its own panics.
     unsafe { on_readable(ev) };
 }
 
