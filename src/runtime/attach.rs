@@ -136,22 +136,6 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
     st.zones.len() - 1
 }
 
-/// Test hook: with `NGX_WORKER_EVENTS_TEST_HOOKS=1`, `NGX_WORKER_EVENTS_TEST_SLOTS=N`
-/// makes a zone offer only its first N slots (to test a full slot table
-/// with a few workers).
-fn slot_cap() -> usize {
-    let hooks = std::env::var_os("NGX_WORKER_EVENTS_TEST_HOOKS").is_some_and(|v| v == "1");
-    hooks
-        .then(|| {
-            std::env::var("NGX_WORKER_EVENTS_TEST_SLOTS")
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .flatten()
-        .unwrap_or(usize::MAX)
-}
-
 /// Takes a slot of `handle`'s zone for this worker (none outside workers:
 /// the master must not hold one for its whole life), push-enabled when this
 /// worker listens.
@@ -166,10 +150,6 @@ fn take_slot(handle: &ZoneHandle) -> Option<usize> {
         handle.zone.generation(),
         process::alive,
     )?;
-    if slot >= slot_cap() {
-        slots.release(slot, pid);
-        return None;
-    }
     if notify::listen() {
         slots.set_token(slot, notify::token());
         slots.set_push(slot, true);
