@@ -54,6 +54,9 @@ FD_SLACK = env_num("SOAK_FD_SLACK", "4", int)
 SEED = env_num("SOAK_SEED", str(int(time.time())), int)
 NGINX_PARAMS = {
     "ZONE": ENV.get("SOAK_ZONE", "32m"),
+    # lua-resty-worker-events semantics of the main zone's API (1.x: posts
+    # handle the poster's events before they return)
+    "COMPAT": "1.x" if ENV.get("SOAK_COMPAT") == "1.x" else "2.x",
     "SLOW_ZONE": ENV.get("SOAK_SLOW_ZONE", "256k"),
     "BATCH": str(env_num("SOAK_BATCH", "20", int)),        # posts between two sleeps
     "PAUSE": repr(env_num("SOAK_PAUSE", "0.001")),         # that sleep, s

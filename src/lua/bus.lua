@@ -66,9 +66,9 @@ local DEBUG_ON = _M.DEBUG_ON
 
 function _M.new(spec)
   local dispatch, on_lost = spec.dispatch, spec.lost
-  local batches = spec.drain and MAX_DRAIN or 1
-  -- a draining (1.x) poll handles everything up to the caller's event: no time bound
-  local timed = not spec.drain
+  -- a draining (1.x) poll() handles everything up to the caller's event,
+  -- without a time bound; the background loop's polls stay time-bound
+  local drain = spec.drain
   local api_prefix = spec.api_prefix or PREFIX
   local self = {}
 
@@ -176,7 +176,7 @@ function _M.new(spec)
 
   -- handles up to MAX_BATCH broadcast records; returns true if more may wait.
   -- A gap is reported where it is: before the first event after it.
-  local function run_broadcast()
+  local function run_broadcast(timed)
     local lost = 0
     local t0 = timed and n_now_us()
     for i = 1, MAX_BATCH do
@@ -220,12 +220,12 @@ function _M.new(spec)
     return true
   end
 
-  local function do_poll()
+  local function do_poll(drain_now)
     local budget = run_local(MAX_BATCH)
     local m = false
     if consumer ~= nil then
-      for _ = 1, batches do
-        m = run_broadcast()
+      for _ = 1, drain_now and MAX_DRAIN or 1 do
+        m = run_broadcast(not drain_now)
         if not m then break end
       end
     end
@@ -234,7 +234,7 @@ function _M.new(spec)
     return m or local_n > 0
   end
 
-  function self.poll()
+  local function poll_with(drain_now)
     if busy then
       return "recursive"
     end
@@ -243,7 +243,7 @@ function _M.new(spec)
       return "done"
     end
     busy = true
-    local ok, m = pcall(do_poll)
+    local ok, m = pcall(do_poll, drain_now)
     busy = false
     if not ok then
       local text_ok, text = pcall(tostring, m)
@@ -253,6 +253,10 @@ function _M.new(spec)
     end
     more = m
     return "done"
+  end
+
+  function self.poll()
+    return poll_with(drain)
   end
 
   -- waits up to `secs` for a wake-up; true if woken
@@ -285,7 +289,7 @@ function _M.new(spec)
     local push = c_set_sema(me, sema.sem) == 1
     while not exiting() and consumer == me do
       if interval == 0 then break end
-      local ok, err = self.poll()
+      local ok, err = poll_with(false)
       if not ok then
         log(ERR, api_prefix, "timer-poll returned: ", err)
       end
