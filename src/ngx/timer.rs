@@ -11,22 +11,17 @@ use core::ffi::c_void;
 
 use ngx::ffi::{ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t};
 
-struct Kick(UnsafeCell<ngx_event_t>);
-// SAFETY: touched only from the nginx event-loop thread of each process.
-unsafe impl Sync for Kick {}
-
-// SAFETY: an all-zero ngx_event_t is a valid idle event.
-static KICK: Kick = Kick(UnsafeCell::new(unsafe { core::mem::zeroed() }));
-
 /// The stand-in connection the kick's `data` points at (fd -1, as nginx's
 /// own timer-only events use).
 struct Dummy(UnsafeCell<ngx_connection_t>);
-// SAFETY: as for `Kick`.
+// SAFETY: touched only from the nginx event-loop thread of each process.
 unsafe impl Sync for Dummy {}
 
 // SAFETY: an all-zero ngx_connection_t is plain data nobody dereferences
 // beyond its `fd` (set to -1 before use).
 static DUMMY: Dummy = Dummy(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+static KICK: Timer = Timer::new();
 
 unsafe extern "C" fn nothing(_ev: *mut ngx_event_t) {}
 
@@ -34,30 +29,19 @@ unsafe extern "C" fn nothing(_ev: *mut ngx_event_t) {}
 /// events, such as a semaphore post) now instead of sleeping until its next
 /// timer. Several kicks before it fires are one.
 pub fn kick_event_loop() {
-    let ev = KICK.0.get();
-    // SAFETY:
-    // - our static event and stand-in connection, used only on the
-    //   event-loop thread;
-    // - nginx's timer tree holds it only until it fires (1 ms), and it is
-    //   cancelable, so it never delays worker exit.
+    let dummy = DUMMY.0.get();
+    // SAFETY: our static stand-in connection, used only on the event-loop
+    // thread and alive for the process' life.
     unsafe {
-        if (*ev).timer_set() != 0 {
-            return;
-        }
-        let dummy = DUMMY.0.get();
         (*dummy).fd = -1;
-        (*ev).data = dummy.cast();
-        (*ev).handler = Some(nothing);
-        (*ev).log = crate::ngx::log::cycle_log();
-        (*ev).set_cancelable(1);
-        ngx_add_timer(ev, 1);
+        KICK.arm(1, nothing, dummy);
     }
 }
 
 /// A one-shot cancelable timer in a static: `arm` it with a handler and
 /// the connection its event's `data` points at (see the module doc).
 pub struct Timer(UnsafeCell<ngx_event_t>);
-// SAFETY: as for `Kick`.
+// SAFETY: touched only from the nginx event-loop thread of each process.
 unsafe impl Sync for Timer {}
 
 impl Default for Timer {
