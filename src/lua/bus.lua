@@ -7,11 +7,14 @@
 --
 --   local b = bus.new {
 --     api_prefix = "worker-events: ",  -- log prefix of the library the API replaces
---     dispatch = function(source, event, data, pid) end,
+--     dispatch = function(source, event, data, pid, wid) end,
 --     lost = function(count) end,       -- once per batch that lost events
 --     drain = false,                    -- true: poll() handles everything pending
---   }                                   -- (the synchronous 1.x post), not one batch
+--                                       -- (the synchronous 1.x post), not one batch
+--     skip_own = false,                 -- true: leave out other APIs' own events
+--   }                                   -- (resty.worker.events' started/stopping)
 --   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
+--   b.ready()  -- true once the loop has run (the worker left init_worker)
 --
 -- Embedded in the nginx module; `native` is the module's native table.
 local native = ...
@@ -50,7 +53,11 @@ local SLEEP_STEP = 0.5  -- the interval-only loop checks ngx.worker.exiting() th
 local MIN_WAIT, MAX_WAIT = 0.001, 2147483
 local LOST_LOG_EVERY = 1 -- seconds between two "lost" ERR lines
 
-local _M = { LOG_PREFIX = PREFIX }
+local _M = {
+  LOG_PREFIX = PREFIX,
+  POST_DEDUP = native.POST_DEDUP, -- post flag: drop it when its unique key is live
+  POST_OWN = native.POST_OWN,     -- post flag: the API's own event
+}
 
 -- debug lines cost a C call per event: skip them unless error_log is at debug
 -- (the level is fixed for the life of this Lua VM; a reload makes a new one)
@@ -70,7 +77,9 @@ function _M.new(spec)
   -- without a time bound; the background loop's polls stay time-bound
   local drain = spec.drain
   local api_prefix = spec.api_prefix or PREFIX
+  local skip_own = spec.skip_own
   local self = {}
+  local has_run = false -- the loop has run a turn (in this process)
 
   local consumer, zone, pid       -- consumer id, the zone it reads, the pid it lives in
   local timeout, interval = 2, 1  -- unique claims' ttl; the loop's safety-net interval
@@ -94,10 +103,11 @@ function _M.new(spec)
 
   -- opens the consumer of `name` (a zone, or a lua_shared_dict meaning the
   -- default zone): true on first open, false when already open
-  function self.open(name)
+  -- `agent`: this is the privileged agent, and it asks for events
+  function self.open(name, agent)
     if self.opened() then return false end
-    consumer, loop_running, sema = nil, false, nil
-    local id, z = n_open(name, ngx.get_phase() == "init")
+    consumer, loop_running, sema, has_run = nil, false, nil, false
+    local id, z = n_open(name, ngx.get_phase() == "init", agent)
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
     return true
@@ -116,13 +126,18 @@ function _M.new(spec)
     interval = opts.interval or interval
   end
 
-  function self.post(source, event, data, unique)
+  -- seq | false (POST_DEDUP: its unique key is live, not posted) | nil, err
+  function self.post(source, event, data, unique, flags, max_payload)
     if not self.opened() then
       return nil, "events not configured, call configure() first"
     end
-    local seq, err = n_post(consumer, source, event, data, unique, timeout)
+    local seq, err = n_post(consumer, source, event, data, unique, timeout, flags, max_payload)
     if seq then wake_self() end
     return seq, err
+  end
+
+  function self.ready()
+    return has_run and self.opened()
   end
 
   function self.post_local(source, event, data)
@@ -149,7 +164,7 @@ function _M.new(spec)
       local_queue, local_n = {}, 0
       for i = 1, n do
         local e = q[i]
-        dispatch(e[1], e[2], e[3], nil)
+        dispatch(e[1], e[2], e[3], nil, nil)
       end
       budget = budget - n
     end
@@ -186,7 +201,7 @@ function _M.new(spec)
         if lost > 0 then report_lost(lost) end
         return true
       end
-      local kind, a, b, c, d, e, f = n_fetch(consumer)
+      local kind, a, b, c, d, e, f, g, own = n_fetch(consumer)
       if kind == nil then
         if lost > 0 then report_lost(lost) end
         return false
@@ -195,13 +210,15 @@ function _M.new(spec)
           report_lost(lost)
           lost = 0
         end
-        -- a=source b=event c=data d=pid e=unique f=seq
-        if e == nil then
-          dispatch(a, b, c, d)
+        -- a=source b=event c=data d=pid e=unique f=seq g=wid
+        if own and skip_own then
+          -- another API's own event (e.g. resty.worker.events' started)
+        elseif e == nil then
+          dispatch(a, b, c, d, g)
         else
           local mine, owner = n_claim(consumer, e, timeout)
           if mine then
-            dispatch(a, b, c, d)
+            dispatch(a, b, c, d, g)
           elseif owner == nil then
             -- its reservation expired unread and the table is full: running
             -- it could run it twice
@@ -285,6 +302,7 @@ function _M.new(spec)
       return
     end
     sema = sema or semaphore.new(0)
+    has_run = true
     local me = consumer
     local push = c_set_sema(me, sema.sem) == 1
     while not exiting() and consumer == me do

@@ -3,9 +3,12 @@
 //! rest of the path together).
 //!
 //! Protocol (the `FETCH_*` constants reach Lua through the native table):
-//! - `post(consumer, source, event, data, unique?, unique_ttl_s)` -> `seq` | `nil, reason`
+//! - `post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`
+//!   -> `seq` | `false` (a live `unique` key, with `POST_DEDUP`) | `nil, reason`.
+//!   `flags`: `POST_DEDUP`, `POST_OWN` (see [`crate::runtime::attach::PostMode`]);
+//!   `max_payload`: the API's limit on source + event + unique + encoded data, bytes
 //! - `fetch(consumer)` -> nothing
-//!   | `FETCH_EVENT, source, event, data, pid, unique|nil, seq`
+//!   | `FETCH_EVENT, source, event, data, pid, unique|nil, seq, wid|nil, own`
 //!   | `FETCH_LOST, count`
 //!   | `FETCH_BAD, reason, seq`
 //!
@@ -26,7 +29,12 @@ use super::value;
 use crate::runtime::attach::{self, Fetched};
 use crate::zone::record::RecordView;
 
-/// `fetch` found a record: source, event, data, pid, unique, seq follow.
+/// `post` flag: drop the event when its `unique` key is live.
+pub const POST_DEDUP: i64 = 1;
+/// `post` flag: an API's own event.
+pub const POST_OWN: i64 = 2;
+
+/// `fetch` found a record: source, event, data, pid, unique, seq, wid, own follow.
 pub const FETCH_EVENT: i64 = 1;
 /// `fetch` found a gap: the number of lost records follows.
 pub const FETCH_LOST: i64 = 2;
@@ -64,7 +72,7 @@ unsafe fn consumer_at(l: *mut lua_State) -> u32 {
     u32::try_from(unsafe { lua_tointeger(l, 1) }).unwrap_or(0)
 }
 
-/// `native.post(consumer, source, event, data, unique?, unique_ttl_s)`.
+/// `native.post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`.
 ///
 /// # Safety
 /// Called by Lua as a `lua_CFunction`.
@@ -76,38 +84,71 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
             return nil_err(l, "source and event must be strings");
         }
         let id = consumer_at(l);
-        // Borrow the encoder out of the state, encode (Lua API), put it back.
-        let Some(limit) = attach::max_record(id) else {
+        let Some(zone_limit) = attach::max_record(id) else {
             return nil_err(l, &attach::PostError::NotOpen.to_string());
         };
-        let Ok(mut enc) = attach::take_encoder() else {
-            return nil_err(l, "internal error: busy");
-        };
-        // Stops at the zone's limit: a huge value is refused without being copied.
-        enc.set_limit(usize::try_from(limit).unwrap_or(usize::MAX));
-        let encoded = value::encode(l, 4, &mut enc).map_err(|e| {
-            if enc.exceeded() {
-                format!("payload too large: more than {limit} bytes encoded, the limit for this zone is {limit}")
-            } else {
-                e
-            }
-        });
         let (source, event) = (value::str_at(l, 2), value::str_at(l, 3));
         // A string, even an empty one, makes a unique event.
         let unique = (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5));
         // The `unique` claim's lifetime, seconds (the API's `timeout`).
         let ttl_ms = (lua_tonumber(l, 6) * 1000.0).clamp(1.0, 1e12) as u64;
+        let flags = lua_tointeger(l, 7) as i64;
+        let mode = attach::PostMode {
+            dedup: flags & POST_DEDUP != 0,
+            own: flags & POST_OWN != 0,
+        };
+        // The API's own limit (resty.events' max_payload_len) counts the
+        // names too; the zone's limit is a record's.
+        let api_limit = (lua_type(l, 8) == mlua::ffi::LUA_TNUMBER).then(|| {
+            let names = source.len() + event.len() + unique.map_or(0, <[u8]>::len);
+            (lua_tonumber(l, 8).clamp(0.0, 1e15) as u64, names as u64)
+        });
+        let zone_limit = usize::try_from(zone_limit).unwrap_or(usize::MAX);
+        let data_limit = match api_limit {
+            Some((max, names)) => {
+                zone_limit.min(usize::try_from(max.saturating_sub(names)).unwrap_or(0))
+            }
+            None => zone_limit,
+        };
+        let api_binds = api_limit.is_some_and(|(max, names)| {
+            usize::try_from(max.saturating_sub(names)).unwrap_or(0) < zone_limit
+        });
+        // Borrow the encoder out of the state, encode (Lua API), put it back.
+        let Ok(mut enc) = attach::take_encoder() else {
+            return nil_err(l, "internal error: busy");
+        };
+        // Stops at the limit: a huge value is refused without being copied.
+        enc.set_limit(data_limit);
+        let mut encoded = value::encode(l, 4, &mut enc).map_err(|e| {
+            if !enc.exceeded() {
+                e
+            } else if let (true, Some((max, _))) = (api_binds, api_limit) {
+                format!("payload exceeds the limitation ({max})")
+            } else {
+                format!("payload too large: more than {zone_limit} bytes encoded, the limit for this zone is {zone_limit}")
+            }
+        });
+        // names alone over the API's limit
+        if let (Ok(()), Some((max, names))) = (&encoded, api_limit) {
+            if names + enc.as_bytes().len() as u64 > max {
+                encoded = Err(format!("payload exceeds the limitation ({max})"));
+            }
+        }
         let res = encoded.and_then(|()| {
             catch_unwind(AssertUnwindSafe(|| {
-                attach::post(id, source, event, unique, ttl_ms, enc.as_bytes())
+                attach::post(id, source, event, unique, ttl_ms, enc.as_bytes(), mode)
                     .map_err(|e| e.to_string())
             }))
             .unwrap_or_else(|_| Err("internal error".into()))
         });
         attach::put_encoder(enc);
         match res {
-            Ok(seq) => {
+            Ok(attach::Posted::Seq(seq)) => {
                 lua_pushnumber(l, seq as f64);
+                1
+            }
+            Ok(attach::Posted::Duplicate) => {
+                mlua::ffi::lua_pushboolean(l, 0);
                 1
             }
             Err(reason) => nil_err(l, &reason),
@@ -135,7 +176,7 @@ pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
         }
         Fetched::Record(rh, buf) => (rh, buf),
     };
-    // SAFETY: (rest of the function) valid state; at most 7 pushes (LUA_MINSTACK = 20), the
+    // SAFETY: (rest of the function) valid state; at most 9 pushes (LUA_MINSTACK = 20), the
     // decoder checks the stack for nested tables itself.
     let n = unsafe {
         match RecordView::parse(&rh, &buf) {
@@ -157,7 +198,12 @@ pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
                             None => lua_pushnil(l),
                         }
                         lua_pushnumber(l, v.seq as f64);
-                        7
+                        match v.wid {
+                            Some(w) => lua_pushinteger(l, w as _),
+                            None => lua_pushnil(l),
+                        }
+                        mlua::ffi::lua_pushboolean(l, v.own as c_int);
+                        9
                     }
                     Err(e) => {
                         lua_settop(l, -4);

@@ -4,7 +4,9 @@
 //! | package | file | what |
 //! |---|---|---|
 //! | `ngx_worker_events.bus` | `bus.lua` | the shared core every API stands on: a consumer, its dispatch loop, local events, lost events, unique claims |
-//! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x: handler tree, argument checks, its events and messages |
+//! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x (and 1.x): handler tree, argument checks, its events and messages |
+//! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
+//! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
 //!
 //! Native side: `native` (the table each package gets: open/close, claim,
 //! stats, constants), `hot` (the per-event `post`/`fetch` on the raw C
@@ -33,7 +35,7 @@ mod preload {
     use crate::ngx::lua_module::{self, LuaCFunction};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 2] = [
+    const PACKAGES: [(&CStr, &str, &str); 4] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -43,6 +45,12 @@ mod preload {
             c"resty.worker.events",
             "=resty.worker.events",
             include_str!("worker_events.lua"),
+        ),
+        (c"resty.events", "=resty.events", include_str!("events.lua")),
+        (
+            c"resty.events.compat",
+            "=resty.events.compat",
+            include_str!("events_compat.lua"),
         ),
     ];
 
@@ -69,7 +77,7 @@ mod preload {
 
     fn add_all(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
         let add = lua_module::add_package_preload().ok_or(PreloadError::NoLuaModule)?;
-        let loaders: [LuaCFunction; 2] = [open::<0>, open::<1>];
+        let loaders: [LuaCFunction; 4] = [open::<0>, open::<1>, open::<2>, open::<3>];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.
             if unsafe { add(cf, name.as_ptr(), loader) } != NGX_OK as ngx_int_t {

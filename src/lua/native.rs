@@ -6,7 +6,7 @@
 //!
 //! | field | what |
 //! |---|---|
-//! | `open(zone, in_init)` | `consumer, zone_name` / `nil, err` (a dict name maps to the default zone; refused in init_by_lua and outside workers) |
+//! | `open(zone, in_init, agent)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
 //! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it) |
@@ -14,6 +14,7 @@
 //! | `stats(consumer)` | table of zone and consumer counters / nil |
 //! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
 //! | `FETCH_EVENT`, `FETCH_LOST`, `FETCH_BAD` | `fetch` result kinds |
+//! | `POST_DEDUP`, `POST_OWN` | `post` flags |
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
@@ -51,6 +52,8 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set("FETCH_EVENT", super::hot::FETCH_EVENT)?;
     t.set("FETCH_LOST", super::hot::FETCH_LOST)?;
     t.set("FETCH_BAD", super::hot::FETCH_BAD)?;
+    t.set("POST_DEDUP", super::hot::POST_DEDUP)?;
+    t.set("POST_OWN", super::hot::POST_OWN)?;
     t.set("CDEF", super::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
     // The master loads packages in init_by_lua* while parsing; every other
@@ -63,18 +66,23 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn open(lua: &Lua, (name, in_init): (LuaString, Option<bool>)) -> mlua::Result<MultiValue> {
+fn open(
+    lua: &Lua,
+    (name, in_init, agent): (LuaString, Option<bool>, Option<bool>),
+) -> mlua::Result<MultiValue> {
     let name = name.to_str()?.to_string();
-    Ok(match attach::open(&name, in_init.unwrap_or(false)) {
-        Ok(o) => MultiValue::from_vec(vec![
-            Value::Integer(o.id as _),
-            Value::String(lua.create_string(&o.zone)?),
-        ]),
-        Err(e) => MultiValue::from_vec(vec![
-            Value::Nil,
-            Value::String(lua.create_string(e.to_string())?),
-        ]),
-    })
+    Ok(
+        match attach::open(&name, in_init.unwrap_or(false), agent.unwrap_or(false)) {
+            Ok(o) => MultiValue::from_vec(vec![
+                Value::Integer(o.id as _),
+                Value::String(lua.create_string(&o.zone)?),
+            ]),
+            Err(e) => MultiValue::from_vec(vec![
+                Value::Nil,
+                Value::String(lua.create_string(e.to_string())?),
+            ]),
+        },
+    )
 }
 
 fn claim(_: &Lua, (id, unique, ttl): (u32, LuaString, f64)) -> mlua::Result<(bool, Option<i32>)> {

@@ -211,7 +211,9 @@ local _bus = bus.new {
 
 _M.poll = _bus.poll
 
-function _M.post(source, event, data, unique)
+-- `flags`: bus.POST_OWN for this API's own events (the other APIs on the
+-- bus leave them out)
+local function post(source, event, data, unique, flags)
   local ok, err = check_names(source, event)
   if not ok then return nil, err end
 
@@ -225,7 +227,7 @@ function _M.post(source, event, data, unique)
   end
 
   local seq
-  seq, err = _bus.post(source, event, data, unique)
+  seq, err = _bus.post(source, event, data, unique, flags)
   if not seq then
     err = 'failed posting event "' .. event .. '" by "' .. source .. '"; ' .. tostring(err)
     log(ERR, "worker-events: ", err)
@@ -237,6 +239,10 @@ function _M.post(source, event, data, unique)
     return _M.poll()
   end
   return true
+end
+
+function _M.post(source, event, data, unique)
+  return post(source, event, data, unique, nil)
 end
 
 function _M.post_local(source, event, data)
@@ -322,7 +328,7 @@ function _M.configure(opts)
 
   if first then
     -- we're live, let's celebrate it with an event
-    local ok, perr = _M.post(SOURCE, "started")
+    local ok, perr = post(SOURCE, "started", nil, nil, bus.POST_OWN)
     if not ok then return nil, perr end
   end
 

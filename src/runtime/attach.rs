@@ -6,8 +6,9 @@
 //! `lua_shared_dict`, as lua-resty-worker-events code passes in
 //! `configure{shm = ...}`) means the **default zone**: the only
 //! `worker_events_zone` declared, or when none is declared, the module's
-//! implicit one (see `conf`). The dict itself is left alone. A name that is
-//! nothing fails.
+//! implicit one (see `conf`). The dict itself is left alone. The empty name
+//! (an API given no zone, as resty.events code is) means the default zone
+//! too. A name that is nothing fails.
 
 use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
@@ -15,8 +16,8 @@ use crate::ngx::shm::{self, Lookup, ZoneHandle};
 use crate::runtime::cell::Reentered;
 use crate::runtime::notify;
 use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
-use crate::zone::claims::ClaimOutcome;
-use crate::zone::record::RecordHeader;
+use crate::zone::claims::{ClaimOutcome, Reserved};
+use crate::zone::record::{Origin, RecordHeader};
 use crate::zone::{AppendError, ReadOutcome, ZoneStats};
 
 /// Why a zone name could not be resolved or a consumer opened.
@@ -42,6 +43,11 @@ impl core::fmt::Display for AttachError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             AttachError::NotFound(name) => write!(f, "shm \"{name}\" not found"),
+            AttachError::Ambiguous { dict, zones } if dict.is_empty() => write!(
+                f,
+                "no shm given and there is no single default worker_events_zone (declared: {}): pass one of them as shm",
+                zones.join(", ")
+            ),
             AttachError::Ambiguous { dict, zones } => write!(
                 f,
                 "shm \"{dict}\" is a lua_shared_dict and there is no single default worker_events_zone (declared: {}): pass one of them as shm",
@@ -94,7 +100,12 @@ impl core::fmt::Display for PostError {
 /// The zone `name` stands for (see the module doc), and whether it was a
 /// `lua_shared_dict` name mapped to the default zone.
 pub fn resolve(name: &str) -> Result<(String, ZoneHandle, bool), AttachError> {
-    match shm::lookup(name.as_bytes()) {
+    let lookup = if name.is_empty() {
+        Lookup::Foreign
+    } else {
+        shm::lookup(name.as_bytes())
+    };
+    match lookup {
         Lookup::Ours(h) => Ok((name.to_string(), h, false)),
         Lookup::Missing => Err(AttachError::NotFound(name.to_string())),
         Lookup::Foreign => {
@@ -176,13 +187,18 @@ pub struct Opened {
 /// `in_init`: the caller runs in `init_by_lua*`. Only a process that serves
 /// requests attaches: the master's zones belong to the configuration being
 /// replaced (a resize reload unmaps them), and its slots would never free.
-pub fn open(name: &str, in_init: bool) -> Result<Opened, AttachError> {
-    if in_init || !NgxProcess::current().serves_requests() {
+/// `agent`: the caller is OpenResty's privileged agent (a helper process
+/// that runs `init_worker_by_lua*`) and asks to receive events: it attaches
+/// without a slot (no push wake-ups: its loop polls every interval).
+pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachError> {
+    let kind = NgxProcess::current();
+    let allowed = kind.serves_requests() || (agent && kind == NgxProcess::Helper);
+    if in_init || !allowed {
         return Err(AttachError::NotAWorker);
     }
     let (zone, handle, via_dict) = resolve(name)?;
     STATE.with(|st| {
-        if via_dict && !st.noticed.iter().any(|n| n == name) {
+        if via_dict && !name.is_empty() && !st.noticed.iter().any(|n| n == name) {
             st.noticed.push(name.to_string());
             crate::wev_log!(
                 NOTICE,
@@ -259,8 +275,38 @@ pub fn max_record(id: u32) -> Option<u64> {
         .flatten()
 }
 
-/// Appends one record to consumer `id`'s zone and wakes its readers;
-/// returns the record's seq.
+/// How a post is made.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostMode {
+    /// Drop the event when its `unique` key is already live (resty.events:
+    /// a key is published once per `unique_timeout`).
+    pub dedup: bool,
+    /// An API's own event (see [`Origin::own`]).
+    pub own: bool,
+}
+
+/// What a post did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// Appended as this seq.
+    Seq(u64),
+    /// Not appended: its `unique` key is live ([`PostMode::dedup`]).
+    Duplicate,
+}
+
+/// This process as the poster of a record.
+pub fn origin(own: bool) -> Origin {
+    let wid = NgxProcess::current()
+        .worker_number()
+        .map_or(-1, |n| i32::try_from(n).unwrap_or(-1));
+    Origin {
+        pid: process::pid(),
+        wid: Some(wid),
+        own,
+    }
+}
+
+/// Appends one record to consumer `id`'s zone and wakes its readers.
 pub fn post(
     id: u32,
     source: &[u8],
@@ -268,7 +314,8 @@ pub fn post(
     unique: Option<&[u8]>,
     unique_ttl_ms: u64,
     data: &[u8],
-) -> Result<u64, PostError> {
+    mode: PostMode,
+) -> Result<Posted, PostError> {
     let posted = STATE.with(|st| {
         let (c, a) = st.reader(id).ok_or(PostError::NotOpen)?;
         let z = c.zone;
@@ -277,30 +324,35 @@ pub fn post(
             // post that finds no room fails instead of running twice later.
             let claims = a.handle.zone.claims();
             let now_ms = crate::ngx::monotonic_us() / 1000;
-            if claims
-                .reserve(&a.handle, key, now_ms, unique_ttl_ms)
-                .is_err()
-            {
-                let refused = &a.handle.zone.header().claims_refused;
-                refused.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                return Err(PostError::ClaimsFull {
-                    capacity: claims.len(),
-                });
+            match claims.reserve(&a.handle, key, now_ms, unique_ttl_ms) {
+                Ok(Reserved::Live) if mode.dedup => return Ok(None),
+                Ok(_) => {}
+                Err(_) => {
+                    let refused = &a.handle.zone.header().claims_refused;
+                    refused.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    return Err(PostError::ClaimsFull {
+                        capacity: claims.len(),
+                    });
+                }
             }
         }
         let seq = a
             .handle
             .zone
             .ring()
-            .append(&a.handle, process::pid(), source, event, unique, data)
+            .append(&a.handle, origin(mode.own), source, event, unique, data)
             .map_err(PostError::Append)?;
         let (handle, slot) = (a.handle, a.slot);
         notify::wake_local(st, z, Some(id as usize - 1), false);
-        Ok((seq, handle, slot))
+        Ok(Some((seq, handle, slot)))
     });
-    let (seq, handle, slot) = posted.map_err(|_| PostError::Reentered)??;
-    notify::wake_others(&handle, slot);
-    Ok(seq)
+    match posted.map_err(|_| PostError::Reentered)?? {
+        None => Ok(Posted::Duplicate),
+        Some((seq, handle, slot)) => {
+            notify::wake_others(&handle, slot);
+            Ok(Posted::Seq(seq))
+        }
+    }
 }
 
 /// What one read for a consumer found.

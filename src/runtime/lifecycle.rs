@@ -49,7 +49,7 @@ pub fn on_worker_exit() {
         let Some(a) = zones.get(p.zone) else { continue };
         match a.handle.zone.ring().append(
             &a.handle,
-            process::pid(),
+            attach::origin(true),
             &p.source,
             &p.event,
             None,

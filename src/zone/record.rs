@@ -7,9 +7,10 @@
 //! 16  u16 source_len
 //! 18  u16 event_len
 //! 20  u16 unique_len
-//! 22  u16 flags      bit 0: a unique event (its key may be empty); others 0
+//! 22  u16 flags      bit 0: a unique event (its key may be empty);
+//!                    bit 1: `wid` is set; bit 2: an API's own event; others 0
 //! 24  u32 data_len   encoded payload (see `crate::codec`)
-//! 28  u32 reserved
+//! 28  i32 wid        the poster's `ngx.worker.id()` (-1: not a worker), when bit 1
 //! 32  source | event | unique | data | zero padding to 8
 //! ```
 //! Little-endian (native on every platform nginx builds this module for).
@@ -17,11 +18,37 @@
 /// Size of the fixed record header.
 pub const HEADER_LEN: usize = 32;
 
+/// Who posted a record, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The poster's pid (what resty.worker.events handlers get).
+    pub pid: i32,
+    /// The poster's `ngx.worker.id()`, -1 outside workers (what resty.events
+    /// handlers get); `None` for records written before the field existed.
+    pub wid: Option<i32>,
+    /// An API's own event (resty.worker.events' `started`/`stopping`): the
+    /// other APIs on the bus do not hand it to their handlers.
+    pub own: bool,
+}
+
+impl From<i32> for Origin {
+    /// A plain event from `pid`, worker id unknown.
+    fn from(pid: i32) -> Origin {
+        Origin {
+            pid,
+            wid: None,
+            own: false,
+        }
+    }
+}
+
 /// Decoded fixed header of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     pub len: u32,
     pub pid: i32,
+    pub wid: Option<i32>,
+    pub own: bool,
     pub seq: u64,
     pub source_len: u16,
     pub event_len: u16,
@@ -33,6 +60,10 @@ pub struct RecordHeader {
 
 /// `flags` bit: the record is a unique event.
 const FLAG_UNIQUE: u16 = 1;
+/// `flags` bit: `wid` holds the poster's worker id.
+const FLAG_WID: u16 = 2;
+/// `flags` bit: an API's own event.
+const FLAG_OWN: u16 = 4;
 
 /// Why a record cannot be built.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,13 +97,14 @@ pub fn record_len(source: usize, event: usize, unique: usize, data: usize) -> u6
 impl RecordHeader {
     /// Builds the header for a record of these parts.
     pub fn new(
-        pid: i32,
+        origin: impl Into<Origin>,
         seq: u64,
         source: &[u8],
         event: &[u8],
         unique: Option<&[u8]>,
         data: &[u8],
     ) -> Result<RecordHeader, RecordError> {
+        let origin = origin.into();
         let is_unique = unique.is_some();
         let unique = unique.unwrap_or_default();
         if source.is_empty() {
@@ -91,7 +123,9 @@ impl RecordHeader {
         let len = u32::try_from(len).map_err(|_| RecordError::DataTooLong(data.len()))?;
         Ok(RecordHeader {
             len,
-            pid,
+            pid: origin.pid,
+            wid: origin.wid,
+            own: origin.own,
             seq,
             source_len,
             event_len,
@@ -110,9 +144,19 @@ impl RecordHeader {
         b[16..18].copy_from_slice(&self.source_len.to_le_bytes());
         b[18..20].copy_from_slice(&self.event_len.to_le_bytes());
         b[20..22].copy_from_slice(&self.unique_len.to_le_bytes());
-        let flags = if self.unique { FLAG_UNIQUE } else { 0 };
+        let mut flags = 0;
+        if self.unique {
+            flags |= FLAG_UNIQUE;
+        }
+        if self.wid.is_some() {
+            flags |= FLAG_WID;
+        }
+        if self.own {
+            flags |= FLAG_OWN;
+        }
         b[22..24].copy_from_slice(&flags.to_le_bytes());
         b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
+        b[28..32].copy_from_slice(&self.wid.unwrap_or(0).to_le_bytes());
         b
     }
 
@@ -120,14 +164,17 @@ impl RecordHeader {
     pub fn decode(b: &[u8; HEADER_LEN]) -> Option<RecordHeader> {
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let flags = u16_at(22);
         let h = RecordHeader {
             len: u32_at(0),
             pid: u32_at(4) as i32,
+            wid: (flags & FLAG_WID != 0).then_some(u32_at(28) as i32),
+            own: flags & FLAG_OWN != 0,
             seq: u64::from_le_bytes(b[8..16].try_into().ok()?),
             source_len: u16_at(16),
             event_len: u16_at(18),
             unique_len: u16_at(20),
-            unique: u16_at(22) & FLAG_UNIQUE != 0 || u16_at(20) != 0,
+            unique: flags & FLAG_UNIQUE != 0 || u16_at(20) != 0,
             data_len: u32_at(24),
         };
         let want = record_len(
@@ -144,6 +191,8 @@ impl RecordHeader {
 #[derive(Debug, PartialEq, Eq)]
 pub struct RecordView<'a> {
     pub pid: i32,
+    pub wid: Option<i32>,
+    pub own: bool,
     pub seq: u64,
     pub source: &'a [u8],
     pub event: &'a [u8],
@@ -167,6 +216,8 @@ impl<'a> RecordView<'a> {
         let data = take(h.data_len as usize)?;
         Some(RecordView {
             pid: h.pid,
+            wid: h.wid,
+            own: h.own,
             seq: h.seq,
             source,
             event,
@@ -228,6 +279,38 @@ mod tests {
         assert_eq!(RecordView::parse(&d, &buf).unwrap().unique, Some(&b""[..]));
         let plain = RecordHeader::new(7, 3, b"s", b"e", None, b"d").unwrap();
         assert!(!RecordHeader::decode(&plain.encode()).unwrap().unique);
+    }
+
+    #[test]
+    fn origin_roundtrips() {
+        let o = Origin {
+            pid: 77,
+            wid: Some(-1),
+            own: true,
+        };
+        let h = RecordHeader::new(o, 3, b"s", b"e", None, b"d").unwrap();
+        let d = RecordHeader::decode(&h.encode()).unwrap();
+        assert_eq!((d.pid, d.wid, d.own), (77, Some(-1), true));
+        let o = Origin {
+            pid: 78,
+            wid: Some(3),
+            own: false,
+        };
+        let d = RecordHeader::decode(
+            &RecordHeader::new(o, 3, b"s", b"e", None, b"d")
+                .unwrap()
+                .encode(),
+        )
+        .unwrap();
+        assert_eq!((d.wid, d.own), (Some(3), false));
+        // a record from before the field: no worker id
+        let d = RecordHeader::decode(
+            &RecordHeader::new(79, 3, b"s", b"e", None, b"d")
+                .unwrap()
+                .encode(),
+        )
+        .unwrap();
+        assert_eq!((d.wid, d.own), (None, false));
     }
 
     #[test]

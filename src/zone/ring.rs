@@ -15,7 +15,7 @@
 use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::lock::{Guard, ZoneLock};
-use super::record::{RecordError, RecordHeader, RecordView, HEADER_LEN};
+use super::record::{Origin, RecordError, RecordHeader, RecordView, HEADER_LEN};
 
 /// The largest record is this many quarters of the log: a 1m zone carries
 /// a 500 KB event, as a 1m `lua_shared_dict` does for lua-resty-worker-events.
@@ -172,14 +172,14 @@ impl<'a> Ring<'a> {
     pub fn append(
         &self,
         lock: &(impl ZoneLock + ?Sized),
-        pid: i32,
+        origin: impl Into<Origin>,
         source: &[u8],
         event: &[u8],
         unique: Option<&[u8]>,
         data: &[u8],
     ) -> Result<u64, AppendError> {
-        let probe =
-            RecordHeader::new(pid, 0, source, event, unique, data).map_err(AppendError::Format)?;
+        let probe = RecordHeader::new(origin, 0, source, event, unique, data)
+            .map_err(AppendError::Format)?;
         let len = probe.len as u64;
         if len > self.max_record() {
             return Err(AppendError::TooLarge {
