@@ -385,3 +385,35 @@ every worker got 1000: true
 --- no_error_log
 [error]
 [warn]
+
+
+
+=== TEST 11: Debian's nginx has no privileged agent (ngx.process says so); enable_privileged_agent = true changes nothing for workers
+--- implicit_zone
+--- http_config
+    init_by_lua_block {
+        local process = require "ngx.process"
+        _G.agent = { process.enable_privileged_agent() }
+        _G.ev = require("resty.events").new { listening = "unix:/x", enable_privileged_agent = true }
+    }
+    init_worker_by_lua_block {
+        assert(_G.ev:init_worker())
+    }
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say("enable_privileged_agent(): ", tostring(_G.agent[1]), ", ", _G.agent[2])
+        ngx.say("process type: ", require("ngx.process").type())
+        local got
+        _G.ev:subscribe("s", "e", function(_, _, _, wid) got = wid end)
+        assert(_G.ev:publish("all", "s", "e"))
+        ngx.sleep(0.1)
+        ngx.say("a worker still gets events: ", got == ngx.worker.id())
+    }
+}
+--- response_body
+enable_privileged_agent(): nil, missing privileged agent process patch in the nginx core
+process type: worker
+a worker still gets events: true
+--- no_error_log
+[error]
