@@ -71,6 +71,27 @@ do
 end
 local DEBUG_ON = _M.DEBUG_ON
 
+-- an error value as text: an error object whose __tostring throws must not
+-- stop the other handlers
+local function error_text(err)
+  local ok, text = pcall(tostring, err)
+  if ok and type(text) == "string" then return text end
+  return "(an error object whose __tostring failed)"
+end
+_M.error_text = error_text
+
+local xpcall, traceback = xpcall, debug.traceback
+
+-- runs one API handler under xpcall; a failure logs the libraries' line
+-- (`origin` is "pid" or "wid"), never the data: payloads may hold secrets
+function _M.run_handler(handler, origin, data, event, source, id)
+  local ok, err = xpcall(handler, traceback, data, event, source, id)
+  if not ok then
+    log(ERR, "worker-events: event callback failed; source=", source, ", event=", event,
+        ", ", origin, "=", id, " error='", error_text(err), "'")
+  end
+end
+
 function _M.new(spec)
   local dispatch, on_lost = spec.dispatch, spec.lost
   -- a draining (1.x) poll() handles everything up to the caller's event,
@@ -263,8 +284,7 @@ function _M.new(spec)
     local ok, m = pcall(do_poll, drain_now)
     busy = false
     if not ok then
-      local text_ok, text = pcall(tostring, m)
-      m = text_ok and text or "(an error object whose __tostring failed)"
+      m = error_text(m)
       log(ERR, PREFIX, "poll failed: ", m)
       return nil, m
     end

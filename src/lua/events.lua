@@ -16,16 +16,16 @@ local native = ...
 
 local ngx = ngx
 local log = ngx.log
-local ERR, DEBUG = ngx.ERR, ngx.DEBUG
-local type, tostring, error, xpcall, pcall = type, tostring, error, xpcall, pcall
+local DEBUG = ngx.DEBUG
+local type, tostring, error, pcall, ipairs = type, tostring, error, pcall, ipairs
 local setmetatable, pairs, tremove = setmetatable, pairs, table.remove
-local traceback = debug.traceback
 local worker_id, worker_count = ngx.worker.id, ngx.worker.count
 local str_sub = string.sub
 
 local bus = require "ngx_worker_events.bus"
 local DEBUG_ON = bus.DEBUG_ON
 local POST_DEDUP = bus.POST_DEDUP
+local run_handler = bus.run_handler
 
 local process_type
 do
@@ -51,18 +51,26 @@ _MT.__index = _MT
 ---------------------------------------------------------------------------
 -- options (the library's checks and messages, in its order)
 ---------------------------------------------------------------------------
+-- fills in a number option's default, then checks its type and value
+local function number_option(opts, name, default, type_msg, valid, invalid_msg)
+  opts[name] = opts[name] or default
+  if type(opts[name]) ~= "number" then return nil, type_msg end
+  if not valid(opts[name]) then return nil, invalid_msg end
+  return true
+end
+
+local function positive(v) return v > 0 end -- false for NaN too
+local function payload_len(v) return v > 0 and v <= LIMIT_MAX_PAYLOAD_LEN end
+local function broker_id(v) return v >= 0 and v < worker_count() end
+
 local function check_options(opts)
   if type(opts) ~= "table" then
     return nil, "Expected a table, got " .. type(opts)
   end
 
-  opts.broker_id = opts.broker_id or 0
-  if type(opts.broker_id) ~= "number" then
-    return nil, '"broker_id" option must be a number'
-  end
-  if not (opts.broker_id >= 0 and opts.broker_id < worker_count()) then
-    return nil, '"broker_id" option is invalid'
-  end
+  local ok, err = number_option(opts, "broker_id", 0, '"broker_id" option must be a number',
+    broker_id, '"broker_id" option is invalid')
+  if not ok then return nil, err end
 
   if not opts.listening then
     return nil, '"listening" option required to start'
@@ -74,38 +82,22 @@ local function check_options(opts)
     return nil, '"listening" option must start with ' .. UNIX_PREFIX
   end
 
-  opts.unique_timeout = opts.unique_timeout or DEFAULT_UNIQUE_TIMEOUT
-  if type(opts.unique_timeout) ~= "number" then
-    return nil, 'optional "unique_timeout" option must be a number'
-  end
-  if not (opts.unique_timeout > 0) then
-    return nil, '"unique_timeout" must be greater than 0'
-  end
+  ok, err = number_option(opts, "unique_timeout", DEFAULT_UNIQUE_TIMEOUT,
+    'optional "unique_timeout" option must be a number', positive,
+    '"unique_timeout" must be greater than 0')
+  if not ok then return nil, err end
+  ok, err = number_option(opts, "max_queue_len", DEFAULT_MAX_QUEUE_LEN,
+    '"max_queue_len" option must be a number', positive, '"max_queue_len" option is invalid')
+  if not ok then return nil, err end
+  ok, err = number_option(opts, "max_payload_len", DEFAULT_MAX_PAYLOAD_LEN,
+    '"max_payload_len" option must be a number', payload_len, '"max_payload_len" option is invalid')
+  if not ok then return nil, err end
 
-  opts.max_queue_len = opts.max_queue_len or DEFAULT_MAX_QUEUE_LEN
-  if type(opts.max_queue_len) ~= "number" then
-    return nil, '"max_queue_len" option must be a number'
-  end
-  if not (opts.max_queue_len > 0) then
-    return nil, '"max_queue_len" option is invalid'
-  end
-
-  opts.max_payload_len = opts.max_payload_len or DEFAULT_MAX_PAYLOAD_LEN
-  if type(opts.max_payload_len) ~= "number" then
-    return nil, '"max_payload_len" option must be a number'
-  end
-  if not (opts.max_payload_len > 0 and opts.max_payload_len <= LIMIT_MAX_PAYLOAD_LEN) then
-    return nil, '"max_payload_len" option is invalid'
-  end
-
-  opts.enable_privileged_agent = opts.enable_privileged_agent or false
-  if type(opts.enable_privileged_agent) ~= "boolean" then
-    return nil, '"enable_privileged_agent" option must be a boolean'
-  end
-
-  opts.testing = opts.testing or false
-  if type(opts.testing) ~= "boolean" then
-    return nil, '"testing" option must be a boolean'
+  for _, name in ipairs({ "enable_privileged_agent", "testing" }) do
+    opts[name] = opts[name] or false
+    if type(opts[name]) ~= "boolean" then
+      return nil, '"' .. name .. '" option must be a boolean'
+    end
   end
 
   -- ours: the zone (a worker_events_zone, or a lua_shared_dict meaning the
@@ -120,12 +112,6 @@ end
 ---------------------------------------------------------------------------
 -- callbacks: lists of ids per source/event, in subscription order
 ---------------------------------------------------------------------------
-local function error_text(err)
-  local ok, text = pcall(tostring, err)
-  if ok and type(text) == "string" then return text end
-  return "(an error object whose __tostring failed)"
-end
-
 local function run_list(funcs, list, data, event, source, wid)
   if not list then return end
   -- callbacks subscribed by a callback start with the next event
@@ -138,12 +124,7 @@ local function run_list(funcs, list, data, event, source, wid)
       tremove(list, i)
       n = n - 1
     else
-      local ok, err = xpcall(handler, traceback, data, event, source, wid)
-      if not ok then
-        -- the library's line, without `data=`: payloads may hold secrets
-        log(ERR, "worker-events: event callback failed; source=", source,
-            ", event=", event, ", wid=", wid, " error='", error_text(err), "'")
-      end
+      run_handler(handler, "wid", data, event, source, wid)
       i = i + 1
     end
   end

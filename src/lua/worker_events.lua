@@ -15,13 +15,13 @@ local native = ...
 local ngx = ngx
 local log = ngx.log
 local ERR, DEBUG = ngx.ERR, ngx.DEBUG
-local type, tostring, error, xpcall, select = type, tostring, error, xpcall, select
+local type, tostring, error, select = type, tostring, error, select
 local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
-local traceback = debug.traceback
 local huge = math.huge
 
 local bus = require "ngx_worker_events.bus"
 local DEBUG_ON = bus.DEBUG_ON
+local run_handler = bus.run_handler
 
 local SOURCE = "resty-worker-events"
 
@@ -76,14 +76,6 @@ local function add_handler(lvl, mode, cb)
   lvl[lk][n] = cb
 end
 
--- an error value as text; an error object whose __tostring throws must not
--- stop the other handlers
-local function error_text(err)
-  local ok, text = pcall(tostring, err)
-  if ok and type(text) == "string" then return text end
-  return "(an error object whose __tostring failed)"
-end
-
 -- runs one list (weak or strong) of a level; no allocation per call
 local function run_mode(lvl, ck, list, data, event, source, pid)
   local i = 1
@@ -96,12 +88,7 @@ local function run_mode(lvl, ck, list, data, event, source, pid)
       list[last] = nil
       lvl[ck] = last - 1
     else
-      local ok, err = xpcall(handler, traceback, data, event, source, pid)
-      if not ok then
-        -- never log `data`: payloads may hold secrets
-        log(ERR, "worker-events: event callback failed; source=", source,
-            ", event=", event, ", pid=", pid, " error='", error_text(err), "'")
-      end
+      run_handler(handler, "pid", data, event, source, pid)
       i = i + 1
     end
   end

@@ -101,6 +101,13 @@ function _M.take(id)
   return out
 end
 
+-- the number of lines all workers recorded (and forgets them)
+function _M.take_total()
+  local n = 0
+  for id = 0, ngx.worker.count() - 1 do n = n + #_M.take(id) end
+  return n
+end
+
 -- prints every worker's lines as "w<id>: line" (worker ids in order)
 function _M.say_all()
   for id = 0, ngx.worker.count() - 1 do
