@@ -7,6 +7,7 @@
 //! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x (and 1.x): handler tree, argument checks, its events and messages |
 //! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
+//! | `resty.worker.manager` | `manager.lua` | lua-resty-worker-manager: lifecycle callbacks and counts, crashed/hung workers |
 //!
 //! Native side: `native` (the table each package gets: open/close, claim,
 //! stats, constants), `hot` (the per-event `post`/`fetch` on the raw C
@@ -19,6 +20,8 @@ pub mod exports;
 pub mod hot;
 #[cfg(not(test))]
 pub mod native;
+#[cfg(not(test))]
+pub mod native_manager;
 pub mod value;
 
 #[cfg(not(test))]
@@ -35,7 +38,7 @@ mod preload {
     use crate::ngx::lua_module::{self, LuaCFunction};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 4] = [
+    const PACKAGES: [(&CStr, &str, &str); 5] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -51,6 +54,11 @@ mod preload {
             c"resty.events.compat",
             "=resty.events.compat",
             include_str!("events_compat.lua"),
+        ),
+        (
+            c"resty.worker.manager",
+            "=resty.worker.manager",
+            include_str!("manager.lua"),
         ),
     ];
 
@@ -77,7 +85,7 @@ mod preload {
 
     fn add_all(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
         let add = lua_module::add_package_preload().ok_or(PreloadError::NoLuaModule)?;
-        let loaders: [LuaCFunction; 4] = [open::<0>, open::<1>, open::<2>, open::<3>];
+        let loaders: [LuaCFunction; 5] = [open::<0>, open::<1>, open::<2>, open::<3>, open::<4>];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.
             if unsafe { add(cf, name.as_ptr(), loader) } != NGX_OK as ngx_int_t {

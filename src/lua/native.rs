@@ -17,6 +17,7 @@
 //! | `POST_DEDUP`, `POST_OWN` | `post` flags |
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
+//! | `manager_*` | lifecycle tracking, see `native_manager` |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
@@ -56,6 +57,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set("POST_OWN", super::hot::POST_OWN)?;
     t.set("CDEF", super::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
+    super::native_manager::add(lua, &t)?;
     // The master loads packages in init_by_lua* while parsing; every other
     // process was forked from a committed cycle.
     let committed = !matches!(

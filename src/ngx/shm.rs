@@ -32,6 +32,34 @@ fn tag() -> *mut c_void {
 pub struct ZoneHandle {
     pub zone: Zone,
     pool: *mut ngx_slab_pool_t,
+    /// The generation this process' configuration cycle began in the zone
+    /// (not the zone's newest: a reload that failed after adopting the zone
+    /// began one that no worker belongs to).
+    pub generation: u64,
+}
+
+/// The generation each cycle's zone entry began (`zone_init` runs in the
+/// master; workers inherit the table): (`ngx_shm_zone_t` address, generation).
+static GENERATIONS: std::sync::Mutex<Vec<(usize, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Entries kept (old cycles' entries are never looked up again).
+const GENERATIONS_KEPT: usize = 64;
+
+fn record_generation(shm_zone: *const ngx_shm_zone_t, generation: u64) {
+    if let Ok(mut g) = GENERATIONS.lock() {
+        g.retain(|&(z, _)| z != shm_zone as usize);
+        g.push((shm_zone as usize, generation));
+        let excess = g.len().saturating_sub(GENERATIONS_KEPT);
+        g.drain(..excess);
+    }
+}
+
+fn generation_of(shm_zone: *const ngx_shm_zone_t) -> Option<u64> {
+    let g = GENERATIONS.lock().ok()?;
+    g.iter()
+        .rev()
+        .find(|&&(z, _)| z == shm_zone as usize)
+        .map(|&(_, n)| n)
 }
 
 impl ZoneLock for ZoneHandle {
@@ -112,7 +140,7 @@ unsafe extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
             zone.data = data;
             // SAFETY: `data` is the region our init laid out in an earlier cycle.
             if let Some(z) = unsafe { Zone::attach(data.cast()) } {
-                z.begin_generation();
+                record_generation(shm_zone, z.begin_generation());
             }
             return NGX_OK as ngx_int_t;
         }
@@ -136,7 +164,7 @@ unsafe extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void)
             );
             return NGX_ERROR as ngx_int_t;
         };
-        z.begin_generation();
+        record_generation(shm_zone, z.begin_generation());
         // SAFETY: the pool header is ours to annotate.
         unsafe { (*pool).data = base.cast() };
         zone.data = base.cast();
@@ -193,6 +221,7 @@ unsafe fn handle_of(z: *const ngx_shm_zone_t) -> Option<ZoneHandle> {
     Some(ZoneHandle {
         zone,
         pool: z.shm.addr as *mut ngx_slab_pool_t,
+        generation: generation_of(z).unwrap_or_else(|| zone.generation()),
     })
 }
 

@@ -23,19 +23,24 @@ static DUMMY: Dummy = Dummy(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 
 static KICK: Timer = Timer::new();
 
+/// The stand-in connection for a [`Timer`]'s `data` (fd -1), valid for the
+/// process' life.
+pub fn stand_in() -> *mut ngx_connection_t {
+    let dummy = DUMMY.0.get();
+    // SAFETY: our static, touched only on the event-loop thread.
+    unsafe { (*dummy).fd = -1 };
+    dummy
+}
+
 unsafe extern "C" fn nothing(_ev: *mut ngx_event_t) {}
 
 /// A 1 ms cancelable timer: makes the event loop turn (and run posted
 /// events, such as a semaphore post) now instead of sleeping until its next
 /// timer. Several kicks before it fires are one.
 pub fn kick_event_loop() {
-    let dummy = DUMMY.0.get();
     // SAFETY: our static stand-in connection, used only on the event-loop
     // thread and alive for the process' life.
-    unsafe {
-        (*dummy).fd = -1;
-        KICK.arm(1, nothing, dummy);
-    }
+    unsafe { KICK.arm(1, nothing, stand_in()) }
 }
 
 /// A one-shot cancelable timer in a static: `arm` it with a handler and

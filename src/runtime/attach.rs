@@ -147,6 +147,21 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
     st.zones.len() - 1
 }
 
+/// Attaches to the zone `name` stands for (see the module doc) and returns
+/// its index in the process' attachments, its handle and this worker's slot.
+pub fn attach_named(name: &str) -> Result<(usize, ZoneHandle, Option<usize>), AttachError> {
+    if !NgxProcess::current().serves_requests() {
+        return Err(AttachError::NotAWorker);
+    }
+    let (zone, handle, _) = resolve(name)?;
+    STATE
+        .with(|st| {
+            let i = attachment(st, &zone, handle);
+            (i, st.zones[i].handle, st.zones[i].slot)
+        })
+        .map_err(AttachError::from)
+}
+
 /// Takes a slot of `handle`'s zone for this worker (none outside workers:
 /// the master must not hold one for its whole life), push-enabled when this
 /// worker listens.
@@ -158,7 +173,8 @@ fn take_slot(handle: &ZoneHandle) -> Option<usize> {
         handle,
         pid,
         worker as i32,
-        handle.zone.generation(),
+        handle.generation,
+        crate::ngx::wall_ms(),
         process::alive,
     )?;
     if notify::listen() {

@@ -35,6 +35,7 @@ pub fn on_worker_exit() {
         return;
     }
     notify::stop();
+    super::manager::on_worker_exit();
     let Ok((posts, zones)) = STATE.with(|st| {
         (
             core::mem::take(&mut st.exit_posts),

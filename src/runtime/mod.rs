@@ -8,14 +8,17 @@
 //! - `attach`: resolving zone names (the default-zone rule), attaching,
 //!   consumers, posting and reading;
 //! - `lifecycle`: worker start and exit, from nginx's process hooks,
-//!   whether or not any Lua API is used.
+//!   whether or not any Lua API is used;
+//! - `manager`: lifecycle tracking for `resty.worker.manager` (counts per
+//!   generation, heartbeats, crashed / hung workers).
 //!
 //! A **consumer** is one reader of one zone in one worker: one Lua API
-//! instance (`resty.worker.events`, and next `resty.events`), with its own
+//! instance (`resty.worker.events`, `resty.events`), with its own
 //! cursor, lost-event count and wake-up semaphore.
 
 pub mod attach;
 pub mod cell;
 pub mod lifecycle;
+pub mod manager;
 pub mod notify;
 pub mod state;

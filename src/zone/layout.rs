@@ -14,7 +14,7 @@ use super::ring::{Ring, RingHeader};
 use super::slots::{Slot, Slots};
 
 /// Identifies an initialised region ("ngxwev" + layout version 3).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0003;
+pub const MAGIC: u64 = 0x6e67_7877_6576_0004;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
 pub const MIN_REGION: usize = 32 * 1024;
 /// Number of worker slots (processes that can be attached at once, across
@@ -81,6 +81,10 @@ pub struct Header {
     pub generation: AtomicU64,
     /// Posts refused because the claims table had no room for their key.
     pub claims_refused: AtomicU64,
+    /// Lifecycle: the newest generation whose first managed worker started
+    /// (its "master start" ran), and when (wall clock ms).
+    pub managed_generation: AtomicU64,
+    pub managed_generation_ms: AtomicU64,
 }
 
 /// A view of one zone's region. Cheap to copy; valid as long as the mapping.

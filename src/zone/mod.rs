@@ -33,6 +33,7 @@
 
 pub mod claims;
 pub mod layout;
+pub mod lifecycle;
 pub mod lock;
 pub mod record;
 pub mod ring;

@@ -6,6 +6,11 @@
 //! the zone generation it started in) and how to wake it: posters walk the
 //! slots, and the `wake` flag coalesces a burst of posts into one wake-up
 //! per reader.
+//!
+//! For lifecycle tracking (`resty.worker.manager`) a slot also holds the
+//! owner's state (running / exiting / unresponsive), its last heartbeat and
+//! when it started; a slot whose heartbeat was never stamped is not
+//! *managed* (its worker does not run the manager) and is not counted.
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
@@ -26,7 +31,43 @@ pub struct Slot {
     generation: AtomicU64,
     /// The random name of the owner's wake-up socket (set before `push`).
     token: [AtomicU64; 2],
-    _pad: [u64; 3],
+    /// [`SlotState`] of the owner.
+    state: AtomicU32,
+    _spare: u32,
+    /// The owner's last heartbeat (monotonic ms), 0: never (not managed).
+    beat_ms: AtomicU64,
+    /// When the owner took the slot (wall clock, ms since the epoch).
+    started_ms: AtomicU64,
+}
+
+/// A slot owner's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SlotState {
+    Running = 0,
+    /// Its worker is exiting (counted no more).
+    Exiting = 1,
+    /// Its heartbeat is overdue.
+    Unresponsive = 2,
+}
+
+impl SlotState {
+    fn from_u32(v: u32) -> SlotState {
+        match v {
+            1 => SlotState::Exiting,
+            2 => SlotState::Unresponsive,
+            _ => SlotState::Running,
+        }
+    }
+
+    /// The name `resty.worker.manager` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Running => "running",
+            SlotState::Exiting => "exiting",
+            SlotState::Unresponsive => "unresponsive",
+        }
+    }
 }
 
 /// Who owns an occupied slot.
@@ -37,6 +78,24 @@ pub struct SlotOwner {
     pub worker: i32,
     pub generation: u64,
     pub push: bool,
+    pub state: SlotState,
+    /// Last heartbeat (monotonic ms); 0 when not managed.
+    pub beat_ms: u64,
+    /// Wall clock ms when it took the slot.
+    pub started_ms: u64,
+}
+
+impl SlotOwner {
+    /// Its worker runs the lifecycle manager (it stamped a heartbeat).
+    pub fn managed(&self) -> bool {
+        self.beat_ms != 0
+    }
+
+    /// Counted as a live worker of its generation (a dead owner not yet
+    /// reaped still is).
+    pub fn counted(&self) -> bool {
+        self.managed() && self.state != SlotState::Exiting
+    }
 }
 
 /// The slot table of one zone.
@@ -44,33 +103,101 @@ pub struct SlotOwner {
 pub struct Slots<'a>(pub(crate) &'a [Slot]);
 
 impl Slots<'_> {
-    /// Takes a slot for `pid`; `alive(pid)` tells whether an owner still runs.
+    /// Takes a slot for `pid` (its own, else a free one, else one whose
+    /// owner is gone: a dead owner's slot stays for the lifecycle manager to
+    /// account while free ones remain); `alive(pid)` tells whether an owner
+    /// still runs; `now_wall_ms` is when.
     pub fn acquire(
         &self,
         lock: &(impl ZoneLock + ?Sized),
         pid: i32,
         worker: i32,
         generation: u64,
+        now_wall_ms: u64,
         alive: impl Fn(i32) -> bool,
     ) -> Option<usize> {
         let slots = self.0;
         let _g = Guard::new(lock);
-        let idx = slots
-            .iter()
-            .position(|s| s.pid.load(Ordering::Relaxed) == pid)
-            .or_else(|| {
-                slots.iter().position(|s| {
-                    let p = s.pid.load(Ordering::Relaxed);
-                    p == 0 || !alive(p)
-                })
-            })?;
+        let owner = |s: &Slot| s.pid.load(Ordering::Relaxed);
+        if let Some(idx) = slots.iter().position(|s| owner(s) == pid) {
+            return Some(idx);
+        }
+        let idx = slots.iter().position(|s| owner(s) == 0).or_else(|| {
+            slots.iter().position(|s| !alive(owner(s)))
+        })?;
         let s = &slots[idx];
         s.wake.store(0, Ordering::Relaxed);
         s.push.store(0, Ordering::Relaxed);
         s.worker.store(worker, Ordering::Relaxed);
         s.generation.store(generation, Ordering::Relaxed);
+        s.state.store(SlotState::Running as u32, Ordering::Relaxed);
+        s.beat_ms.store(0, Ordering::Relaxed);
+        s.started_ms.store(now_wall_ms, Ordering::Relaxed);
         s.pid.store(pid, Ordering::Release);
         Some(idx)
+    }
+
+    /// Stamps slot `idx`'s heartbeat (the first stamp makes it managed).
+    pub fn beat(&self, idx: usize, now_ms: u64) {
+        if let Some(s) = self.0.get(idx) {
+            s.beat_ms.store(now_ms.max(1), Ordering::Release);
+        }
+    }
+
+    /// Moves slot `idx` from state `from` to `to`; false if it was not in `from`.
+    pub fn change_state(&self, idx: usize, pid: i32, from: SlotState, to: SlotState) -> bool {
+        self.0.get(idx).is_some_and(|s| {
+            s.pid.load(Ordering::Acquire) == pid
+                && s.state
+                    .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        })
+    }
+
+    /// Marks slot `idx` exiting (counted no more), whatever its state.
+    pub fn set_exiting(&self, idx: usize, pid: i32) {
+        if let Some(s) = self.0.get(idx) {
+            if s.pid.load(Ordering::Acquire) == pid {
+                s.state.store(SlotState::Exiting as u32, Ordering::Release);
+            }
+        }
+    }
+
+    /// Frees every slot whose owner is gone; returns who they were (once:
+    /// under the lock, so two reapers never report the same owner).
+    pub fn reap(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        alive: impl Fn(i32) -> bool,
+    ) -> Vec<SlotOwner> {
+        let _g = Guard::new(lock);
+        let mut out = Vec::new();
+        for (i, s) in self.0.iter().enumerate() {
+            let pid = s.pid.load(Ordering::Relaxed);
+            if pid != 0 && !alive(pid) {
+                if let Some(o) = self.owner(i) {
+                    out.push(o);
+                }
+                s.push.store(0, Ordering::Relaxed);
+                s.pid.store(0, Ordering::Release);
+            }
+        }
+        out
+    }
+
+    fn owner(&self, slot: usize) -> Option<SlotOwner> {
+        let s = self.0.get(slot)?;
+        let pid = s.pid.load(Ordering::Acquire);
+        (pid != 0).then(|| SlotOwner {
+            slot,
+            pid,
+            worker: s.worker.load(Ordering::Relaxed),
+            generation: s.generation.load(Ordering::Relaxed),
+            push: s.push.load(Ordering::Relaxed) != 0,
+            state: SlotState::from_u32(s.state.load(Ordering::Acquire)),
+            beat_ms: s.beat_ms.load(Ordering::Acquire),
+            started_ms: s.started_ms.load(Ordering::Relaxed),
+        })
     }
 
     /// Frees slot `idx` if `pid` still owns it.
@@ -140,20 +267,7 @@ impl Slots<'_> {
 
     /// Every occupied slot.
     pub fn owners(&self) -> Vec<SlotOwner> {
-        self.0
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, s)| {
-                let pid = s.pid.load(Ordering::Acquire);
-                (pid != 0).then(|| SlotOwner {
-                    slot,
-                    pid,
-                    worker: s.worker.load(Ordering::Relaxed),
-                    generation: s.generation.load(Ordering::Relaxed),
-                    push: s.push.load(Ordering::Relaxed) != 0,
-                })
-            })
-            .collect()
+        (0..self.0.len()).filter_map(|i| self.owner(i)).collect()
     }
 }
 
@@ -167,7 +281,10 @@ pub(crate) fn test_table(n: usize) -> Slots<'static> {
             push: AtomicU32::new(0),
             generation: AtomicU64::new(0),
             token: [AtomicU64::new(0), AtomicU64::new(0)],
-            _pad: [0; 3],
+            state: AtomicU32::new(0),
+            _spare: 0,
+            beat_ms: AtomicU64::new(0),
+            started_ms: AtomicU64::new(0),
         })
         .collect();
     Slots(Box::leak(v.into_boxed_slice()))
@@ -182,40 +299,74 @@ mod tests {
     fn acquire_reuses_dead_and_own_slots() {
         let z = test_table(8);
         let l = TestLock::default();
-        let a = z.acquire(&l, 100, 0, 1, |_| true).unwrap();
-        let b = z.acquire(&l, 101, 1, 1, |_| true).unwrap();
+        let z2 = test_table(2);
+        let a = z2.acquire(&l, 100, 0, 1, 5, |_| true).unwrap();
+        let b = z2.acquire(&l, 101, 1, 1, 5, |_| true).unwrap();
         assert_ne!(a, b);
-        assert_eq!(z.acquire(&l, 100, 0, 1, |_| true), Some(a));
-        // 100 died: its slot is taken over, by a worker of the next generation.
-        assert_eq!(z.acquire(&l, 102, 0, 2, |p| p != 100), Some(a));
-        z.release(b, 101);
+        assert_eq!(z2.acquire(&l, 100, 0, 1, 5, |_| true), Some(a));
+        // 100 died and no slot is free: its slot is taken over, by a worker
+        // of the next generation.
+        assert_eq!(z2.acquire(&l, 102, 0, 2, 7, |p| p != 100), Some(a));
+        z2.release(b, 101);
         assert_eq!(
-            z.owners(),
+            z2.owners(),
             vec![SlotOwner {
                 slot: a,
                 pid: 102,
                 worker: 0,
                 generation: 2,
-                push: false
+                push: false,
+                state: SlotState::Running,
+                beat_ms: 0,
+                started_ms: 7,
             }]
         );
+        // with free slots left, a dead owner's slot waits to be reaped
+        let c = z.acquire(&l, 200, 0, 1, 5, |_| true).unwrap();
+        let d = z.acquire(&l, 201, 1, 1, 5, |p| p != 200).unwrap();
+        assert_ne!(c, d);
     }
 
     #[test]
     fn a_full_table_refuses() {
         let z = test_table(2);
         let l = TestLock::default();
-        assert!(z.acquire(&l, 1, 0, 1, |_| true).is_some());
-        assert!(z.acquire(&l, 2, 1, 1, |_| true).is_some());
-        assert_eq!(z.acquire(&l, 3, 2, 1, |_| true), None);
+        assert!(z.acquire(&l, 1, 0, 1, 0, |_| true).is_some());
+        assert!(z.acquire(&l, 2, 1, 1, 0, |_| true).is_some());
+        assert_eq!(z.acquire(&l, 3, 2, 1, 0, |_| true), None);
+    }
+
+    #[test]
+    fn lifecycle_state_beat_and_reap() {
+        let z = test_table(4);
+        let l = TestLock::default();
+        let a = z.acquire(&l, 10, 0, 3, 1000, |_| true).unwrap();
+        let b = z.acquire(&l, 11, 1, 3, 1000, |_| true).unwrap();
+        assert!(!z.owners()[0].managed());
+        z.beat(a, 50);
+        z.beat(b, 60);
+        assert!(z.owners().iter().all(|o| o.counted()));
+        assert!(z.change_state(b, 11, SlotState::Running, SlotState::Unresponsive));
+        assert!(!z.change_state(b, 11, SlotState::Running, SlotState::Unresponsive), "once");
+        assert!(!z.change_state(b, 99, SlotState::Unresponsive, SlotState::Running), "not its pid");
+        z.set_exiting(a, 10);
+        let o = z.owners();
+        assert_eq!((o[0].state, o[0].counted()), (SlotState::Exiting, false));
+        assert_eq!((o[1].state, o[1].counted()), (SlotState::Unresponsive, true));
+        // 11 dies: reaped once, with who it was
+        let gone = z.reap(&l, |p| p != 11);
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].pid, gone[0].worker, gone[0].generation), (11, 1, 3));
+        assert!(z.reap(&l, |p| p != 11).is_empty());
+        assert_eq!(z.owners().len(), 1);
     }
 
     #[test]
     fn wake_is_coalesced_until_cleared() {
         let z = test_table(8);
         let l = TestLock::default();
-        let a = z.acquire(&l, 1, 0, 1, |_| true).unwrap();
-        let b = z.acquire(&l, 2, 1, 1, |_| true).unwrap();
+        let a = z.acquire(&l, 1, 0, 1, 0, |_| true).unwrap();
+        let b = z.acquire(&l, 2, 1, 1, 0, |_| true).unwrap();
         z.set_push(a, true);
         z.set_push(b, true);
         let mut woken = Vec::new();
