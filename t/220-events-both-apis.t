@@ -189,3 +189,52 @@ connect() to unix
 broker
 [crit]
 [emerg]
+
+
+
+=== TEST 5: a unique event runs in exactly one worker, there in both APIs' handlers (each once); the lifecycle manager's consumer takes no part
+--- implicit_zone
+--- http_config eval
+my $c = $::HttpConfig;
+$c =~ s/(_G\.events = require)/require("resty.worker.manager").on_init_by_lua({ interval = 0.2 })\n        $1/;
+$c =~ s/(assert\(ev:init_worker\(\)\))/$1\n        assert(require("resty.worker.manager").on_init_worker_by_lua())/;
+$c
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local wev = require "resty.worker.events"
+        assert(we.wait_ready())
+        ngx.sleep(0.2)
+        for w = 0, ngx.worker.count() - 1 do we.take(w) end
+        assert(_G.events:publish("key-a", "u", "via-ev", 1))
+        assert(_G.events:publish("key-a", "u", "via-ev-again", 2)) -- dropped: the key is live
+        assert(wev.post("u", "via-wev", 3, "key-b"))
+        ngx.sleep(0.3)
+        -- per unique event: the workers that ran it, and what ran there
+        local by = {}
+        for w = 0, ngx.worker.count() - 1 do
+            for _, l in ipairs(we.take(w)) do
+                local api, ev = l:match("^(%S+) u/(%S+)")
+                by[ev] = by[ev] or {}
+                by[ev][w] = by[ev][w] or {}
+                table.insert(by[ev][w], api)
+            end
+        end
+        for _, ev in ipairs({ "via-ev", "via-ev-again", "via-wev" }) do
+            local ws, what = 0, nil
+            for _, apis in pairs(by[ev] or {}) do
+                ws = ws + 1
+                table.sort(apis)
+                what = table.concat(apis, "+")
+            end
+            ngx.say(ev, ": ran in ", ws, " worker(s)", what and (", there by " .. what) or "")
+        end
+    }
+}
+--- response_body
+via-ev: ran in 1 worker(s), there by ev+wev
+via-ev-again: ran in 0 worker(s)
+via-wev: ran in 1 worker(s), there by ev+wev
+--- no_error_log
+[error]

@@ -12,7 +12,9 @@
 --     drain = false,                    -- true: poll() handles everything pending
 --                                       -- (the synchronous 1.x post), not one batch
 --     skip_own = false,                 -- true: leave out other APIs' own events
---   }                                   -- (resty.worker.events' started/stopping)
+--                                       -- (resty.worker.events' started/stopping)
+--     skip_unique = false,              -- true: leave unique events alone (no
+--   }                                   -- claim: for a consumer that has no use for them)
 --   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
 --   b.ready()  -- true once the loop has run (the worker left init_worker)
 --
@@ -98,7 +100,7 @@ function _M.new(spec)
   -- without a time bound; the background loop's polls stay time-bound
   local drain = spec.drain
   local api_prefix = spec.api_prefix or PREFIX
-  local skip_own = spec.skip_own
+  local skip_own, skip_unique = spec.skip_own, spec.skip_unique
   local self = {}
   local has_run = false -- the loop has run a turn (in this process)
 
@@ -236,8 +238,10 @@ function _M.new(spec)
           -- another API's own event (e.g. resty.worker.events' started)
         elseif e == nil then
           dispatch(a, b, c, d, g)
+        elseif skip_unique then
+          -- not ours to claim
         else
-          local mine, owner = n_claim(consumer, e, timeout)
+          local mine, owner = n_claim(consumer, e, timeout, f)
           if mine then
             dispatch(a, b, c, d, g)
           elseif owner == nil then

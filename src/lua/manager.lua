@@ -131,8 +131,7 @@ local function on_event(source, event, data)
     log(ERR, tracker(worker_id), " worker with id '", data.id,
         "' recovered from previously missed heartbeat")
   elseif event == "crashed" then
-    log(ERR, PREFIX, "worker with id '", data.id, "' (ngx.worker.id() ", data.worker,
-        ") died without exiting")
+    -- (the native side logged it)
     if data.last then
       local prev, _, nxt = native.manager_counts(data.generation)
       call("master exit", master_exit_cb, data.generation, prev, 0, nxt)
@@ -143,6 +142,7 @@ end
 local _bus = bus.new {
   api_prefix = native.LOG_PREFIX,
   skip_own = true,
+  skip_unique = true, -- its events are broadcasts; unique ones belong to the APIs
   dispatch = on_event,
 }
 
@@ -184,15 +184,16 @@ function _M.on_init_worker_by_lua(start_cb, exit_cb)
   debug_counts(worker_id, "worker started", wp, wm, wn)
   call("worker start", worker_start_cb, worker_id, wp, wm, wn)
 
-  -- workers that died without exiting (the one this worker replaces)
-  native.manager_reap()
-
+  -- this worker's reports reach it through the bus: open it first
   local ok, err = _bus.open(shm)
   if ok == nil then
     log(ERR, PREFIX, "no lifecycle events in this worker: ", err)
   else
     _bus.start()
   end
+  -- workers that died without exiting (the one this worker replaces)
+  native.manager_reap()
+
   ok, err = ngx.timer.at(EXIT_TIMER, exit_timer)
   if not ok then
     log(ERR, PREFIX, "no exit callbacks in this worker: ", err)

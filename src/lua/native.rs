@@ -9,7 +9,7 @@
 //! | `open(zone, in_init, agent)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
-//! | `claim(consumer, unique, ttl_s)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it) |
+//! | `claim(consumer, unique, ttl_s, seq)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); a record this worker claimed through another consumer is `true` again |
 //! | `at_exit(consumer, source, event)` | posts that event when the worker exits |
 //! | `stats(consumer)` | table of zone and consumer counters / nil |
 //! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
@@ -87,13 +87,18 @@ fn open(
     )
 }
 
-fn claim(_: &Lua, (id, unique, ttl): (u32, LuaString, f64)) -> mlua::Result<(bool, Option<i32>)> {
+fn claim(
+    _: &Lua,
+    (id, unique, ttl, seq): (u32, LuaString, f64, f64),
+) -> mlua::Result<(bool, Option<i32>)> {
     let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
-    Ok(match attach::claim(id, &unique.as_bytes(), ttl_ms) {
-        ClaimOutcome::Mine => (true, None),
-        ClaimOutcome::Taken(pid) => (false, Some(pid)),
-        ClaimOutcome::Full => (false, None),
-    })
+    Ok(
+        match attach::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
+            ClaimOutcome::Mine => (true, None),
+            ClaimOutcome::Taken(pid) => (false, Some(pid)),
+            ClaimOutcome::Full => (false, None),
+        },
+    )
 }
 
 fn at_exit(_: &Lua, (id, source, event): (u32, LuaString, LuaString)) -> mlua::Result<bool> {

@@ -100,7 +100,8 @@ pub fn start(name: &str, interval_ms: u64, failed_ms: u64) -> Result<Started, Ma
             .fetch_max(generation, Ordering::AcqRel)
             < generation;
         if first {
-            hdr.managed_generation_ms.store(wall_ms(), Ordering::Release);
+            hdr.managed_generation_ms
+                .store(wall_ms(), Ordering::Release);
         }
         let newest = hdr.managed_generation.load(Ordering::Acquire);
         let master = first.then(|| {
@@ -148,6 +149,9 @@ fn tracked() -> Option<Tracked> {
 pub fn leave() -> Option<(u64, Counts)> {
     let t = tracked().filter(|t| !t.left)?;
     TICK.cancel();
+    // a worker that died (and, nginx stopping, was not replaced) must not
+    // keep the last live one from seeing itself last
+    reap();
     let _ = TRACKED.with(|c| {
         if let Some(c) = c {
             c.left = true;
@@ -155,7 +159,12 @@ pub fn leave() -> Option<(u64, Counts)> {
     });
     let slots = t.handle.zone.slots();
     let _g = Guard::new(&t.handle);
-    let newest = t.handle.zone.header().managed_generation.load(Ordering::Acquire);
+    let newest = t
+        .handle
+        .zone
+        .header()
+        .managed_generation
+        .load(Ordering::Acquire);
     let c = counts(&slots.owners(), t.generation, newest);
     slots.set_exiting(t.slot, process::pid());
     Some((t.generation, c))
@@ -164,7 +173,12 @@ pub fn leave() -> Option<(u64, Counts)> {
 /// The counts for `generation` now (`None` when not tracked).
 pub fn counts_for(generation: u64) -> Option<Counts> {
     let t = tracked()?;
-    let newest = t.handle.zone.header().managed_generation.load(Ordering::Acquire);
+    let newest = t
+        .handle
+        .zone
+        .header()
+        .managed_generation
+        .load(Ordering::Acquire);
     Some(counts(&t.handle.zone.slots().owners(), generation, newest))
 }
 
@@ -187,9 +201,24 @@ pub fn workers() -> Option<Vec<SlotOwner>> {
 pub fn reap() -> usize {
     let Some(t) = tracked() else { return 0 };
     let gone = t.handle.zone.slots().reap(&t.handle, process::alive);
-    let newest = t.handle.zone.header().managed_generation.load(Ordering::Acquire);
+    let newest = t
+        .handle
+        .zone
+        .header()
+        .managed_generation
+        .load(Ordering::Acquire);
     let owners = t.handle.zone.slots().owners();
-    for o in gone.iter().filter(|o| o.managed() && o.state != SlotState::Exiting) {
+    for o in gone
+        .iter()
+        .filter(|o| o.managed() && o.state != SlotState::Exiting)
+    {
+        crate::wev_log!(
+            ERR,
+            "resty.worker.manager: worker with id '{}-{}' (ngx.worker.id() {}) died without exiting",
+            o.generation,
+            o.pid,
+            o.worker
+        );
         // an older generation's last worker crashed: its generation is over
         let c = counts(&owners, o.generation, newest);
         let last = c.mine == 0 && o.generation < newest;

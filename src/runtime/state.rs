@@ -50,6 +50,9 @@ pub struct State {
     pub exit_posts: Vec<ExitPost>,
     /// `lua_shared_dict` names already reported as mapped to the default zone.
     pub noticed: Vec<String>,
+    /// Unique records this worker claimed, as (zone index, seq): every
+    /// consumer (API) of this worker runs them, each once.
+    pub claimed: std::collections::VecDeque<(usize, u64)>,
 }
 
 impl State {

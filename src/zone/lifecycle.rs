@@ -60,7 +60,11 @@ mod tests {
     fn first_generation_has_no_previous_and_no_next() {
         let t = [w(1, 5, SlotState::Running), w(1, 0, SlotState::Running)];
         let c = counts(&t, 1, 1);
-        assert_eq!((c.prev, c.mine, c.next), (None, 1, None), "unmanaged slots do not count");
+        assert_eq!(
+            (c.prev, c.mine, c.next),
+            (None, 1, None),
+            "unmanaged slots do not count"
+        );
     }
 
     #[test]

@@ -122,9 +122,10 @@ impl Slots<'_> {
         if let Some(idx) = slots.iter().position(|s| owner(s) == pid) {
             return Some(idx);
         }
-        let idx = slots.iter().position(|s| owner(s) == 0).or_else(|| {
-            slots.iter().position(|s| !alive(owner(s)))
-        })?;
+        let idx = slots
+            .iter()
+            .position(|s| owner(s) == 0)
+            .or_else(|| slots.iter().position(|s| !alive(owner(s))))?;
         let s = &slots[idx];
         s.wake.store(0, Ordering::Relaxed);
         s.push.store(0, Ordering::Relaxed);
@@ -347,16 +348,28 @@ mod tests {
         z.beat(b, 60);
         assert!(z.owners().iter().all(|o| o.counted()));
         assert!(z.change_state(b, 11, SlotState::Running, SlotState::Unresponsive));
-        assert!(!z.change_state(b, 11, SlotState::Running, SlotState::Unresponsive), "once");
-        assert!(!z.change_state(b, 99, SlotState::Unresponsive, SlotState::Running), "not its pid");
+        assert!(
+            !z.change_state(b, 11, SlotState::Running, SlotState::Unresponsive),
+            "once"
+        );
+        assert!(
+            !z.change_state(b, 99, SlotState::Unresponsive, SlotState::Running),
+            "not its pid"
+        );
         z.set_exiting(a, 10);
         let o = z.owners();
         assert_eq!((o[0].state, o[0].counted()), (SlotState::Exiting, false));
-        assert_eq!((o[1].state, o[1].counted()), (SlotState::Unresponsive, true));
+        assert_eq!(
+            (o[1].state, o[1].counted()),
+            (SlotState::Unresponsive, true)
+        );
         // 11 dies: reaped once, with who it was
         let gone = z.reap(&l, |p| p != 11);
         assert_eq!(gone.len(), 1);
-        assert_eq!((gone[0].pid, gone[0].worker, gone[0].generation), (11, 1, 3));
+        assert_eq!(
+            (gone[0].pid, gone[0].worker, gone[0].generation),
+            (11, 1, 3)
+        );
         assert!(z.reap(&l, |p| p != 11).is_empty());
         assert_eq!(z.owners().len(), 1);
     }

@@ -63,7 +63,7 @@ mod tests {
         let z = zone(64 * 1024);
         let l = TestLock::default();
         z.ring().append(&l, 5, b"s", b"e", None, b"x").unwrap();
-        z.slots().acquire(&l, 5, 0, 1, |_| true).unwrap();
+        z.slots().acquire(&l, 5, 0, 1, 0, |_| true).unwrap();
         let s = z.stats();
         assert_eq!((s.posted, s.next_seq, s.evicted, s.tail), (1, 2, 0, 0));
         assert_eq!(s.head, 40);
