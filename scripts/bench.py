@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark driver for resty.worker.events implementations (run via scripts/bench).
+"""Benchmark driver for resty.worker.events and resty.events implementations
+(run via scripts/bench).
 
 Starts a fresh nginx (prefix BENCH_PREFIX, default target/bench-prefix) for
 every measurement, drives the Lua harness in nginx-conf/bench/lua/ over HTTP
-on 127.0.0.1:BENCH_PORT, prints one `scenario=<name> impl=<impl> key=value ...`
-line per measurement and a markdown table at the end.
+on 127.0.0.1:BENCH_PORT, prints one `scenario=<name> impl=<impl> api=<api>
+key=value ...` line per measurement and a markdown table at the end (with
+BENCH_API=both: a column per API).
 
-Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, IMPL_NAME, IMPL_LUA_PATH,
-IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG (%SIZE% = zone size), IMPL_SHM,
-IMPL_NO_DEFAULT_MODULE, NGINX_BIN, BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS,
-BENCH_PAYLOAD. See BENCHMARKS.md.
+Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, BENCH_API (worker.events |
+events | both), IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG
+(%SIZE% = zone size), IMPL_SHM, IMPL_NO_DEFAULT_MODULE, NGINX_BIN,
+BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS, BENCH_PAYLOAD. See BENCHMARKS.md.
 """
 import math
 import os
@@ -21,16 +23,21 @@ import sys
 import time
 
 from bench_lib import (
-    ALL_SCENARIOS, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG, IMPL_LUA_PATH, IMPL_NAME,
+    ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG, IMPL_LUA_PATH, IMPL_NAME,
     IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD, PORT, ROOT, WORKERS,
     WRK_SECONDS, BenchError, Nginx, emit, human_rate, kv, median, note, pct, per_worker, proc_cpu,
-    start_poster, wait_scenario, worker_state, wrk, zone_size_str)
+    api, api_label, impl_kv, set_api, start_poster, wait_scenario, worker_state, wrk, zone_size_str)
 
 
 # ---------------------------------------------------------------------------
 # scenarios
 # ---------------------------------------------------------------------------
-ROWS = []  # (scenario, workers, params, result) for the markdown table
+ROWS = []  # (scenario, workers, params, result, api label) for the markdown tables
+
+
+def add_row(row):
+    """row: (scenario, workers, params, result) of the API being measured."""
+    ROWS.append(tuple(row) + (api_label(),))
 
 
 def run_latency(scenario, workers, interval, extra=()):
@@ -53,7 +60,7 @@ def run_latency(scenario, workers, interval, extra=()):
     samples.sort()
     p50, p99, mx = pct(samples, 50), pct(samples, 99), (samples[-1] if samples else float("nan"))
     row = [("scenario", scenario)] + list(extra) + [
-        ("impl", IMPL_NAME), ("workers", workers), ("interval", interval), ("sent", count),
+        *impl_kv(), ("workers", workers), ("interval", interval), ("sent", count),
         ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
         ("received", per_worker(received)), ("lost_reported", per_worker(lost)),
         ("bad", bad), ("errors", errors)]
@@ -69,7 +76,7 @@ def run_latency(scenario, workers, interval, extra=()):
         p50, p99, mx, "/".join(str(received[w]) for w in sorted(received)), count)
     if timed_out:
         result += " (TIMEOUT)"
-    ROWS.append((scenario, workers, params, result))
+    add_row((scenario, workers, params, result))
 
 
 def throughput_zone(count, size):
@@ -124,7 +131,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         else:
             rate[w] = rate_ff[w] = drain[w] = 0
     row = [("scenario", scenario)] + list(extra) + [
-        ("impl", IMPL_NAME), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
+        *impl_kv(), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
         ("zone", zstr),
         ("loss_expected", 1 if loss_expected else 0),
         ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
@@ -133,7 +140,9 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         ("delivered_first_last_per_s", per_worker(rate_ff, "%.0f")),
         ("drain_after_post_ms", per_worker(drain, "%.1f")),
         ("received", per_worker(seen)), ("lost", per_worker(lost)),
-        ("lost_reported", per_worker(lost_rep)), ("lost_events", per_worker(reports)),
+        ("lost_reported", per_worker(lost_rep))] + (
+        # resty.events has no `lost` event to count, only the consumer's counter
+        [("lost_events", per_worker(reports))] if api() == "worker.events" else []) + [
         ("poster_wid", poster), ("poster_received", int(pst["seen"])),
         ("poster_lost_reported", int(pst["lost"])),
         ("ooo", ooo), ("bad", bad), ("errors", errors)]
@@ -178,7 +187,7 @@ def scenario_throughput(scenario="throughput", workers=None, cases=None, extra=(
             result += "; alert/crit lines %d" % r["alerts"]
         if r["timed_out"]:
             result += " (TIMEOUT)"
-        ROWS.append((scenario, workers, params, result))
+        add_row((scenario, workers, params, result))
 
 
 def latency_floor(count=200, period=0.02):
@@ -219,13 +228,14 @@ def latency_floor(count=200, period=0.02):
     emit([("scenario", "latency_floor"), ("impl", "os-pipe"), ("sent", count),
           ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
           ("received", len(samples))])
-    ROWS.append(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
+    add_row(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
                  % (count, period * 1000), "p50 %.1f µs, p99 %.1f µs, max %.1f µs" % (p50, p99, mx)))
 
 
 def scenario_latency():
     latency_floor()
-    for interval in (1, 0.001):
+    # resty.events has no interval option: its safety-net loop runs every 1 s
+    for interval in (1, 0.001) if api() == "worker.events" else (1,):
         run_latency("latency", WORKERS, interval)
 
 
@@ -233,7 +243,7 @@ def scenario_burst():
     count, size = 20000, 1024
     r = run_throughput("burst", WORKERS, count, size, zone=MB)
     match = all(r["lost_rep"][w] == r["lost"][w] for w in r["lost"])
-    emit([("scenario", "burst_check"), ("impl", IMPL_NAME), ("workers", WORKERS),
+    emit([("scenario", "burst_check"), *impl_kv(), ("workers", WORKERS),
           ("reported_equals_posted_minus_seen", "yes" if match else "no"),
           ("posted_minus_seen", per_worker(r["lost"])), ("reported", per_worker(r["lost_rep"]))])
     result = "posted − seen %s; reported lost %s → %s; errors %d" % (
@@ -244,7 +254,7 @@ def scenario_burst():
         result += "; alert/crit lines %d" % r["alerts"]
     if r["timed_out"]:
         result += " (TIMEOUT)"
-    ROWS.append(("burst", WORKERS, "K=%d, 1 KB %s payload, zone 1m" % (count, PAYLOAD), result))
+    add_row(("burst", WORKERS, "K=%d, 1 KB %s payload, zone 1m" % (count, PAYLOAD), result))
 
 
 
@@ -260,10 +270,10 @@ def scenario_idle():
     cpu = {w: after[w][0] - before[w][0] for w in before}
     oncpu = {w: (after[w][1] - before[w][1]) / 1e6 for w in before}
     wakeups = {w: (after[w][2] - before[w][2]) / secs for w in before}
-    emit([("scenario", "idle"), ("impl", IMPL_NAME), ("workers", WORKERS), ("interval", 1), ("seconds", secs),
+    emit([("scenario", "idle"), *impl_kv(), ("workers", WORKERS), ("interval", 1), ("seconds", secs),
           ("cpu_ms", per_worker(cpu, "%.0f")), ("oncpu_ms", per_worker(oncpu, "%.3f")),
           ("wakeups_per_s", per_worker(wakeups, "%.1f")), ("errors", errors)])
-    ROWS.append(("idle", WORKERS, "interval=1, %g s" % secs,
+    add_row(("idle", WORKERS, "interval=1, %g s" % secs,
                  "CPU (utime+stime) %s ms; on-CPU %s ms; wakeups %s /s per worker" % (
                      "/".join("%.0f" % cpu[w] for w in sorted(cpu)),
                      "/".join("%.2f" % oncpu[w] for w in sorted(oncpu)),
@@ -278,8 +288,8 @@ ORDER = ("bare", "poll", "poll", "bare", "bare", "poll", "poll", "bare")
 
 def scenario_poll_overhead():
     if not shutil.which("wrk"):
-        emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("skipped", "wrk-not-installed")])
-        ROWS.append(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
+        emit([("scenario", "poll_overhead"), *impl_kv(), ("skipped", "wrk-not-installed")])
+        add_row(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
         return
     secs = 2 * max(1, math.ceil(WRK_SECONDS / 2))
     note("poll_overhead: %d workers, wrk -c 32 -t 2, %g s per run, order %s" % (WORKERS, secs / 2, "/".join(ORDER)))
@@ -298,7 +308,7 @@ def scenario_poll_overhead():
             nreq[which] += n
             runs[which].append(rps)
             bad += b
-        # in-process cost of one ev.poll() with nothing pending (JIT-warm loop)
+        # in-process cost of one poll() of the API with nothing pending (JIT-warm loop)
         body = ng.get("/bench/pollcost?n=1000000")
         m = re.search(r"ns_per_call=([\d.]+)", body)
         call_ns = float(m.group(1)) if m else float("nan")
@@ -313,7 +323,7 @@ def scenario_poll_overhead():
     cpu_diff = (cpr["poll"] - cpr["bare"]) / cpr["bare"] * 100.0
     call_pct = call_ns / 1000.0 / cpr["bare"] * 100.0
     call_pct_i = call_ns_i / 1000.0 / cpr["bare"] * 100.0
-    emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("workers", WORKERS), ("seconds_per_run", secs / 2),
+    emit([("scenario", "poll_overhead"), *impl_kv(), ("workers", WORKERS), ("seconds_per_run", secs / 2),
           ("bare_rps", "%.0f" % bare), ("poll_rps", "%.0f" % poll), ("diff_pct", "%+.2f" % diff),
           ("bare_runs", ",".join("%.0f" % x for x in runs["bare"])),
           ("poll_runs", ",".join("%.0f" % x for x in runs["poll"])),
@@ -322,9 +332,9 @@ def scenario_poll_overhead():
           ("poll_call_ns", "%.1f" % call_ns), ("poll_call_ns_nojit", "%.1f" % call_ns_i),
           ("poll_call_pct_of_bare_req", "%.2f-%.2f" % (call_pct, call_pct_i)),
           ("http_errors", bad), ("errors", errors)])
-    ROWS.append(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 4 × %g s each (ABBAABBA, medians)" % (secs / 2),
+    add_row(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 4 × %g s each (ABBAABBA, medians)" % (secs / 2),
                  "bare %.0f req/s, poll %.0f req/s: %+.2f %%; worker CPU/request %.2f vs %.2f µs: %+.2f %%; "
-                 "one idle ev.poll() %.0f–%.0f ns (compiled loop / loop with JIT off) = %.2f–%.2f %% of a bare request"
+                 "one idle poll() %.0f–%.0f ns (compiled loop / loop with JIT off) = %.2f–%.2f %% of a bare request"
                  % (bare, poll, diff, cpr["bare"], cpr["poll"], cpu_diff, call_ns, call_ns_i, call_pct, call_pct_i)))
 
 
@@ -334,6 +344,86 @@ def scenario_fanout():
         scenario_throughput("fanout", workers=w, cases=[(100000, 64)], extra=[("test", "throughput")])
 
 
+def unique_zone(count, size):
+    """The throughput zone for `count` events plus room for twice `count` live
+    unique keys in the zone's claims table (at least 10 922 per MB, README `unique`)."""
+    ring, _ = throughput_zone(count, size)
+    return min(MAX_ZONE, ring + int(2 * count * MB / 10922))
+
+
+def run_unique(workers, count, size):
+    """`count` events, each to its own unique key ("k1", "k2", ...): each must run
+    exactly once in one of the workers. Rate: from the first post until the last
+    key ran anywhere."""
+    zstr = zone_size_str(unique_zone(count, size))
+    name = "unique-w%d-k%d-s%d" % (workers, count, size)
+    note("unique: %d workers, K=%d distinct keys, %d B table payloads, zone %s" % (workers, count, size, zstr))
+    t_start = time.time()
+    with Nginx(name, workers, zstr, 1) as ng:
+        poster = start_poster(ng, "scenario=unique&count=%d&size=%d" % (count, size))
+        res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
+        errors, alerts = ng.error_lines()
+    wall = time.time() - t_start
+    if "poster" not in res:
+        raise BenchError("%s: the poster never finished" % name)
+    p = kv(res["poster"])
+    t0, t1 = p["t0"], p["t1"]
+    post_rate = count / ((t1 - t0) / 1e6) if t1 > t0 else float("inf")
+    handled, lost_rep, runs = {}, {}, [0] * count
+    last, bad, malformed = 0, 0, 0
+    for w in range(workers):
+        st, _ = worker_state(res, w)
+        handled[w] = int(st["seen"])
+        lost_rep[w] = int(st["lost"])
+        bad += int(st.get("bad", 0))
+        if handled[w]:
+            last = max(last, st["last"])
+        keys = res.get("keys:%d" % w, "")
+        if keys and len(keys) != count:
+            malformed += 1
+            continue
+        for i, c in enumerate(keys):
+            runs[i] += int(c)
+    once = runs.count(1)
+    missing = runs.count(0)
+    more = count - once - missing
+    rate = sum(handled.values()) / ((last - t0) / 1e6) if last > t0 else 0
+    row = [("scenario", "unique"), *impl_kv(), ("workers", workers), ("count", count), ("size", size),
+           ("zone", zstr), ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
+           ("post_ms", "%.1f" % ((t1 - t0) / 1000)), ("handled_per_s", "%.0f" % rate),
+           ("handled", per_worker(handled)), ("keys_once", once), ("keys_missing", missing),
+           ("keys_more_than_once", more), ("claims_capacity", int(p.get("claims_capacity", -1))),
+           ("claims_refused", int(p.get("claims_refused", -1))), ("lost_reported", per_worker(lost_rep)),
+           ("poster_wid", poster),
+           ("bad", bad), ("errors", errors)]
+    if malformed:
+        row.append(("malformed_key_maps", malformed))
+    if alerts:
+        row.append(("alerts", alerts))
+    if timed_out:
+        row.append(("timeout", 1))
+    row.append(("wall_s", "%.1f" % wall))
+    emit(row)
+    result = "post %s/s; handled %s/s (%s per worker); each key ran exactly once: %s (%d of %d" % (
+        human_rate(post_rate), human_rate(rate), "/".join(str(handled[w]) for w in sorted(handled)),
+        "yes" if once == count and not malformed else "NO", once, count)
+    if missing or more:
+        result += "; %d never, %d more than once" % (missing, more)
+    result += "); errors %d" % errors
+    if p["fails"]:
+        result += "; post failures %d" % p["fails"]
+    if alerts:
+        result += "; alert/crit lines %d" % alerts
+    if timed_out:
+        result += " (TIMEOUT)"
+    add_row(("unique", workers, "K=%d distinct keys, %d B table payload, zone %s" % (count, size, zstr), result))
+
+
+def scenario_unique():
+    for count in (10000, 100000):
+        run_unique(WORKERS, count, 64)
+
+
 SCENARIOS = {
     "latency": scenario_latency,
     "throughput": scenario_throughput,
@@ -341,16 +431,36 @@ SCENARIOS = {
     "idle": scenario_idle,
     "poll_overhead": scenario_poll_overhead,
     "fanout": scenario_fanout,
+    "unique": scenario_unique,
 }
 
 
 def print_table():
     print()
-    print("| scenario | impl | workers | parameters | result |")
-    print("| --- | --- | --- | --- | --- |")
-    for scenario, workers, params, result in ROWS:
-        impl = "os-pipe" if scenario == "latency_floor" else IMPL_NAME
-        print("| %s | %s | %d | %s | %s |" % (scenario, impl, workers, params, result))
+    if len(APIS) == 1:
+        print("| scenario | impl | api | workers | parameters | result |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for scenario, workers, params, result, label in ROWS:
+            impl, label = ("os-pipe", "-") if scenario == "latency_floor" else (IMPL_NAME, label)
+            print("| %s | %s | %s | %d | %s | %s |" % (scenario, impl, label, workers, params, result))
+        return
+    # BENCH_API=both: one row per measurement, one column per API
+    labels = [API_LABELS[a] for a in APIS]
+    cells, order = {}, []
+    for scenario, workers, params, result, label in ROWS:
+        key = (scenario, workers, params)
+        if key not in cells:
+            cells[key] = {}
+            order.append(key)
+        cells[key][label] = result
+    print("| scenario | workers | parameters | %s |" % " | ".join("%s (%s)" % (lb, IMPL_NAME) for lb in labels))
+    print("| --- | --- | --- |%s" % (" --- |" * len(labels)))
+    for key in order:
+        scenario, workers, params = key
+        if scenario == "latency_floor":
+            scenario = "latency_floor (os-pipe, measured in each pass)"
+        print("| %s | %d | %s | %s |" % (scenario, workers, params,
+                                         " | ".join(cells[key].get(lb, "—") for lb in labels)))
 
 
 def print_header(wanted):
@@ -360,8 +470,8 @@ def print_header(wanted):
                              text=True).stdout.strip()
     git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
-    print("# bench: scenarios=%s impl=%s workers=%d payload=%s port=%d (%s)" % (
-        ",".join(wanted), IMPL_NAME, WORKERS, PAYLOAD, PORT, nginx_v))
+    print("# bench: scenarios=%s impl=%s api=%s workers=%d payload=%s port=%d (%s)" % (
+        ",".join(wanted), IMPL_NAME, ",".join(API_LABELS[a] for a in APIS), WORKERS, PAYLOAD, PORT, nginx_v))
     if not IMPL_NO_DEFAULT_MODULE:
         with open(MODULE_SO, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()[:12]
@@ -386,6 +496,9 @@ def main(argv):
         if s not in SCENARIOS:
             print("unknown scenario %r; known: %s" % (s, " ".join(ALL_SCENARIOS)), file=sys.stderr)
             return 2
+    if any(a not in API_LABELS for a in APIS):
+        print("unknown BENCH_API %r; known: %s both" % (BENCH_API, " ".join(API_LABELS)), file=sys.stderr)
+        return 2
     if not IMPL_NO_DEFAULT_MODULE and not os.path.exists(MODULE_SO):
         print("missing %s (scripts/bench builds it)" % MODULE_SO, file=sys.stderr)
         return 2
@@ -393,14 +506,18 @@ def main(argv):
     status = 0
     print_header(wanted)
     try:
+        # BENCH_API=both: each scenario with one API, then the other, so both
+        # sides of a comparison run minutes apart, not a whole run apart
         for s in wanted:
-            try:
-                SCENARIOS[s]()
-            except BenchError as e:
-                status = 1
-                print("scenario=%s impl=%s failed=1" % (s, IMPL_NAME), flush=True)
-                note("%s failed: %s" % (s, e))
-                ROWS.append((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
+            for a in APIS:
+                set_api(a)
+                try:
+                    SCENARIOS[s]()
+                except BenchError as e:
+                    status = 1
+                    print("scenario=%s impl=%s api=%s failed=1" % (s, IMPL_NAME, api_label()), flush=True)
+                    note("%s (%s) failed: %s" % (s, api_label(), e))
+                    add_row((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
     except (KeyboardInterrupt, SystemExit) as e:
         status = 130 if isinstance(e, KeyboardInterrupt) else (e.code or 1)
         note("interrupted: stopping nginx; results so far follow")

@@ -36,10 +36,36 @@ IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
 # throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
 # "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
 PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
+# the Lua API the harness drives: "worker.events" (resty.worker.events, the default),
+# "events" (resty.events), or "both" (each scenario with one, then the other)
+BENCH_API = ENV.get("BENCH_API", "worker.events")
+API_LABELS = {"worker.events": "resty.worker.events", "events": "resty.events"}
+APIS = list(API_LABELS) if BENCH_API == "both" else [BENCH_API]
+EVENTS_SOCK = os.path.join(PREFIX, "logs", "events.sock")  # resty.events' `listening`
 
 MB = 1024 * 1024
 MAX_ZONE = 256 * MB
-ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout"]
+ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique"]
+
+_api = [APIS[0]]
+
+
+def set_api(name):
+    _api[0] = name
+
+
+def api():
+    """The API of the measurements from here on (one of APIS)."""
+    return _api[0]
+
+
+def api_label():
+    return API_LABELS[api()]
+
+
+def impl_kv():
+    """The implementation and the API, as the first keys of a result line."""
+    return [("impl", IMPL_NAME), ("api", api_label())]
 
 
 class BenchError(Exception):
@@ -104,6 +130,12 @@ def render_conf(name, workers, zone_size, interval):
         p = IMPL_LUA_PATH.rstrip("/")
         lua_path += [p + "/?.lua", p + "/?/init.lua", p + "/lib/?.lua", p + "/lib/?/init.lua"]
     lua_path += [HARNESS_LUA + "/?.lua"]
+    broker = ""
+    if api() == "events":
+        # the broker location of lua-resty-events' synopsis (its workers connect
+        # here); the module answers a stray client and delivers through the zone
+        broker = ("server {\n        listen unix:%s;\n        location / { content_by_lua_block "
+                  "{ require(\"bench_harness\").broker() } }\n    }" % EVENTS_SOCK)
     subst = {
         "WORKERS": str(workers),
         "PREFIX": PREFIX,
@@ -116,6 +148,9 @@ def render_conf(name, workers, zone_size, interval):
         "IMPL_SHM": IMPL_SHM,
         "INTERVAL": repr(interval),
         "PORT": str(PORT),
+        "API": api(),
+        "EVENTS_SOCK": EVENTS_SOCK,
+        "EVENTS_BROKER": broker,
     }
     # single pass, so substituted text is never scanned again
     return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
@@ -125,6 +160,8 @@ class Nginx:
     current = None  # the running instance, for cleanup
 
     def __init__(self, name, workers, zone_size, interval):
+        if api() != "worker.events":
+            name = api() + "-" + name
         self.name = name
         self.workers = workers
         self.zone_size = zone_size
@@ -151,8 +188,9 @@ class Nginx:
         check_port_free()
         with open(self.conf, "w") as f:
             f.write(render_conf(self.name, self.workers, self.zone_size, self.interval))
-        if os.path.exists(self.error_log):
-            os.unlink(self.error_log)
+        for stale in (self.error_log, EVENTS_SOCK):
+            if os.path.exists(stale):
+                os.unlink(stale)
         Nginx.current = self
         r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
