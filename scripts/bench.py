@@ -81,8 +81,9 @@ def run_latency(scenario, workers, interval, extra=()):
 
 def throughput_zone(count, size):
     # record = 32 B header + names + encoded {n=, z=, p=<size B>} + padding:
-    # size + ~60 B; leave headroom for the zone's own bookkeeping.
-    need = int(count * (size + 128) * 1.1) + MB
+    # size + ~60 B; leave headroom for the zone's own bookkeeping. The log is
+    # five sixths of the zone (a sixth is the claims table, README `unique`).
+    need = int(count * (size + 128) * 1.1 * 6 / 5) + MB
     if need > MAX_ZONE:
         return MAX_ZONE, True
     return need, False
@@ -345,10 +346,11 @@ def scenario_fanout():
 
 
 def unique_zone(count, size):
-    """The throughput zone for `count` events plus room for twice `count` live
-    unique keys in the zone's claims table (at least 10 922 per MB, README `unique`)."""
+    """The throughput zone for `count` events, or larger if its claims table
+    (10 922 live keys per MB of zone, README `unique`) holds fewer than twice
+    `count` keys."""
     ring, _ = throughput_zone(count, size)
-    return min(MAX_ZONE, ring + int(2 * count * MB / 10922))
+    return min(MAX_ZONE, max(ring, int(2 * count * MB / 10922)))
 
 
 def run_unique(workers, count, size):
