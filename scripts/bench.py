@@ -23,10 +23,11 @@ import sys
 import time
 
 from bench_lib import (
-    ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG, IMPL_LUA_PATH, IMPL_NAME,
-    IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD, PORT, ROOT, WORKERS,
-    WRK_SECONDS, BenchError, Nginx, emit, human_rate, kv, median, note, pct, per_worker, proc_cpu,
-    api, api_label, impl_kv, set_api, start_poster, wait_scenario, worker_state, wrk, zone_size_str)
+    ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG,
+    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD,
+    PORT, ROOT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
+    median, note, pct, per_worker, proc_cpu, set_api, start_poster, wait_scenario, worker_state, wrk,
+    zone_size_str)
 
 
 # ---------------------------------------------------------------------------
