@@ -1,375 +1,44 @@
 #!/usr/bin/env python3
-"""Benchmark driver for resty.worker.events implementations (run via scripts/bench).
+"""Benchmark driver for resty.worker.events and resty.events implementations
+(run via scripts/bench).
 
 Starts a fresh nginx (prefix BENCH_PREFIX, default target/bench-prefix) for
 every measurement, drives the Lua harness in nginx-conf/bench/lua/ over HTTP
-on 127.0.0.1:BENCH_PORT, prints one `scenario=<name> impl=<impl> key=value ...`
-line per measurement and a markdown table at the end.
+on 127.0.0.1:BENCH_PORT, prints one `scenario=<name> impl=<impl> api=<api>
+key=value ...` line per measurement and a markdown table at the end (with
+BENCH_API=both: a column per API).
 
-Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, IMPL_NAME, IMPL_LUA_PATH,
-IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG (%SIZE% = zone size), IMPL_SHM,
-IMPL_NO_DEFAULT_MODULE, NGINX_BIN, BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS,
-BENCH_PAYLOAD. See BENCHMARKS.md.
+Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, BENCH_API (worker.events |
+events | both), IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG
+(%SIZE% = zone size), IMPL_SHM, IMPL_NO_DEFAULT_MODULE, NGINX_BIN,
+BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS, BENCH_PAYLOAD. See BENCHMARKS.md.
 """
 import math
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = os.environ
-
-NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
-MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
-PORT = int(ENV.get("BENCH_PORT", "18990"))
-WORKERS = int(ENV.get("WORKERS", "2"))
-PREFIX = os.path.abspath(ENV.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")))
-IMPL_NAME = ENV.get("IMPL_NAME", "ngx-worker-events")
-IMPL_LUA_PATH = ENV.get("IMPL_LUA_PATH", "")
-IMPL_EXTRA_MODULES = ENV.get("IMPL_EXTRA_MODULES", "").split()
-IMPL_HTTP_CONFIG = ENV.get("IMPL_HTTP_CONFIG", "worker_events_zone ev %SIZE%;")
-IMPL_SHM = ENV.get("IMPL_SHM", "ev")
-IMPL_NO_DEFAULT_MODULE = ENV.get("IMPL_NO_DEFAULT_MODULE", "0") not in ("", "0")
-MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
-TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "nginx.conf.tmpl")
-HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
-WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
-IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
-# throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
-# "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
-PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
-
-MB = 1024 * 1024
-MAX_ZONE = 256 * MB
-ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout"]
-
-
-class BenchError(Exception):
-    pass
-
-
-def note(msg):
-    print("==> " + msg, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------
-# nginx control
-# ---------------------------------------------------------------------------
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def children_of(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == ppid:
-            out.append(int(d))
-    return out
-
-
-def zone_size_str(nbytes):
-    mb = max(1, math.ceil(nbytes / MB))
-    return "%dm" % mb
-
-
-def render_conf(name, workers, zone_size, interval):
-    with open(TEMPLATE) as f:
-        tmpl = f.read()
-    modules = []
-    if not IMPL_NO_DEFAULT_MODULE:
-        modules.append(MODULE_SO)
-    modules += IMPL_EXTRA_MODULES
-    lua_path = []
-    if IMPL_LUA_PATH:
-        p = IMPL_LUA_PATH.rstrip("/")
-        lua_path += [p + "/?.lua", p + "/?/init.lua", p + "/lib/?.lua", p + "/lib/?/init.lua"]
-    lua_path += [HARNESS_LUA + "/?.lua"]
-    subst = {
-        "WORKERS": str(workers),
-        "PREFIX": PREFIX,
-        "ERROR_LOG": os.path.join(PREFIX, "logs", name + ".error.log"),
-        "USER": "user root;" if os.geteuid() == 0 else "",
-        "MODULES_DIR": MODULES_DIR,
-        "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
-        "LUA_PATH": ";".join(lua_path) + ";;",
-        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", zone_size),
-        "IMPL_SHM": IMPL_SHM,
-        "INTERVAL": repr(interval),
-        "PORT": str(PORT),
-    }
-    # single pass, so substituted text is never scanned again
-    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
-
-
-class Nginx:
-    current = None  # the running instance, for cleanup
-
-    def __init__(self, name, workers, zone_size, interval):
-        self.name = name
-        self.workers = workers
-        self.zone_size = zone_size
-        self.interval = interval
-        self.conf = os.path.join(PREFIX, "conf", name + ".conf")
-        self.error_log = os.path.join(PREFIX, "logs", name + ".error.log")
-        self.pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
-        self.master = None
-        self.wpids = {}
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def start(self):
-        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp",
-                  "uwsgi_temp", "scgi_temp"):
-            os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
-        stop_stale(self.pid_file)
-        check_port_free()
-        with open(self.conf, "w") as f:
-            f.write(render_conf(self.name, self.workers, self.zone_size, self.interval))
-        if os.path.exists(self.error_log):
-            os.unlink(self.error_log)
-        Nginx.current = self
-        r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            why = (r.stdout + tail(self.error_log)).strip().splitlines()
-            raise BenchError("nginx failed to start (%s): %s" % (self.conf, why[-1] if why else "?"))
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            self.master = read_pid(self.pid_file)
-            if self.master:
-                break
-            time.sleep(0.05)
-        if not self.master:
-            raise BenchError("nginx wrote no pid file\n" + tail(self.error_log))
-        self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.time() + 30
-        res = {}
-        while time.time() < deadline:
-            for line in tail(self.error_log, 200).splitlines():
-                if "init_worker_by_lua error" in line:
-                    raise BenchError(line.split("] ", 1)[-1])
-            try:
-                res = self.results()
-            except BenchError:
-                time.sleep(0.1)
-                continue
-            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
-            if fails:
-                raise BenchError("configure() failed in a worker: %r" % fails)
-            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
-            if len(ready) == self.workers:
-                self.wpids = ready
-                time.sleep(0.5)  # let the "started" events of every worker go round
-                return
-            time.sleep(0.1)
-        raise BenchError("workers not ready after 30 s (%r)\n%s" % (res, tail(self.error_log)))
-
-    def get(self, path, timeout=10):
-        url = "http://127.0.0.1:%d%s" % (PORT, path)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                return r.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            raise BenchError("GET %s: HTTP %d: %s" % (path, e.code, e.read().decode("utf-8", "replace")))
-        except (urllib.error.URLError, OSError) as e:
-            raise BenchError("GET %s: %s" % (path, e))
-
-    def results(self):
-        out = {}
-        for line in self.get("/bench/results").splitlines():
-            if "\t" in line:
-                k, v = line.split("\t", 1)
-                out[k] = v
-        return out
-
-    def error_lines(self):
-        errors = alerts = 0
-        try:
-            with open(self.error_log, errors="replace") as f:
-                for line in f:
-                    if "[error]" in line:
-                        errors += 1
-                    elif "[alert]" in line or "[crit]" in line or "[emerg]" in line:
-                        alerts += 1
-        except OSError:
-            pass
-        return errors, alerts
-
-    def stop(self):
-        if Nginx.current is self:
-            Nginx.current = None
-        master = self.master or read_pid(self.pid_file)
-        if not master:
-            return
-        kill_nginx(master, self.pid_file)
-
-
-def kill_nginx(master, pid_file):
-    workers = children_of(master)
-    for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.kill(master, sig)
-        except ProcessLookupError:
-            pass
-        if sig == signal.SIGKILL:
-            for w in workers:
-                try:
-                    os.kill(w, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if not pid_alive(master) and not any(pid_alive(w) for w in workers):
-                if os.path.exists(pid_file) and read_pid(pid_file) == master:
-                    os.unlink(pid_file)
-                return
-            time.sleep(0.05)
-        note("nginx %d did not stop on %s" % (master, signal.Signals(sig).name))
-
-
-def stop_stale(pid_file):
-    pid = read_pid(pid_file)
-    if pid and pid_alive(pid):
-        note("stopping a leftover bench nginx (pid %d)" % pid)
-        kill_nginx(pid, pid_file)
-    elif os.path.exists(pid_file):
-        os.unlink(pid_file)
-
-
-def check_port_free():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", PORT))
-    except OSError as e:
-        raise BenchError("127.0.0.1:%d is not free (%s): set BENCH_PORT" % (PORT, e))
-    finally:
-        s.close()
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.readlines()
-        return "".join(lines[-n:])
-    except OSError:
-        return ""
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-def kv(s):
-    out = {}
-    for part in s.split():
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k] = float(v)
-    return out
-
-
-def pct(sorted_vals, p):
-    if not sorted_vals:
-        return float("nan")
-    i = max(0, math.ceil(p / 100.0 * len(sorted_vals)) - 1)
-    return sorted_vals[i]
-
-
-def per_worker(d, fmt="%d"):
-    return ",".join(("%d:" + fmt) % (w, d[w]) for w in sorted(d)) or "-"
-
-
-def human_rate(x):
-    if x >= 1e6:
-        return "%.2fM" % (x / 1e6)
-    if x >= 1e3:
-        return "%.0fk" % (x / 1e3)
-    return "%.0f" % x
-
-
-def emit(row):
-    """row: ordered list of (key, value); printed as one key=value line."""
-    print(" ".join("%s=%s" % (k, v) for k, v in row), flush=True)
-
-
-def wait_scenario(ng, receivers, timeout, stall):
-    """Polls the results until the poster finished and every receiver flushed
-    its counters (on the "end" event), or nothing moved for `stall` seconds
-    after the poster finished, or `timeout`. Returns (results, timed_out)."""
-    deadline = time.time() + timeout
-    last_sig, last_change = None, time.time()
-    while True:
-        res = ng.results()
-        poster_done = "poster" in res
-        if poster_done and all(("res:%d" % w) in res for w in receivers):
-            return res, False
-        sig = tuple(sorted((k, v) for k, v in res.items() if k.startswith(("prog:", "res:", "poster"))))
-        now = time.time()
-        if sig != last_sig:
-            last_sig, last_change = sig, now
-        if now > deadline or (poster_done and now - last_change > stall):
-            return res, True
-        time.sleep(0.2)
-
-
-def worker_state(res, w):
-    """Final counters of worker w, or its last progress snapshot."""
-    if ("res:%d" % w) in res:
-        return kv(res["res:%d" % w]), True
-    if ("prog:%d" % w) in res:
-        return kv(res["prog:%d" % w]), False
-    return {"seen": 0, "lost": 0, "lost_reports": 0, "first": 0, "last": 0, "ooo": 0, "bad": 0}, False
-
-
-def start_poster(ng, query):
-    body = ng.get("/bench/start?" + query)
-    m = re.search(r"poster=(\d+)", body)
-    if not m:
-        raise BenchError("unexpected /bench/start answer: %r" % body)
-    return int(m.group(1))
+from bench_lib import (
+    ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG,
+    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD,
+    PORT, ROOT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
+    median, note, pct, per_worker, proc_cpu, set_api, start_poster, wait_scenario, worker_state, wrk,
+    zone_size_str)
 
 
 # ---------------------------------------------------------------------------
 # scenarios
 # ---------------------------------------------------------------------------
-ROWS = []  # (scenario, workers, params, result) for the markdown table
+ROWS = []  # (scenario, workers, params, result, api label) for the markdown tables
+
+
+def add_row(row):
+    """row: (scenario, workers, params, result) of the API being measured."""
+    ROWS.append(tuple(row) + (api_label(),))
 
 
 def run_latency(scenario, workers, interval, extra=()):
@@ -392,7 +61,7 @@ def run_latency(scenario, workers, interval, extra=()):
     samples.sort()
     p50, p99, mx = pct(samples, 50), pct(samples, 99), (samples[-1] if samples else float("nan"))
     row = [("scenario", scenario)] + list(extra) + [
-        ("impl", IMPL_NAME), ("workers", workers), ("interval", interval), ("sent", count),
+        *impl_kv(), ("workers", workers), ("interval", interval), ("sent", count),
         ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
         ("received", per_worker(received)), ("lost_reported", per_worker(lost)),
         ("bad", bad), ("errors", errors)]
@@ -408,13 +77,14 @@ def run_latency(scenario, workers, interval, extra=()):
         p50, p99, mx, "/".join(str(received[w]) for w in sorted(received)), count)
     if timed_out:
         result += " (TIMEOUT)"
-    ROWS.append((scenario, workers, params, result))
+    add_row((scenario, workers, params, result))
 
 
 def throughput_zone(count, size):
     # record = 32 B header + names + encoded {n=, z=, p=<size B>} + padding:
-    # size + ~60 B; leave headroom for the zone's own bookkeeping.
-    need = int(count * (size + 128) * 1.1) + MB
+    # size + ~60 B; leave headroom for the zone's own bookkeeping. The log is
+    # five sixths of the zone (a sixth is the claims table, README `unique`).
+    need = int(count * (size + 128) * 1.1 * 6 / 5) + MB
     if need > MAX_ZONE:
         return MAX_ZONE, True
     return need, False
@@ -463,7 +133,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         else:
             rate[w] = rate_ff[w] = drain[w] = 0
     row = [("scenario", scenario)] + list(extra) + [
-        ("impl", IMPL_NAME), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
+        *impl_kv(), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
         ("zone", zstr),
         ("loss_expected", 1 if loss_expected else 0),
         ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
@@ -472,7 +142,9 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         ("delivered_first_last_per_s", per_worker(rate_ff, "%.0f")),
         ("drain_after_post_ms", per_worker(drain, "%.1f")),
         ("received", per_worker(seen)), ("lost", per_worker(lost)),
-        ("lost_reported", per_worker(lost_rep)), ("lost_events", per_worker(reports)),
+        ("lost_reported", per_worker(lost_rep))] + (
+        # resty.events has no `lost` event to count, only the consumer's counter
+        [("lost_events", per_worker(reports))] if api() == "worker.events" else []) + [
         ("poster_wid", poster), ("poster_received", int(pst["seen"])),
         ("poster_lost_reported", int(pst["lost"])),
         ("ooo", ooo), ("bad", bad), ("errors", errors)]
@@ -517,7 +189,7 @@ def scenario_throughput(scenario="throughput", workers=None, cases=None, extra=(
             result += "; alert/crit lines %d" % r["alerts"]
         if r["timed_out"]:
             result += " (TIMEOUT)"
-        ROWS.append((scenario, workers, params, result))
+        add_row((scenario, workers, params, result))
 
 
 def latency_floor(count=200, period=0.02):
@@ -558,13 +230,14 @@ def latency_floor(count=200, period=0.02):
     emit([("scenario", "latency_floor"), ("impl", "os-pipe"), ("sent", count),
           ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx),
           ("received", len(samples))])
-    ROWS.append(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
+    add_row(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
                  % (count, period * 1000), "p50 %.1f µs, p99 %.1f µs, max %.1f µs" % (p50, p99, mx)))
 
 
 def scenario_latency():
     latency_floor()
-    for interval in (1, 0.001):
+    # resty.events has no interval option: its safety-net loop runs every 1 s
+    for interval in (1, 0.001) if api() == "worker.events" else (1,):
         run_latency("latency", WORKERS, interval)
 
 
@@ -572,7 +245,7 @@ def scenario_burst():
     count, size = 20000, 1024
     r = run_throughput("burst", WORKERS, count, size, zone=MB)
     match = all(r["lost_rep"][w] == r["lost"][w] for w in r["lost"])
-    emit([("scenario", "burst_check"), ("impl", IMPL_NAME), ("workers", WORKERS),
+    emit([("scenario", "burst_check"), *impl_kv(), ("workers", WORKERS),
           ("reported_equals_posted_minus_seen", "yes" if match else "no"),
           ("posted_minus_seen", per_worker(r["lost"])), ("reported", per_worker(r["lost_rep"]))])
     result = "posted − seen %s; reported lost %s → %s; errors %d" % (
@@ -583,26 +256,8 @@ def scenario_burst():
         result += "; alert/crit lines %d" % r["alerts"]
     if r["timed_out"]:
         result += " (TIMEOUT)"
-    ROWS.append(("burst", WORKERS, "K=%d, 1 KB %s payload, zone 1m" % (count, PAYLOAD), result))
+    add_row(("burst", WORKERS, "K=%d, 1 KB %s payload, zone 1m" % (count, PAYLOAD), result))
 
-
-def proc_cpu(pid):
-    """(utime+stime in ms, on-CPU ns summed over threads, run count)"""
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read()
-    fields = st[st.rindex(")") + 2:].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    cpu_ms = ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
-    ns = runs = 0
-    try:
-        for tid in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                a = f.read().split()
-            ns += int(a[0])
-            runs += int(a[2])
-    except OSError:
-        ns = runs = -1
-    return cpu_ms, ns, runs
 
 
 def scenario_idle():
@@ -617,32 +272,14 @@ def scenario_idle():
     cpu = {w: after[w][0] - before[w][0] for w in before}
     oncpu = {w: (after[w][1] - before[w][1]) / 1e6 for w in before}
     wakeups = {w: (after[w][2] - before[w][2]) / secs for w in before}
-    emit([("scenario", "idle"), ("impl", IMPL_NAME), ("workers", WORKERS), ("interval", 1), ("seconds", secs),
+    emit([("scenario", "idle"), *impl_kv(), ("workers", WORKERS), ("interval", 1), ("seconds", secs),
           ("cpu_ms", per_worker(cpu, "%.0f")), ("oncpu_ms", per_worker(oncpu, "%.3f")),
           ("wakeups_per_s", per_worker(wakeups, "%.1f")), ("errors", errors)])
-    ROWS.append(("idle", WORKERS, "interval=1, %g s" % secs,
+    add_row(("idle", WORKERS, "interval=1, %g s" % secs,
                  "CPU (utime+stime) %s ms; on-CPU %s ms; wakeups %s /s per worker" % (
                      "/".join("%.0f" % cpu[w] for w in sorted(cpu)),
                      "/".join("%.2f" % oncpu[w] for w in sorted(oncpu)),
                      "/".join("%.1f" % wakeups[w] for w in sorted(wakeups)))))
-
-
-def wrk(path, seconds):
-    url = "http://127.0.0.1:%d%s" % (PORT, path)
-    r = subprocess.run(["wrk", "-c", "32", "-t", "2", "-d", "%gs" % seconds, url],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
-    if r.returncode != 0 or not m:
-        raise BenchError("wrk failed:\n" + r.stdout)
-    bad = 0
-    m2 = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", r.stdout)
-    if m2:
-        bad += int(m2.group(1))
-    m3 = re.search(r"Socket errors:.*", r.stdout)
-    if m3:
-        bad += sum(int(x) for x in re.findall(r"\d+", m3.group(0)))
-    m4 = re.search(r"(\d+) requests in", r.stdout)
-    return float(m.group(1)), bad, int(m4.group(1)) if m4 else 0
 
 
 # poll_overhead: 4 runs of each location, ceil(WRK_SECONDS/2) s each (wrk takes
@@ -651,16 +288,10 @@ def wrk(path, seconds):
 ORDER = ("bare", "poll", "poll", "bare", "bare", "poll", "poll", "bare")
 
 
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
-
-
 def scenario_poll_overhead():
     if not shutil.which("wrk"):
-        emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("skipped", "wrk-not-installed")])
-        ROWS.append(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
+        emit([("scenario", "poll_overhead"), *impl_kv(), ("skipped", "wrk-not-installed")])
+        add_row(("poll_overhead", WORKERS, "-", "skipped: wrk not installed"))
         return
     secs = 2 * max(1, math.ceil(WRK_SECONDS / 2))
     note("poll_overhead: %d workers, wrk -c 32 -t 2, %g s per run, order %s" % (WORKERS, secs / 2, "/".join(ORDER)))
@@ -679,7 +310,7 @@ def scenario_poll_overhead():
             nreq[which] += n
             runs[which].append(rps)
             bad += b
-        # in-process cost of one ev.poll() with nothing pending (JIT-warm loop)
+        # in-process cost of one poll() of the API with nothing pending (JIT-warm loop)
         body = ng.get("/bench/pollcost?n=1000000")
         m = re.search(r"ns_per_call=([\d.]+)", body)
         call_ns = float(m.group(1)) if m else float("nan")
@@ -694,7 +325,7 @@ def scenario_poll_overhead():
     cpu_diff = (cpr["poll"] - cpr["bare"]) / cpr["bare"] * 100.0
     call_pct = call_ns / 1000.0 / cpr["bare"] * 100.0
     call_pct_i = call_ns_i / 1000.0 / cpr["bare"] * 100.0
-    emit([("scenario", "poll_overhead"), ("impl", IMPL_NAME), ("workers", WORKERS), ("seconds_per_run", secs / 2),
+    emit([("scenario", "poll_overhead"), *impl_kv(), ("workers", WORKERS), ("seconds_per_run", secs / 2),
           ("bare_rps", "%.0f" % bare), ("poll_rps", "%.0f" % poll), ("diff_pct", "%+.2f" % diff),
           ("bare_runs", ",".join("%.0f" % x for x in runs["bare"])),
           ("poll_runs", ",".join("%.0f" % x for x in runs["poll"])),
@@ -703,9 +334,9 @@ def scenario_poll_overhead():
           ("poll_call_ns", "%.1f" % call_ns), ("poll_call_ns_nojit", "%.1f" % call_ns_i),
           ("poll_call_pct_of_bare_req", "%.2f-%.2f" % (call_pct, call_pct_i)),
           ("http_errors", bad), ("errors", errors)])
-    ROWS.append(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 4 × %g s each (ABBAABBA, medians)" % (secs / 2),
+    add_row(("poll_overhead", WORKERS, "wrk -c 32 -t 2, 4 × %g s each (ABBAABBA, medians)" % (secs / 2),
                  "bare %.0f req/s, poll %.0f req/s: %+.2f %%; worker CPU/request %.2f vs %.2f µs: %+.2f %%; "
-                 "one idle ev.poll() %.0f–%.0f ns (compiled loop / loop with JIT off) = %.2f–%.2f %% of a bare request"
+                 "one idle poll() %.0f–%.0f ns (compiled loop / loop with JIT off) = %.2f–%.2f %% of a bare request"
                  % (bare, poll, diff, cpr["bare"], cpr["poll"], cpu_diff, call_ns, call_ns_i, call_pct, call_pct_i)))
 
 
@@ -715,6 +346,87 @@ def scenario_fanout():
         scenario_throughput("fanout", workers=w, cases=[(100000, 64)], extra=[("test", "throughput")])
 
 
+def unique_zone(count, size):
+    """The throughput zone for `count` events, or larger if its claims table
+    (10 922 live keys per MB of zone, README `unique`) holds fewer than twice
+    `count` keys."""
+    ring, _ = throughput_zone(count, size)
+    return min(MAX_ZONE, max(ring, int(2 * count * MB / 10922)))
+
+
+def run_unique(workers, count, size):
+    """`count` events, each to its own unique key ("k1", "k2", ...): each must run
+    exactly once in one of the workers. Rate: from the first post until the last
+    key ran anywhere."""
+    zstr = zone_size_str(unique_zone(count, size))
+    name = "unique-w%d-k%d-s%d" % (workers, count, size)
+    note("unique: %d workers, K=%d distinct keys, %d B table payloads, zone %s" % (workers, count, size, zstr))
+    t_start = time.time()
+    with Nginx(name, workers, zstr, 1) as ng:
+        poster = start_poster(ng, "scenario=unique&count=%d&size=%d" % (count, size))
+        res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
+        errors, alerts = ng.error_lines()
+    wall = time.time() - t_start
+    if "poster" not in res:
+        raise BenchError("%s: the poster never finished" % name)
+    p = kv(res["poster"])
+    t0, t1 = p["t0"], p["t1"]
+    post_rate = count / ((t1 - t0) / 1e6) if t1 > t0 else float("inf")
+    handled, lost_rep, runs = {}, {}, [0] * count
+    last, bad, malformed = 0, 0, 0
+    for w in range(workers):
+        st, _ = worker_state(res, w)
+        handled[w] = int(st["seen"])
+        lost_rep[w] = int(st["lost"])
+        bad += int(st.get("bad", 0))
+        if handled[w]:
+            last = max(last, st["last"])
+        keys = res.get("keys:%d" % w, "")
+        if keys and len(keys) != count:
+            malformed += 1
+            continue
+        for i, c in enumerate(keys):
+            runs[i] += int(c)
+    once = runs.count(1)
+    missing = runs.count(0)
+    more = count - once - missing
+    rate = sum(handled.values()) / ((last - t0) / 1e6) if last > t0 else 0
+    row = [("scenario", "unique"), *impl_kv(), ("workers", workers), ("count", count), ("size", size),
+           ("zone", zstr), ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
+           ("post_ms", "%.1f" % ((t1 - t0) / 1000)), ("handled_per_s", "%.0f" % rate),
+           ("handled", per_worker(handled)), ("keys_once", once), ("keys_missing", missing),
+           ("keys_more_than_once", more), ("claims_capacity", int(p.get("claims_capacity", -1))),
+           ("claims_refused", int(p.get("claims_refused", -1))), ("lost_reported", per_worker(lost_rep)),
+           ("poster_wid", poster),
+           ("bad", bad), ("errors", errors)]
+    if malformed:
+        row.append(("malformed_key_maps", malformed))
+    if alerts:
+        row.append(("alerts", alerts))
+    if timed_out:
+        row.append(("timeout", 1))
+    row.append(("wall_s", "%.1f" % wall))
+    emit(row)
+    result = "post %s/s; handled %s/s (%s per worker); each key ran exactly once: %s (%d of %d" % (
+        human_rate(post_rate), human_rate(rate), "/".join(str(handled[w]) for w in sorted(handled)),
+        "yes" if once == count and not malformed else "NO", once, count)
+    if missing or more:
+        result += "; %d never, %d more than once" % (missing, more)
+    result += "); errors %d" % errors
+    if p["fails"]:
+        result += "; post failures %d" % p["fails"]
+    if alerts:
+        result += "; alert/crit lines %d" % alerts
+    if timed_out:
+        result += " (TIMEOUT)"
+    add_row(("unique", workers, "K=%d distinct keys, %d B table payload, zone %s" % (count, size, zstr), result))
+
+
+def scenario_unique():
+    for count in (10000, 100000):
+        run_unique(WORKERS, count, 64)
+
+
 SCENARIOS = {
     "latency": scenario_latency,
     "throughput": scenario_throughput,
@@ -722,16 +434,36 @@ SCENARIOS = {
     "idle": scenario_idle,
     "poll_overhead": scenario_poll_overhead,
     "fanout": scenario_fanout,
+    "unique": scenario_unique,
 }
 
 
 def print_table():
     print()
-    print("| scenario | impl | workers | parameters | result |")
-    print("| --- | --- | --- | --- | --- |")
-    for scenario, workers, params, result in ROWS:
-        impl = "os-pipe" if scenario == "latency_floor" else IMPL_NAME
-        print("| %s | %s | %d | %s | %s |" % (scenario, impl, workers, params, result))
+    if len(APIS) == 1:
+        print("| scenario | impl | api | workers | parameters | result |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for scenario, workers, params, result, label in ROWS:
+            impl, label = ("os-pipe", "-") if scenario == "latency_floor" else (IMPL_NAME, label)
+            print("| %s | %s | %s | %d | %s | %s |" % (scenario, impl, label, workers, params, result))
+        return
+    # BENCH_API=both: one row per measurement, one column per API
+    labels = [API_LABELS[a] for a in APIS]
+    cells, order = {}, []
+    for scenario, workers, params, result, label in ROWS:
+        key = (scenario, workers, params)
+        if key not in cells:
+            cells[key] = {}
+            order.append(key)
+        cells[key][label] = result
+    print("| scenario | workers | parameters | %s |" % " | ".join("%s (%s)" % (lb, IMPL_NAME) for lb in labels))
+    print("| --- | --- | --- |%s" % (" --- |" * len(labels)))
+    for key in order:
+        scenario, workers, params = key
+        if scenario == "latency_floor":
+            scenario = "latency_floor (os-pipe, measured in each pass)"
+        print("| %s | %d | %s | %s |" % (scenario, workers, params,
+                                         " | ".join(cells[key].get(lb, "—") for lb in labels)))
 
 
 def print_header(wanted):
@@ -741,8 +473,8 @@ def print_header(wanted):
                              text=True).stdout.strip()
     git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
-    print("# bench: scenarios=%s impl=%s workers=%d payload=%s port=%d (%s)" % (
-        ",".join(wanted), IMPL_NAME, WORKERS, PAYLOAD, PORT, nginx_v))
+    print("# bench: scenarios=%s impl=%s api=%s workers=%d payload=%s port=%d (%s)" % (
+        ",".join(wanted), IMPL_NAME, ",".join(API_LABELS[a] for a in APIS), WORKERS, PAYLOAD, PORT, nginx_v))
     if not IMPL_NO_DEFAULT_MODULE:
         with open(MODULE_SO, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()[:12]
@@ -767,6 +499,9 @@ def main(argv):
         if s not in SCENARIOS:
             print("unknown scenario %r; known: %s" % (s, " ".join(ALL_SCENARIOS)), file=sys.stderr)
             return 2
+    if any(a not in API_LABELS for a in APIS):
+        print("unknown BENCH_API %r; known: %s both" % (BENCH_API, " ".join(API_LABELS)), file=sys.stderr)
+        return 2
     if not IMPL_NO_DEFAULT_MODULE and not os.path.exists(MODULE_SO):
         print("missing %s (scripts/bench builds it)" % MODULE_SO, file=sys.stderr)
         return 2
@@ -774,14 +509,18 @@ def main(argv):
     status = 0
     print_header(wanted)
     try:
+        # BENCH_API=both: each scenario with one API, then the other, so both
+        # sides of a comparison run minutes apart, not a whole run apart
         for s in wanted:
-            try:
-                SCENARIOS[s]()
-            except BenchError as e:
-                status = 1
-                print("scenario=%s impl=%s failed=1" % (s, IMPL_NAME), flush=True)
-                note("%s failed: %s" % (s, e))
-                ROWS.append((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
+            for a in APIS:
+                set_api(a)
+                try:
+                    SCENARIOS[s]()
+                except BenchError as e:
+                    status = 1
+                    print("scenario=%s impl=%s api=%s failed=1" % (s, IMPL_NAME, api_label()), flush=True)
+                    note("%s (%s) failed: %s" % (s, api_label(), e))
+                    add_row((s, WORKERS, "-", "FAILED: %s" % str(e).splitlines()[0]))
     except (KeyboardInterrupt, SystemExit) as e:
         status = 130 if isinstance(e, KeyboardInterrupt) else (e.code or 1)
         note("interrupted: stopping nginx; results so far follow")

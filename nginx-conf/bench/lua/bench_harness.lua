@@ -1,10 +1,15 @@
 -- The nginx side of scripts/bench.
 --
--- Runs against any implementation of the `resty.worker.events` Lua API: it
--- uses only register / configure / post / poll, plus LuaJIT FFI for a
--- microsecond monotonic clock. `lua_shared_dict bench_results` is used for
--- the harness's own bookkeeping only (ready flags, counters, latency
--- samples), never to carry the events being measured.
+-- Runs against any implementation of one of two Lua APIs (opts.api):
+--   "worker.events": `resty.worker.events` (register / configure / post / poll);
+--   "events": `resty.events`, lua-resty-events 0.3.x (new / subscribe /
+--     init_worker / publish to "all" or a unique key / run), plus the
+--     module's extensions poll() and stats() when the implementation has them
+--     (stats().lost is how this API learns of lost events: it has no `lost`
+--     event).
+-- plus LuaJIT FFI for a microsecond monotonic clock. `lua_shared_dict
+-- bench_results` is used for the harness's own bookkeeping only (ready flags,
+-- counters, latency samples), never to carry the events being measured.
 --
 -- Keys written to bench_results:
 --   ready:<wid>   pid, once the worker's configure() succeeded
@@ -13,13 +18,14 @@
 --   prog:<wid>    "k=v ..." progress snapshot (every 4096 events / lost report)
 --   res:<wid>     "k=v ..." final counters, written on the "end" event
 --   lat:<wid>     comma-separated receive-minus-send times (µs)
+--   keys:<wid>    unique scenario: one digit per key 1..count, how many times
+--                 this worker ran it (9 = 9 or more)
 local ffi = require "ffi"
-local ev = require "resty.worker.events"
 
 local ngx = ngx
 local dict = ngx.shared.bench_results
 local format, concat, rep = string.format, table.concat, string.rep
-local type, tonumber, tostring = type, tonumber, tostring
+local type, tonumber, tostring, next = type, tonumber, tostring, next
 
 local ok_new_tab, new_tab = pcall(require, "table.new")
 if not ok_new_tab then
@@ -41,32 +47,64 @@ local function now_us()
   return tonumber(tsbuf.tv_sec) * 1000000 + tonumber(tsbuf.tv_nsec) / 1000
 end
 
-local M = { ev = ev, now_us = now_us }
+-- resty.events caps max_payload_len at 16 MiB (default 64 KB, which a 64 KB
+-- payload plus its names exceeds); the harness sets the cap so that every
+-- throughput size fits
+local EVENTS_MAX_PAYLOAD = 16 * 1024 * 1024
+
+-- M.ev: the API under test (the resty.worker.events module, or the
+-- resty.events instance); M.poll: its poll()
+local M = { now_us = now_us }
 
 local wid, pid
 local S -- this worker's counters
+local api   -- "worker.events" | "events"
+local post  -- post(source, event, data, unique?) -> ok, err: a broadcast, or one run by one worker
+local stats -- nil, or a function returning the zone's and this consumer's counters
 
 local function reset()
   S = {
     lat = new_tab(1024, 0), nlat = 0,
     seen = 0, first = 0, last = 0, last_n = 0, ooo = 0, bad = 0,
     lost = 0, lost_reports = 0, end_t = 0, done = 0, size = -1,
+    keys = {},
   }
+end
+
+local DIGITS = { [0] = "0", "1", "2", "3", "4", "5", "6", "7", "8", "9" }
+
+-- unique scenario: "0"/"1"/... for keys 1..count (handled here 0, 1, ... times)
+local function keys_string(keys, count)
+  local buf = new_tab(count, 0)
+  for i = 1, count do
+    local c = keys[i] or 0
+    buf[i] = DIGITS[c > 9 and 9 or c]
+  end
+  return concat(buf)
 end
 
 local function snapshot()
   local s = S
+  if api == "events" and stats then
+    -- this API has no `lost` event: the consumer's counter (it counts a gap
+    -- before the first event after it, so it is exact when "end" arrives)
+    local t = stats()
+    if t and t.lost then s.lost = t.lost end
+  end
   return format("wid=%d pid=%d seen=%d first=%.3f last=%.3f ooo=%d bad=%d lost=%d lost_reports=%d "
                 .. "nlat=%d end_t=%.3f done=%d",
                 wid, pid, s.seen, s.first, s.last, s.ooo, s.bad, s.lost, s.lost_reports,
                 s.nlat, s.end_t, s.done)
 end
 
-local function flush()
+local function flush(count)
   S.done = 1
   dict:set("res:" .. wid, snapshot())
   if S.nlat > 0 then
     dict:set("lat:" .. wid, concat(S.lat, ",", 1, S.nlat))
+  end
+  if next(S.keys) ~= nil and count then
+    dict:set("keys:" .. wid, keys_string(S.keys, count))
   end
 end
 
@@ -110,9 +148,24 @@ local function on_bench(data, event)
       s.bad = s.bad + 1
       s.lat[n] = -1
     end
+  elseif event == "uq" then
+    -- unique scenario: which keys ran here (the driver sums the workers)
+    local n = s.seen + 1
+    s.seen = n
+    if n == 1 then s.first = t end
+    s.last = t
+    local dn = type(data) == "table" and data.n
+    if type(dn) ~= "number" then
+      s.bad = s.bad + 1
+    else
+      s.keys[dn] = (s.keys[dn] or 0) + 1
+    end
+    if n % 4096 == 0 then
+      dict:set("prog:" .. wid, snapshot())
+    end
   elseif event == "end" then
     s.end_t = t
-    flush()
+    flush(type(data) == "table" and tonumber(data.count) or nil)
   end
 end
 
@@ -123,25 +176,62 @@ local function on_lost(data)
   dict:set("prog:" .. wid, snapshot())
 end
 
-function M.init_worker(opts)
-  wid, pid = ngx.worker.id(), ngx.worker.pid()
-  reset()
+local function init_worker_events(opts)
+  local ev = require "resty.worker.events"
+  M.ev, M.poll, post, stats = ev, ev.poll, ev.post, ev.stats
   ev.register(on_bench, "bench")
   ev.register(on_lost, "resty-worker-events", "lost")
-  local ok, err = ev.configure { shm = opts.shm, interval = opts.interval }
+  return ev.configure { shm = opts.shm, interval = opts.interval }
+end
+
+-- resty.events has no interval option: opts.interval is not used
+local function init_events(opts)
+  local ok, ev = pcall(require("resty.events").new, {
+    listening = opts.listening,
+    shm = opts.shm ~= "" and opts.shm or nil,
+    max_payload_len = EVENTS_MAX_PAYLOAD,
+  })
+  if not ok then return nil, ev end
+  local publish = ev.publish
+  M.ev = ev
+  M.poll = function() return ev:poll() end
+  post = function(source, event, data, unique)
+    return publish(ev, unique or "all", source, event, data)
+  end
+  stats = ev.stats and function() return ev:stats() end
+  ev:subscribe("bench", "*", on_bench)
+  return ev:init_worker()
+end
+
+function M.init_worker(opts)
+  wid, pid = ngx.worker.id(), ngx.worker.pid()
+  api = opts.api or "worker.events"
+  reset()
+  local ok, err
+  if api == "events" then
+    ok, err = init_events(opts)
+  else
+    ok, err = init_worker_events(opts)
+  end
   if not ok then
-    ngx.log(ngx.ERR, "bench: configure failed: ", err)
+    ngx.log(ngx.ERR, "bench: ", api, " start failed: ", err)
     dict:set("fail:" .. wid, tostring(err))
     return
   end
   dict:set("ready:" .. wid, pid)
 end
 
+-- resty.events' broker location (lua-resty-events' workers connect to it;
+-- the module answers a stray client)
+function M.broker()
+  M.ev:run()
+end
+
 ---------------------------------------------------------------------------
 -- posters (run in a timer of the worker that handled /bench/start)
 ---------------------------------------------------------------------------
 local function post_end(count)
-  local ok, err = ev.post("bench", "end", { count = count })
+  local ok, err = post("bench", "end", { count = count })
   if not ok then
     dict:set("poster_end_err", tostring(err))
   end
@@ -149,7 +239,7 @@ end
 
 local function poster_latency(premature, p)
   if premature then return end
-  local post, sleep = ev.post, ngx.sleep
+  local post, sleep = post, ngx.sleep
   local fails, ferr = 0, nil
   local t0 = now_us()
   for i = 1, p.count do
@@ -167,7 +257,7 @@ end
 local function poster_throughput(premature, p)
   if premature then return end
   local K, size = p.count, p.size
-  local post = ev.post
+  local post = post
   local fails, ferr = 0, nil
   local t0, t1
   if p.payload == "string" then
@@ -193,8 +283,30 @@ local function poster_throughput(premature, p)
   if ferr then dict:set("poster_err", tostring(ferr)) end
 end
 
+-- every key distinct ("k1", "k2", ...): each must run exactly once, in one worker
+local function poster_unique(premature, p)
+  if premature then return end
+  local K, size = p.count, p.size
+  local post = post
+  local fails, ferr = 0, nil
+  local payload = { n = 0, z = size, p = rep("x", size) }
+  local t0 = now_us()
+  for i = 1, K do
+    payload.n = i
+    local ok, err = post("bench", "uq", payload, "k" .. i)
+    if not ok then fails = fails + 1; ferr = ferr or err end
+  end
+  local t1 = now_us()
+  post_end(K)
+  local st = stats and stats() or {}
+  dict:set("poster", format("wid=%d count=%d t0=%.3f t1=%.3f fails=%d claims_capacity=%d claims_refused=%d",
+                            wid, K, t0, t1, fails, st.claims_capacity or -1, st.claims_refused or -1))
+  if ferr then dict:set("poster_err", tostring(ferr)) end
+end
+
 -- GET /bench/start?scenario=latency&count=200&period=0.02
 -- GET /bench/start?scenario=throughput&count=100000&size=64
+-- GET /bench/start?scenario=unique&count=100000&size=64
 function M.start()
   local a = ngx.req.get_uri_args()
   local scenario = a.scenario
@@ -211,6 +323,8 @@ function M.start()
     fn = poster_latency
   elseif scenario == "throughput" then
     fn = poster_throughput
+  elseif scenario == "unique" then
+    fn = poster_unique
   else
     ngx.status = 400
     ngx.say("unknown scenario ", tostring(scenario))
@@ -230,7 +344,7 @@ function M.start()
   ngx.say("poster=", wid, " pid=", pid)
 end
 
--- GET /bench/pollcost?n=1000000: average cost of ev.poll() with nothing pending
+-- GET /bench/pollcost?n=1000000: average cost of M.poll() with nothing pending
 -- (JIT-compiled loop, and the same loop with the JIT off for it: requests run
 -- a handler once, so their cost lies between the two)
 local function poll_loop(poll, n)
@@ -244,9 +358,9 @@ if jit and jit.off then jit.off(poll_loop_interp, true) end
 function M.pollcost()
   local n = tonumber(ngx.req.get_uri_args().n) or 1000000
   local t0 = now_us()
-  poll_loop(ev.poll, n)
+  poll_loop(M.poll, n)
   local t1 = now_us()
-  poll_loop_interp(ev.poll, n)
+  poll_loop_interp(M.poll, n)
   local t2 = now_us()
   ngx.say(format("ns_per_call=%.1f ns_per_call_nojit=%.1f", (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n))
 end

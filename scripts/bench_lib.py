@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""Shared parts of scripts/bench.py: settings from the environment, nginx
+control (one fresh nginx per measurement), the harness's result format, and
+process/CPU helpers. See scripts/bench.py and BENCHMARKS.md.
+"""
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = os.environ
+
+NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
+MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
+PORT = int(ENV.get("BENCH_PORT", "18990"))
+WORKERS = int(ENV.get("WORKERS", "2"))
+PREFIX = os.path.abspath(ENV.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")))
+IMPL_NAME = ENV.get("IMPL_NAME", "ngx-worker-events")
+IMPL_LUA_PATH = ENV.get("IMPL_LUA_PATH", "")
+IMPL_EXTRA_MODULES = ENV.get("IMPL_EXTRA_MODULES", "").split()
+IMPL_HTTP_CONFIG = ENV.get("IMPL_HTTP_CONFIG", "worker_events_zone ev %SIZE%;")
+IMPL_SHM = ENV.get("IMPL_SHM", "ev")
+IMPL_NO_DEFAULT_MODULE = ENV.get("IMPL_NO_DEFAULT_MODULE", "0") not in ("", "0")
+MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
+TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "nginx.conf.tmpl")
+HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
+WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
+IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
+# throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
+# "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
+PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
+# the Lua API the harness drives: "worker.events" (resty.worker.events, the default),
+# "events" (resty.events), or "both" (each scenario with one, then the other)
+BENCH_API = ENV.get("BENCH_API", "worker.events")
+API_LABELS = {"worker.events": "resty.worker.events", "events": "resty.events"}
+APIS = list(API_LABELS) if BENCH_API == "both" else [BENCH_API]
+EVENTS_SOCK = os.path.join(PREFIX, "logs", "events.sock")  # resty.events' `listening`
+
+MB = 1024 * 1024
+MAX_ZONE = 256 * MB
+ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique"]
+
+_api = [APIS[0]]
+
+
+def set_api(name):
+    _api[0] = name
+
+
+def api():
+    """The API of the measurements from here on (one of APIS)."""
+    return _api[0]
+
+
+def api_label():
+    return API_LABELS[api()]
+
+
+def impl_kv():
+    """The implementation and the API, as the first keys of a result line."""
+    return [("impl", IMPL_NAME), ("api", api_label())]
+
+
+class BenchError(Exception):
+    pass
+
+
+def note(msg):
+    print("==> " + msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# nginx control
+# ---------------------------------------------------------------------------
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def children_of(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == ppid:
+            out.append(int(d))
+    return out
+
+
+def zone_size_str(nbytes):
+    mb = max(1, math.ceil(nbytes / MB))
+    return "%dm" % mb
+
+
+def render_conf(name, workers, zone_size, interval):
+    with open(TEMPLATE) as f:
+        tmpl = f.read()
+    modules = []
+    if not IMPL_NO_DEFAULT_MODULE:
+        modules.append(MODULE_SO)
+    modules += IMPL_EXTRA_MODULES
+    lua_path = []
+    if IMPL_LUA_PATH:
+        p = IMPL_LUA_PATH.rstrip("/")
+        lua_path += [p + "/?.lua", p + "/?/init.lua", p + "/lib/?.lua", p + "/lib/?/init.lua"]
+    lua_path += [HARNESS_LUA + "/?.lua"]
+    broker = ""
+    if api() == "events":
+        # the broker location of lua-resty-events' synopsis (its workers connect
+        # here); the module answers a stray client and delivers through the zone
+        broker = ("server {\n        listen unix:%s;\n        location / { content_by_lua_block "
+                  "{ require(\"bench_harness\").broker() } }\n    }" % EVENTS_SOCK)
+    subst = {
+        "WORKERS": str(workers),
+        "PREFIX": PREFIX,
+        "ERROR_LOG": os.path.join(PREFIX, "logs", name + ".error.log"),
+        "USER": "user root;" if os.geteuid() == 0 else "",
+        "MODULES_DIR": MODULES_DIR,
+        "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
+        "LUA_PATH": ";".join(lua_path) + ";;",
+        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", zone_size),
+        "IMPL_SHM": IMPL_SHM,
+        "INTERVAL": repr(interval),
+        "PORT": str(PORT),
+        "API": api(),
+        "EVENTS_SOCK": EVENTS_SOCK,
+        "EVENTS_BROKER": broker,
+    }
+    # single pass, so substituted text is never scanned again
+    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+
+
+class Nginx:
+    current = None  # the running instance, for cleanup
+
+    def __init__(self, name, workers, zone_size, interval):
+        if api() != "worker.events":
+            name = api() + "-" + name
+        self.name = name
+        self.workers = workers
+        self.zone_size = zone_size
+        self.interval = interval
+        self.conf = os.path.join(PREFIX, "conf", name + ".conf")
+        self.error_log = os.path.join(PREFIX, "logs", name + ".error.log")
+        self.pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
+        self.master = None
+        self.wpids = {}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp",
+                  "uwsgi_temp", "scgi_temp"):
+            os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
+        stop_stale(self.pid_file)
+        check_port_free()
+        with open(self.conf, "w") as f:
+            f.write(render_conf(self.name, self.workers, self.zone_size, self.interval))
+        for stale in (self.error_log, EVENTS_SOCK):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        Nginx.current = self
+        r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            why = (r.stdout + tail(self.error_log)).strip().splitlines()
+            raise BenchError("nginx failed to start (%s): %s" % (self.conf, why[-1] if why else "?"))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            self.master = read_pid(self.pid_file)
+            if self.master:
+                break
+            time.sleep(0.05)
+        if not self.master:
+            raise BenchError("nginx wrote no pid file\n" + tail(self.error_log))
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.time() + 30
+        res = {}
+        while time.time() < deadline:
+            for line in tail(self.error_log, 200).splitlines():
+                if "init_worker_by_lua error" in line:
+                    raise BenchError(line.split("] ", 1)[-1])
+            try:
+                res = self.results()
+            except BenchError:
+                time.sleep(0.1)
+                continue
+            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
+            if fails:
+                raise BenchError("configure() failed in a worker: %r" % fails)
+            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
+            if len(ready) == self.workers:
+                self.wpids = ready
+                time.sleep(0.5)  # let the "started" events of every worker go round
+                return
+            time.sleep(0.1)
+        raise BenchError("workers not ready after 30 s (%r)\n%s" % (res, tail(self.error_log)))
+
+    def get(self, path, timeout=10):
+        url = "http://127.0.0.1:%d%s" % (PORT, path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            raise BenchError("GET %s: HTTP %d: %s" % (path, e.code, e.read().decode("utf-8", "replace")))
+        except (urllib.error.URLError, OSError) as e:
+            raise BenchError("GET %s: %s" % (path, e))
+
+    def results(self):
+        out = {}
+        for line in self.get("/bench/results").splitlines():
+            if "\t" in line:
+                k, v = line.split("\t", 1)
+                out[k] = v
+        return out
+
+    def error_lines(self):
+        errors = alerts = 0
+        try:
+            with open(self.error_log, errors="replace") as f:
+                for line in f:
+                    if "[error]" in line:
+                        errors += 1
+                    elif "[alert]" in line or "[crit]" in line or "[emerg]" in line:
+                        alerts += 1
+        except OSError:
+            pass
+        return errors, alerts
+
+    def stop(self):
+        if Nginx.current is self:
+            Nginx.current = None
+        master = self.master or read_pid(self.pid_file)
+        if not master:
+            return
+        kill_nginx(master, self.pid_file)
+
+
+def kill_nginx(master, pid_file):
+    workers = children_of(master)
+    for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.kill(master, sig)
+        except ProcessLookupError:
+            pass
+        if sig == signal.SIGKILL:
+            for w in workers:
+                try:
+                    os.kill(w, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            if not pid_alive(master) and not any(pid_alive(w) for w in workers):
+                if os.path.exists(pid_file) and read_pid(pid_file) == master:
+                    os.unlink(pid_file)
+                return
+            time.sleep(0.05)
+        note("nginx %d did not stop on %s" % (master, signal.Signals(sig).name))
+
+
+def stop_stale(pid_file):
+    pid = read_pid(pid_file)
+    if pid and pid_alive(pid):
+        note("stopping a leftover bench nginx (pid %d)" % pid)
+        kill_nginx(pid, pid_file)
+    elif os.path.exists(pid_file):
+        os.unlink(pid_file)
+
+
+def check_port_free():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", PORT))
+    except OSError as e:
+        raise BenchError("127.0.0.1:%d is not free (%s): set BENCH_PORT" % (PORT, e))
+    finally:
+        s.close()
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+        return "".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def kv(s):
+    out = {}
+    for part in s.split():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = float(v)
+    return out
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return float("nan")
+    i = max(0, math.ceil(p / 100.0 * len(sorted_vals)) - 1)
+    return sorted_vals[i]
+
+
+def per_worker(d, fmt="%d"):
+    return ",".join(("%d:" + fmt) % (w, d[w]) for w in sorted(d)) or "-"
+
+
+def human_rate(x):
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e3:
+        return "%.0fk" % (x / 1e3)
+    return "%.0f" % x
+
+
+def emit(row):
+    """row: ordered list of (key, value); printed as one key=value line."""
+    print(" ".join("%s=%s" % (k, v) for k, v in row), flush=True)
+
+
+def wait_scenario(ng, receivers, timeout, stall):
+    """Polls the results until the poster finished and every receiver flushed
+    its counters (on the "end" event), or nothing moved for `stall` seconds
+    after the poster finished, or `timeout`. Returns (results, timed_out)."""
+    deadline = time.time() + timeout
+    last_sig, last_change = None, time.time()
+    while True:
+        res = ng.results()
+        poster_done = "poster" in res
+        if poster_done and all(("res:%d" % w) in res for w in receivers):
+            return res, False
+        sig = tuple(sorted((k, v) for k, v in res.items() if k.startswith(("prog:", "res:", "poster"))))
+        now = time.time()
+        if sig != last_sig:
+            last_sig, last_change = sig, now
+        if now > deadline or (poster_done and now - last_change > stall):
+            return res, True
+        time.sleep(0.2)
+
+
+def worker_state(res, w):
+    """Final counters of worker w, or its last progress snapshot."""
+    if ("res:%d" % w) in res:
+        return kv(res["res:%d" % w]), True
+    if ("prog:%d" % w) in res:
+        return kv(res["prog:%d" % w]), False
+    return {"seen": 0, "lost": 0, "lost_reports": 0, "first": 0, "last": 0, "ooo": 0, "bad": 0}, False
+
+
+def start_poster(ng, query):
+    body = ng.get("/bench/start?" + query)
+    m = re.search(r"poster=(\d+)", body)
+    if not m:
+        raise BenchError("unexpected /bench/start answer: %r" % body)
+    return int(m.group(1))
+
+
+def proc_cpu(pid):
+    """(utime+stime in ms, on-CPU ns summed over threads, run count)"""
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read()
+    fields = st[st.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    cpu_ms = ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+    ns = runs = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                a = f.read().split()
+            ns += int(a[0])
+            runs += int(a[2])
+    except OSError:
+        ns = runs = -1
+    return cpu_ms, ns, runs
+
+
+def wrk(path, seconds):
+    url = "http://127.0.0.1:%d%s" % (PORT, path)
+    r = subprocess.run(["wrk", "-c", "32", "-t", "2", "-d", "%gs" % seconds, url],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    if r.returncode != 0 or not m:
+        raise BenchError("wrk failed:\n" + r.stdout)
+    bad = 0
+    m2 = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", r.stdout)
+    if m2:
+        bad += int(m2.group(1))
+    m3 = re.search(r"Socket errors:.*", r.stdout)
+    if m3:
+        bad += sum(int(x) for x in re.findall(r"\d+", m3.group(0)))
+    m4 = re.search(r"(\d+) requests in", r.stdout)
+    return float(m.group(1)), bad, int(m4.group(1)) if m4 else 0
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
