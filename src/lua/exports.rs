@@ -15,6 +15,7 @@ pub const CDEF: &str = "
 int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
+int ngx_worker_events_tasks_set_sema(void *sema);
 ";
 
 fn id(consumer: libc::c_int) -> u32 {
@@ -36,6 +37,15 @@ pub extern "C" fn ngx_worker_events_set_sema(
     sema: *mut c_void,
 ) -> libc::c_int {
     catch_unwind_or(0, || attach::set_sema(id(consumer), sema) as libc::c_int)
+}
+
+/// Registers an `ngx_http_lua_sema_t` a task loop waits on, posted once when
+/// nginx starts shutting down. Returns 1 when that will happen, else 0.
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_tasks_set_sema(sema: *mut c_void) -> libc::c_int {
+    catch_unwind_or(0, || {
+        crate::runtime::tasks::set_shutdown_sema(sema) as libc::c_int
+    })
 }
 
 /// Test hook: takes the lock of the first zone this worker is attached to

@@ -8,6 +8,7 @@
 //! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
 //! | `resty.worker.manager` | `manager.lua` | lua-resty-worker-manager: lifecycle callbacks and counts, crashed/hung workers |
+//! | `ngx_tasks` | `tasks.lua` | ngx_tasks: interval tasks on every worker or one per node, windows claimed in the zone |
 //!
 //! Native side: `native` (the table each package gets: open/close, claim,
 //! stats, constants), `hot` (the per-event `post`/`fetch` on the raw C
@@ -22,6 +23,8 @@ pub mod hot;
 pub mod native;
 #[cfg(not(test))]
 pub mod native_manager;
+#[cfg(not(test))]
+pub mod native_tasks;
 pub mod value;
 
 #[cfg(not(test))]
@@ -38,7 +41,7 @@ mod preload {
     use crate::ngx::lua_module::{self, LuaCFunction};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 5] = [
+    const PACKAGES: [(&CStr, &str, &str); 6] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -60,6 +63,7 @@ mod preload {
             "=resty.worker.manager",
             include_str!("manager.lua"),
         ),
+        (c"ngx_tasks", "=ngx_tasks", include_str!("tasks.lua")),
     ];
 
     /// Why the packages could not be registered.
@@ -85,7 +89,9 @@ mod preload {
 
     fn add_all(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
         let add = lua_module::add_package_preload().ok_or(PreloadError::NoLuaModule)?;
-        let loaders: [LuaCFunction; 5] = [open::<0>, open::<1>, open::<2>, open::<3>, open::<4>];
+        let loaders: [LuaCFunction; 6] = [
+            open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>,
+        ];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.
             if unsafe { add(cf, name.as_ptr(), loader) } != NGX_OK as ngx_int_t {

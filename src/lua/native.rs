@@ -18,6 +18,7 @@
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
 //! | `manager_*` | lifecycle tracking, see `native_manager` |
+//! | `tasks_*` | interval task windows, see `native_tasks` |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
@@ -58,6 +59,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set("CDEF", super::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
     super::native_manager::add(lua, &t)?;
+    super::native_tasks::add(lua, &t)?;
     // The master loads packages in init_by_lua* while parsing; every other
     // process was forked from a committed cycle.
     let committed = !matches!(

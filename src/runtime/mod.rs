@@ -10,7 +10,8 @@
 //! - `lifecycle`: worker start and exit, from nginx's process hooks,
 //!   whether or not any Lua API is used;
 //! - `manager`: lifecycle tracking for `resty.worker.manager` (counts per
-//!   generation, heartbeats, crashed / hung workers).
+//!   generation, heartbeats, crashed / hung workers);
+//! - `tasks`: `ngx_tasks` windows and run locks in the claims table.
 //!
 //! A **consumer** is one reader of one zone in one worker: one Lua API
 //! instance (`resty.worker.events`, `resty.events`), with its own
@@ -22,3 +23,4 @@ pub mod lifecycle;
 pub mod manager;
 pub mod notify;
 pub mod state;
+pub mod tasks;

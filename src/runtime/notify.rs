@@ -221,6 +221,11 @@ unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
                     wake_local(st, z, None, closing);
                 }
             }
+            if closing {
+                for sema in core::mem::take(&mut st.shutdown_semas) {
+                    post_sema(sema);
+                }
+            }
         });
         if !closing {
             let _ = PUSH.with(|p| {

@@ -53,6 +53,9 @@ pub struct State {
     /// Unique records this worker claimed, as (zone index, seq): every
     /// consumer (API) of this worker runs them, each once.
     pub claimed: std::collections::VecDeque<(usize, u64)>,
+    /// Semaphores (task loops) posted once when nginx starts shutting down;
+    /// the Lua side keeps them referenced for the worker's life.
+    pub shutdown_semas: Vec<*mut c_void>,
 }
 
 impl State {

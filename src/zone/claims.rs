@@ -14,6 +14,12 @@
 //! - **claim**, by every reader: the first one takes the reserved entry
 //!   ([`ClaimOutcome::Mine`]), the others see its owner.
 //!
+//! Interval tasks (`ngx_tasks`) use the same table for their windows: a
+//! worker **takes** a window's key before it runs the task and marks it
+//! **finished** ([`DONE`]) after; a key whose owner died before finishing is
+//! taken over ([`TaskClaim::Retry`]). A task's run lock is a key that is
+//! **released** when the run ends.
+//!
 //! Expiry times are kept in ticks of [`TICK_MS`] milliseconds of the
 //! monotonic clock, in 32 bits (wrapping after 8.7 years of uptime, which
 //! comparisons tolerate), so an entry is 16 bytes.
@@ -46,6 +52,24 @@ pub enum ClaimOutcome {
 pub enum Reserved {
     New,
     Live,
+}
+
+/// The owner of a task window that finished (no one takes it again).
+pub const DONE: i32 = -1;
+
+/// Result of taking a task window's (or run lock's) key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TaskClaim {
+    /// This caller runs it.
+    Mine,
+    /// Its owner (this pid) died before finishing: this caller runs it again.
+    Retry(i32),
+    /// It ran already (finished).
+    Done,
+    /// A live worker (this pid) holds it.
+    Busy(i32),
+    /// No entry free in the key's window.
+    Full,
 }
 
 /// The probe window of a key holds only live claims: the post is refused.
@@ -190,6 +214,59 @@ impl Claims<'_> {
     }
 }
 
+impl Claims<'_> {
+    /// Takes task key `key` for `pid` until `now_ms + ttl_ms` (see the
+    /// module doc); `alive(pid)` tells whether an owner still runs.
+    pub fn take(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        key: &[u8],
+        pid: i32,
+        now_ms: u64,
+        ttl_ms: u64,
+        alive: impl Fn(i32) -> bool,
+    ) -> TaskClaim {
+        let h = hash(key);
+        let now = ticks(now_ms);
+        let _g = Guard::new(lock);
+        let (at, out) = match self.probe(h, now) {
+            Probe::Found(at) => match self.0[at].pid.load(Ordering::Relaxed) {
+                DONE => return TaskClaim::Done,
+                0 => (at, TaskClaim::Mine),
+                owner if owner == pid || alive(owner) => return TaskClaim::Busy(owner),
+                owner => (at, TaskClaim::Retry(owner)),
+            },
+            Probe::Free(at) => (at, TaskClaim::Mine),
+            Probe::Full => return TaskClaim::Full,
+        };
+        let e = &self.0[at];
+        e.hash.store(h, Ordering::Relaxed);
+        e.pid.store(pid, Ordering::Relaxed);
+        e.expires
+            .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
+        out
+    }
+
+    /// Marks task key `key` finished (kept until it expires).
+    pub fn finish(&self, lock: &(impl ZoneLock + ?Sized), key: &[u8], now_ms: u64) {
+        let _g = Guard::new(lock);
+        if let Probe::Found(at) = self.probe(hash(key), ticks(now_ms)) {
+            self.0[at].pid.store(DONE, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees task key `key` (a run lock, when the run ends).
+    pub fn release(&self, lock: &(impl ZoneLock + ?Sized), key: &[u8], now_ms: u64) {
+        let now = ticks(now_ms);
+        let _g = Guard::new(lock);
+        if let Probe::Found(at) = self.probe(hash(key), now) {
+            self.0[at]
+                .expires
+                .store(now.wrapping_sub(1), Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +380,25 @@ mod tests {
     fn hash_is_never_zero() {
         assert_ne!(hash(b""), 0);
         assert_ne!(hash(b"a"), hash(b"b"));
+    }
+
+    #[test]
+    fn task_windows_run_once_and_again_after_a_crash() {
+        let z = zone(64);
+        let l = TestLock::default();
+        let alive = |p: i32| p != 7;
+        assert_eq!(z.take(&l, b"w1", 5, 0, 1000, alive), TaskClaim::Mine);
+        assert_eq!(z.take(&l, b"w1", 6, 10, 1000, alive), TaskClaim::Busy(5));
+        z.finish(&l, b"w1", 20);
+        assert_eq!(z.take(&l, b"w1", 6, 30, 1000, alive), TaskClaim::Done);
+        // owner 7 dies before finishing: taken over once
+        assert_eq!(z.take(&l, b"w2", 7, 0, 1000, alive), TaskClaim::Mine);
+        assert_eq!(z.take(&l, b"w2", 6, 10, 1000, alive), TaskClaim::Retry(7));
+        assert_eq!(z.take(&l, b"w2", 5, 20, 1000, alive), TaskClaim::Busy(6));
+        // a released run lock is free again; an expired window too
+        assert_eq!(z.take(&l, b"lock", 5, 0, 1000, alive), TaskClaim::Mine);
+        z.release(&l, b"lock", 5);
+        assert_eq!(z.take(&l, b"lock", 6, 10, 1000, alive), TaskClaim::Mine);
+        assert_eq!(z.take(&l, b"w1", 6, 5000, 1000, alive), TaskClaim::Mine);
     }
 }
