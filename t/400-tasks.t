@@ -102,10 +102,13 @@ $c =~ s/-- EXTRA/tasks:push { identifier = "long", interval = 3, typ = "preempti
             count(self)
             if d:add("victim", ngx.worker.pid()) then ngx.sleep(2) end
             d:incr("finished", 1, 0)
-        end }/;
+        end,
+        -- not in the worker that serves the test's request (it kills the victim)
+        filter = function() local r = d:get("req_wid"); return r ~= nil and r ~= ngx.worker.id() end }/;
 $c
 --- config eval
 "location = /t { content_by_lua_block { $::Lib
+    d:set('req_wid', ngx.worker.id())
     local deadline = ngx.now() + 5
     while not d:get('victim') and ngx.now() < deadline do ngx.sleep(0.05); ngx.update_time() end
     local victim = d:get('victim')
