@@ -353,3 +353,26 @@ false rule.filter must be a function, got: number
 runs>=2 true, failures 0, retries 0, last pid is mine true, duration>0 true, max>=last true
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: a rule pushed after start() (from a request) runs at once, not at the loop's next wake-up
+--- implicit_zone
+--- http_config
+    init_worker_by_lua_block {
+        assert(require("ngx_tasks"):start())
+    }
+--- config
+location = /t {
+    content_by_lua_block {
+        local tasks = require "ngx_tasks"
+        tasks:push { identifier = "late" .. ngx.worker.id(), interval = 30, typ = "normal",
+                     callback = function() ngx.shared.out:set("late", ngx.worker.pid()) end }
+        ngx.sleep(0.2)
+        ngx.say("ran in this worker: ", ngx.shared.out:get("late") == ngx.worker.pid())
+    }
+}
+--- response_body
+ran in this worker: true
+--- no_error_log
+[error]

@@ -43,6 +43,8 @@ local _M = { _VERSION = "0.1.0", dict = DEFAULT_DICT }
 local state = setmetatable({}, { __mode = "k" })
 -- per identifier, this worker's counters
 local counters = {}
+-- per rules table: its loop's semaphore (false while the loop starts)
+local loops = setmetatable({}, { __mode = "k" })
 
 function _M.now()
   return now_us() / 1e6
@@ -92,6 +94,9 @@ function _M.push(self, rule)
   local err = check_rule(rule)
   if err then error(err, 2) end
   tinsert(self, rule)
+  -- a running loop looks at it now, not at its next wake-up
+  local sema = loops[self]
+  if sema then sema:post(1) end
   return true
 end
 
@@ -184,8 +189,10 @@ local function try_window(task, zone, key, threaded, held)
     lock = "ngx_tasks:run:" .. tostring(task.identifier)
     local got = n_take(zone, lock, RUN_LOCK_TTL)
     if got == "busy" then
-      -- still running (in some worker) when its next window came
-      c.overlaps = c.overlaps + 1
+      if not held then
+        -- still running (in some worker) when its next window came
+        c.overlaps = c.overlaps + 1
+      end
       return
     end
   end
@@ -298,8 +305,6 @@ end
 ---------------------------------------------------------------------------
 -- native driving: one loop per worker, asleep until the next window
 ---------------------------------------------------------------------------
-local loops = setmetatable({}, { __mode = "k" })
-
 local function loop(premature, self)
   if premature then return end
   local sema = semaphore.new(0)
