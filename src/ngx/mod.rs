@@ -29,25 +29,24 @@ pub fn catch_unwind_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Microseconds of CLOCK_MONOTONIC (shared by all processes of the host).
-pub fn monotonic_us() -> u64 {
+/// Microseconds of clock `clock`.
+fn clock_us(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: valid pointer to a timespec; both clocks used here always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// Microseconds of CLOCK_MONOTONIC (shared by all processes of the host).
+pub fn monotonic_us() -> u64 {
+    clock_us(libc::CLOCK_MONOTONIC)
 }
 
 /// Milliseconds since the Unix epoch (CLOCK_REALTIME), for times shown to
 /// people; intervals use [`monotonic_us`].
 pub fn wall_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec; CLOCK_REALTIME always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    clock_us(libc::CLOCK_REALTIME) / 1000
 }

@@ -44,6 +44,17 @@ struct Tracked {
     left: bool,
 }
 
+impl Tracked {
+    /// The newest generation that started.
+    fn newest(&self) -> u64 {
+        self.handle
+            .zone
+            .header()
+            .managed_generation
+            .load(Ordering::Acquire)
+    }
+}
+
 static TRACKED: ProcessCell<Option<Tracked>> = ProcessCell::new();
 static TICK: Timer = Timer::new();
 
@@ -159,12 +170,7 @@ pub fn leave() -> Option<(u64, Counts)> {
     });
     let slots = t.handle.zone.slots();
     let _g = Guard::new(&t.handle);
-    let newest = t
-        .handle
-        .zone
-        .header()
-        .managed_generation
-        .load(Ordering::Acquire);
+    let newest = t.newest();
     let c = counts(&slots.owners(), t.generation, newest);
     slots.set_exiting(t.slot, process::pid());
     Some((t.generation, c))
@@ -173,12 +179,7 @@ pub fn leave() -> Option<(u64, Counts)> {
 /// The counts for `generation` now (`None` when not tracked).
 pub fn counts_for(generation: u64) -> Option<Counts> {
     let t = tracked()?;
-    let newest = t
-        .handle
-        .zone
-        .header()
-        .managed_generation
-        .load(Ordering::Acquire);
+    let newest = t.newest();
     Some(counts(&t.handle.zone.slots().owners(), generation, newest))
 }
 
@@ -201,12 +202,7 @@ pub fn workers() -> Option<Vec<SlotOwner>> {
 pub fn reap() -> usize {
     let Some(t) = tracked() else { return 0 };
     let gone = t.handle.zone.slots().reap(&t.handle, process::alive);
-    let newest = t
-        .handle
-        .zone
-        .header()
-        .managed_generation
-        .load(Ordering::Acquire);
+    let newest = t.newest();
     let owners = t.handle.zone.slots().owners();
     for o in gone
         .iter()
