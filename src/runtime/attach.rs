@@ -18,6 +18,7 @@ use crate::runtime::notify;
 use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
 use crate::zone::claims::{ClaimOutcome, Reserved};
 use crate::zone::record::{Origin, RecordHeader};
+use crate::zone::slots::SlotCounter;
 use crate::zone::{AppendError, ReadOutcome, ZoneStats};
 
 /// Why a zone name could not be resolved or a consumer opened.
@@ -143,6 +144,7 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
         name: name.to_string(),
         handle,
         slot,
+        pending: Default::default(),
     });
     st.zones.len() - 1
 }
@@ -319,6 +321,7 @@ pub fn origin(own: bool) -> Origin {
         pid: process::pid(),
         wid: Some(wid),
         own,
+        posted_us: crate::ngx::monotonic_us(),
     }
 }
 
@@ -384,31 +387,99 @@ pub fn fetch(id: u32) -> Fetched {
     STATE
         .with(|st| {
             let mut buf = core::mem::take(&mut st.buf);
-            let got = match st.reader(id) {
-                None => Fetched::Empty,
-                Some((c, a)) => {
-                    match a
-                        .handle
-                        .zone
-                        .ring()
-                        .read_next(&a.handle, &mut c.cursor, &mut buf)
-                    {
-                        ReadOutcome::Empty => {
-                            c.woken = false;
-                            Fetched::Empty
-                        }
-                        ReadOutcome::Lost(n) => {
-                            c.lost += n;
-                            Fetched::Lost(n)
-                        }
-                        ReadOutcome::Record(rh) => return Fetched::Record(rh, buf),
-                    }
-                }
+            let Some(c) = st.consumer(id) else {
+                st.buf = buf;
+                return Fetched::Empty;
             };
-            st.buf = buf;
-            got
+            let z = c.zone;
+            let mut cursor = c.cursor;
+            let a = &mut st.zones[z];
+            let outcome = a
+                .handle
+                .zone
+                .ring()
+                .read_next(&a.handle, &mut cursor, &mut buf);
+            if let Some(c) = st.consumer(id) {
+                c.cursor = cursor;
+                match outcome {
+                    ReadOutcome::Empty => c.woken = false,
+                    ReadOutcome::Lost(n) => c.lost += n,
+                    ReadOutcome::Record(_) => {}
+                }
+            }
+            match outcome {
+                ReadOutcome::Record(rh) => {
+                    let a = &mut st.zones[z];
+                    a.pending.note(rh.posted_us, crate::ngx::monotonic_us());
+                    if a.pending.delivered >= FLUSH_EVERY {
+                        flush(st, z);
+                    }
+                    Fetched::Record(rh, buf)
+                }
+                ReadOutcome::Lost(n) => {
+                    if let Some(s) = st.zones[z].slot {
+                        st.zones[z]
+                            .handle
+                            .zone
+                            .slots()
+                            .count(s, SlotCounter::Lost, n);
+                    }
+                    flush(st, z);
+                    st.buf = buf;
+                    Fetched::Lost(n)
+                }
+                ReadOutcome::Empty => {
+                    flush(st, z);
+                    st.buf = buf;
+                    Fetched::Empty
+                }
+            }
         })
         .unwrap_or(Fetched::Empty)
+}
+
+/// Deliveries counted locally between two flushes at most.
+const FLUSH_EVERY: u64 = 256;
+
+/// Adds zone `z`'s local counts to the zone: deliveries and delays, and how
+/// far this worker's slowest consumer of it has read.
+fn flush(st: &mut State, z: usize) {
+    let slowest = st
+        .consumers
+        .iter()
+        .flatten()
+        .filter(|c| c.zone == z)
+        .map(|c| c.cursor)
+        .min_by_key(|c| c.pos);
+    let a = &mut st.zones[z];
+    let p = core::mem::take(&mut a.pending);
+    let zone = a.handle.zone;
+    if p.delay_count != 0 {
+        zone.header()
+            .add_delays(&p.delay_buckets, p.delay_sum_us, p.delay_count);
+    }
+    if let Some(s) = a.slot {
+        if p.delivered != 0 {
+            zone.slots().count(s, SlotCounter::Delivered, p.delivered);
+        }
+        if let Some(c) = slowest {
+            zone.slots().set_read(s, c.pos, c.next_seq);
+        }
+    }
+}
+
+/// Counts a handler that raised in consumer `id`'s worker slot.
+pub fn count_handler_error(id: u32) {
+    let _ = STATE.with(|st| {
+        if let Some((_, a)) = st.reader(id) {
+            if let Some(s) = a.slot {
+                a.handle
+                    .zone
+                    .slots()
+                    .count(s, SlotCounter::HandlerErrors, 1);
+            }
+        }
+    });
 }
 
 /// Returns the buffer lent by [`fetch`].
