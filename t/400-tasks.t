@@ -13,7 +13,7 @@ our $Rules = <<'_EOC_';
         local tasks = require "ngx_tasks"
         local d = ngx.shared.out
         local function count(self)
-            local w = math.floor(require("ngx_tasks").now() / self.interval)
+            local w = require("ngx_tasks").keys(nil, self, require("ngx_tasks").now())
             d:incr(self.identifier .. ":" .. w, 1, 0)
             d:incr(self.identifier .. ":w" .. w .. ":" .. ngx.worker.id(), 1, 0)
             d:incr(self.identifier .. ":total", 1, 0)
@@ -100,8 +100,9 @@ normal per window: 4 4 4 4 4 4 4 4 4
 my $c = $::Rules;
 $c =~ s/-- EXTRA/tasks:push { identifier = "long", interval = 3, typ = "preemption", callback = function(self)
             count(self)
+            local w = require("ngx_tasks").keys(nil, self, require("ngx_tasks").now())
             if d:add("victim", ngx.worker.pid()) then ngx.sleep(2) end
-            d:incr("finished", 1, 0)
+            d:incr("finished:" .. w, 1, 0)
         end,
         -- not in the worker that serves the test's request (it kills the victim)
         filter = function() local r = d:get("req_wid"); return r ~= nil and r ~= ngx.worker.id() end }/;
@@ -116,7 +117,7 @@ $c
     os.execute('kill -9 ' .. victim)
     ngx.sleep(1.2)
     ngx.say('runs of the window: ', d:get('long:' .. w))
-    ngx.say('finished: ', d:get('finished'))
+    ngx.say('finished: ', d:get('finished:' .. w))
 } }"
 --- timeout: 10
 --- response_body
