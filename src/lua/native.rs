@@ -50,7 +50,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "handler_error",
         lua.create_function(|_, id: u32| {
-            attach::count_handler_error(id);
+            crate::runtime::counters::count_handler_error(id);
             Ok(())
         })?,
     )?;
@@ -144,7 +144,7 @@ fn claim(
 ) -> mlua::Result<(bool, Option<i32>)> {
     let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
     Ok(
-        match attach::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
+        match crate::runtime::claim::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
             ClaimOutcome::Mine => (true, None),
             ClaimOutcome::Taken(pid) => (false, Some(pid)),
             ClaimOutcome::Full => (false, None),

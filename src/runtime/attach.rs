@@ -14,9 +14,10 @@ use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
 use crate::ngx::shm::{self, Lookup, ZoneHandle};
 use crate::runtime::cell::Reentered;
+use crate::runtime::counters;
 use crate::runtime::notify;
 use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
-use crate::zone::claims::{ClaimOutcome, Reserved};
+use crate::zone::claims::Reserved;
 use crate::zone::record::{Origin, RecordHeader};
 use crate::zone::slots::SlotCounter;
 use crate::zone::{AppendError, ReadOutcome, ZoneStats};
@@ -411,8 +412,8 @@ pub fn fetch(id: u32) -> Fetched {
                 ReadOutcome::Record(rh) => {
                     let a = &mut st.zones[z];
                     a.pending.note(rh.posted_us, crate::ngx::monotonic_us());
-                    if a.pending.delivered >= FLUSH_EVERY {
-                        flush(st, z);
+                    if a.pending.delivered >= counters::FLUSH_EVERY {
+                        counters::flush(st, z);
                     }
                     Fetched::Record(rh, buf)
                 }
@@ -424,62 +425,18 @@ pub fn fetch(id: u32) -> Fetched {
                             .slots()
                             .count(s, SlotCounter::Lost, n);
                     }
-                    flush(st, z);
+                    counters::flush(st, z);
                     st.buf = buf;
                     Fetched::Lost(n)
                 }
                 ReadOutcome::Empty => {
-                    flush(st, z);
+                    counters::flush(st, z);
                     st.buf = buf;
                     Fetched::Empty
                 }
             }
         })
         .unwrap_or(Fetched::Empty)
-}
-
-/// Deliveries counted locally between two flushes at most.
-const FLUSH_EVERY: u64 = 256;
-
-/// Adds zone `z`'s local counts to the zone: deliveries and delays, and how
-/// far this worker's slowest consumer of it has read.
-fn flush(st: &mut State, z: usize) {
-    let slowest = st
-        .consumers
-        .iter()
-        .flatten()
-        .filter(|c| c.zone == z)
-        .map(|c| c.cursor)
-        .min_by_key(|c| c.pos);
-    let a = &mut st.zones[z];
-    let p = core::mem::take(&mut a.pending);
-    let zone = a.handle.zone;
-    if p.delay_count != 0 {
-        zone.header()
-            .add_delays(&p.delay_buckets, p.delay_sum_us, p.delay_count);
-    }
-    if let Some(s) = a.slot {
-        if p.delivered != 0 {
-            zone.slots().count(s, SlotCounter::Delivered, p.delivered);
-        }
-        if let Some(c) = slowest {
-            zone.slots().set_read(s, c.pos, c.next_seq);
-        }
-    }
-}
-
-/// Counts a handler that raised in consumer `id`'s worker slot.
-pub fn count_handler_error(id: u32) {
-    let _ = STATE.with(|st| {
-        if let Some((_, a)) = st.reader(id) {
-            if let Some(s) = a.slot {
-                a.handle
-                    .zone
-                    .slots()
-                    .count(s, SlotCounter::HandlerErrors, 1);
-            }
-        }
-    });
 }
 
 /// Returns the buffer lent by [`fetch`].
@@ -506,40 +463,6 @@ pub fn pending(id: u32) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
-}
-
-/// Unique records remembered as claimed by this worker (a consumer that
-/// reads one later than this many claims runs it no more).
-const CLAIMED_KEPT: usize = 4096;
-
-/// Claims record `seq`'s `unique` key in consumer `id`'s zone for `ttl_ms`:
-/// Mine when this worker handles the event (also when not open: nothing to
-/// share with). A record this worker already claimed through another
-/// consumer is Mine again: every API in the claiming worker runs it.
-pub fn claim(id: u32, unique: &[u8], ttl_ms: u64, seq: u64) -> ClaimOutcome {
-    STATE
-        .with(|st| {
-            let Some((c, a)) = st.reader(id) else {
-                return ClaimOutcome::Mine;
-            };
-            let (zone, handle) = (c.zone, a.handle);
-            if st.claimed.iter().any(|&(z, s)| z == zone && s == seq) {
-                return ClaimOutcome::Mine;
-            }
-            let now_ms = crate::ngx::monotonic_us() / 1000;
-            let out = handle
-                .zone
-                .claims()
-                .claim(&handle, unique, process::pid(), now_ms, ttl_ms);
-            if out == ClaimOutcome::Mine {
-                if st.claimed.len() >= CLAIMED_KEPT {
-                    st.claimed.pop_front();
-                }
-                st.claimed.push_back((zone, seq));
-            }
-            out
-        })
-        .unwrap_or(ClaimOutcome::Mine)
 }
 
 /// Registers the semaphore consumer `id`'s loop waits on (null to
