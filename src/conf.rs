@@ -21,7 +21,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(not(test))]
-pub use handlers::{init_main_conf, set_compat, set_zone};
+pub use handlers::{init_main_conf, set_compat, set_status, set_zone};
 
 /// Smallest accepted zone size.
 pub const MIN_ZONE_SIZE: usize = 128 * 1024;
@@ -231,6 +231,49 @@ mod handlers {
                     ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
                     NGX_CONF_ERROR
                 }
+            }
+        })
+    }
+
+    /// Handler of `worker_events_status [zone];`: makes this location the
+    /// status endpoint of `zone` (the default zone when left out).
+    ///
+    /// # Safety
+    /// Called by nginx with the configuration being parsed (a location),
+    /// this directive's arguments, and our location configuration as `conf`.
+    pub unsafe extern "C" fn set_status(
+        cf: *mut ngx_conf_t,
+        _cmd: *mut ngx_command_t,
+        conf: *mut c_void,
+    ) -> *mut c_char {
+        use ngx::ffi::{
+            ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+            ngx_http_max_module,
+        };
+        crate::ngx::catch_unwind_or(NGX_CONF_ERROR, || {
+            // SAFETY: (whole closure) nginx calls directive handlers with a
+            // valid `cf` (a location's: its ctx is an ngx_http_conf_ctx_t with
+            // loc_conf for every http module) and our location conf as `conf`.
+            unsafe {
+                let args: &[ngx_str_t] = (*(*cf).args).as_slice();
+                let sc = &mut *(conf as *mut crate::status::StatusConf);
+                if sc.zone.is_some() {
+                    return c"is duplicate".as_ptr().cast_mut();
+                }
+                let zone = args
+                    .get(1)
+                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned());
+                sc.zone = Some(zone.unwrap_or_default());
+                let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
+                // our index: the slot that holds `conf`
+                if let Some(i) = (0..ngx_http_max_module).find(|&i| *(*ctx).loc_conf.add(i) == conf)
+                {
+                    crate::status::set_ctx_index(i);
+                }
+                let clcf = *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index)
+                    as *mut ngx_http_core_loc_conf_t;
+                (*clcf).handler = Some(crate::status::handler);
+                NGX_CONF_OK
             }
         })
     }

@@ -9,11 +9,13 @@
 //! - `runtime`: per-process state (attachments, consumers, push, lifecycle);
 //! - `zone` (pure: layout and algorithms over the shared bytes), `codec`
 //!   (pure: payload format), `ngx` (thin nginx edges);
-//! - `conf`: the directives, next to their handlers.
+//! - `conf`: the directives, next to their handlers;
+//! - `status`: the status endpoint (rendering is pure; the handler reads the zone).
 
 // Pure logic: unit-tested with `cargo test`.
 pub mod codec;
 pub mod conf;
+pub mod status;
 pub mod zone;
 
 // The Lua layer: `lua::value` is unit-tested on a bare LuaJIT state; the
@@ -38,10 +40,10 @@ mod module {
     use ::ngx::core::Status;
     use ::ngx::ffi::{
         ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t,
-        ngx_uint_t, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-        NGX_HTTP_MODULE,
+        ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
+        NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
     };
-    use ::ngx::http::{HttpModule, HttpModuleMainConf};
+    use ::ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
     use ::ngx::ngx_string;
 
     use crate::ngx::catch_unwind_or;
@@ -76,7 +78,12 @@ mod module {
         type MainConf = conf::MainConf;
     }
 
-    static mut COMMANDS: [ngx_command_t; 3] = [
+    // SAFETY: the location conf slot of this module holds a `status::StatusConf`.
+    unsafe impl HttpModuleLocationConf for Module {
+        type LocationConf = crate::status::StatusConf;
+    }
+
+    static mut COMMANDS: [ngx_command_t; 4] = [
         ngx_command_t {
             name: ngx_string!("worker_events_zone"),
             type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
@@ -93,6 +100,14 @@ mod module {
             offset: 0,
             post: ptr::null_mut(),
         },
+        ngx_command_t {
+            name: ngx_string!("worker_events_status"),
+            type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1) as ngx_uint_t,
+            set: Some(conf::set_status),
+            conf: NGX_HTTP_LOC_CONF_OFFSET,
+            offset: 0,
+            post: ptr::null_mut(),
+        },
         ngx_command_t::empty(),
     ];
 
@@ -103,7 +118,7 @@ mod module {
         init_main_conf: Some(conf::init_main_conf),
         create_srv_conf: None,
         merge_srv_conf: None,
-        create_loc_conf: None,
+        create_loc_conf: Some(Module::create_loc_conf),
         merge_loc_conf: None,
     };
 

@@ -41,6 +41,7 @@ local n_open, n_close, n_post, n_fetch, n_claim = native.open, native.close, nat
                                                   native.fetch, native.claim
 local n_pid, n_stats, n_at_exit = native.pid, native.stats, native.at_exit
 local n_now_us = native.now_us
+local n_status = native.status
 local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
 local PREFIX = native.LOG_PREFIX
 
@@ -83,14 +84,18 @@ end
 _M.error_text = error_text
 
 local xpcall, traceback = xpcall, debug.traceback
+local n_handler_error = native.handler_error
+local dispatching -- the consumer whose poll runs handlers now (for the counter)
 
 -- runs one API handler under xpcall; a failure logs the libraries' line
--- (`origin` is "pid" or "wid"), never the data: payloads may hold secrets
+-- (`origin` is "pid" or "wid"), never the data: payloads may hold secrets,
+-- and counts in the zone (the status endpoint's handler_errors)
 function _M.run_handler(handler, origin, data, event, source, id)
   local ok, err = xpcall(handler, traceback, data, event, source, id)
   if not ok then
     log(ERR, "worker-events: event callback failed; source=", source, ", event=", event,
         ", ", origin, "=", id, " error='", error_text(err), "'")
+    if dispatching then n_handler_error(dispatching) end
   end
 end
 
@@ -174,8 +179,13 @@ function _M.new(spec)
     return self.opened() and n_at_exit(consumer, source, event)
   end
 
+  -- the consumer's counters, plus `status`: the status endpoint's snapshot
+  -- of its zone
   function self.stats()
-    return self.opened() and n_stats(consumer) or nil
+    if not self.opened() then return nil end
+    local t = n_stats(consumer)
+    if t then t.status = n_status(zone) end
+    return t
   end
 
   -- runs local events until none is left or `budget` ran (a handler that
@@ -285,7 +295,10 @@ function _M.new(spec)
       return "done"
     end
     busy = true
+    local outer = dispatching
+    dispatching = consumer
     local ok, m = pcall(do_poll, drain_now)
+    dispatching = outer
     busy = false
     if not ok then
       m = error_text(m)

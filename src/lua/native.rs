@@ -10,6 +10,8 @@
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
 //! | `claim(consumer, unique, ttl_s, seq)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); a record this worker claimed through another consumer is `true` again |
+//! | `status(zone)` | the status endpoint's snapshot of that zone as a table / `nil, err` |
+//! | `handler_error(consumer)` | counts a handler that raised (status endpoint) |
 //! | `at_exit(consumer, source, event)` | posts that event when the worker exits |
 //! | `stats(consumer)` | table of zone and consumer counters / nil |
 //! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
@@ -44,6 +46,14 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         t.set("fetch", lua.create_c_function(super::hot::fetch)?)?;
     }
     t.set("claim", lua.create_function(claim)?)?;
+    t.set("status", lua.create_function(status)?)?;
+    t.set(
+        "handler_error",
+        lua.create_function(|_, id: u32| {
+            crate::runtime::counters::count_handler_error(id);
+            Ok(())
+        })?,
+    )?;
     t.set("at_exit", lua.create_function(at_exit)?)?;
     t.set("stats", lua.create_function(stats)?)?;
     t.set("pid", lua.create_function(|_, ()| Ok(process::pid()))?)?;
@@ -89,13 +99,52 @@ fn open(
     )
 }
 
+/// `serde_json` value to Lua (null: nil).
+fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i as _),
+            None => Value::Number(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => Value::String(lua.create_string(s)?),
+        J::Array(a) => {
+            let t = lua.create_table()?;
+            for (i, x) in a.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, x)?)?;
+            }
+            Value::Table(t)
+        }
+        J::Object(o) => {
+            let t = lua.create_table()?;
+            for (k, x) in o {
+                t.raw_set(k.as_str(), json_to_lua(lua, x)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+fn status(lua: &Lua, zone: LuaString) -> mlua::Result<MultiValue> {
+    let name = zone.to_str()?.to_string();
+    Ok(match crate::status::document(&name) {
+        Ok(doc) => MultiValue::from_vec(vec![json_to_lua(lua, &doc)?]),
+        Err(e) => MultiValue::from_vec(vec![
+            Value::Nil,
+            Value::String(lua.create_string(e.to_string())?),
+        ]),
+    })
+}
+
 fn claim(
     _: &Lua,
     (id, unique, ttl, seq): (u32, LuaString, f64, f64),
 ) -> mlua::Result<(bool, Option<i32>)> {
     let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
     Ok(
-        match attach::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
+        match crate::runtime::claim::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
             ClaimOutcome::Mine => (true, None),
             ClaimOutcome::Taken(pid) => (false, Some(pid)),
             ClaimOutcome::Full => (false, None),

@@ -6,6 +6,7 @@ use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
 use crate::runtime::tasks;
 use crate::zone::claims::TaskClaim;
+use crate::zone::tasks::TaskEvent;
 
 fn ms(secs: f64) -> u64 {
     (secs * 1000.0).clamp(1.0, 1e12) as u64
@@ -56,6 +57,32 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                 Err(e) => fail(lua, e),
             }
         })?,
+    )?;
+    // tasks_record(zone, name, "ran", duration_s, failed) | (zone, name, "retried" | "overlapped")
+    t.set(
+        "tasks_record",
+        lua.create_function(
+            |_,
+             (zone, name, kind, duration, failed): (
+                String,
+                LuaString,
+                String,
+                Option<f64>,
+                Option<bool>,
+            )| {
+                let event = match kind.as_str() {
+                    "ran" => TaskEvent::Ran {
+                        duration_us: (duration.unwrap_or(0.0) * 1e6).clamp(0.0, 1e15) as u64,
+                        failed: failed.unwrap_or(false),
+                        pid: crate::ngx::process::pid(),
+                        wall_ms: crate::ngx::wall_ms(),
+                    },
+                    "retried" => TaskEvent::Retried,
+                    _ => TaskEvent::Overlapped,
+                };
+                Ok(tasks::record(&zone, &name.as_bytes(), event).unwrap_or(false))
+            },
+        )?,
     )?;
     Ok(())
 }

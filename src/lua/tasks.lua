@@ -29,6 +29,7 @@ local semaphore = require "ngx.semaphore"
 local error_text = require("ngx_worker_events.bus").error_text
 
 local n_take, n_finish, n_release = native.tasks_take, native.tasks_finish, native.tasks_release
+local n_record = native.tasks_record
 local now_us = native.now_us
 
 local PREFIX = native.LOG_PREFIX .. "ngx_tasks: "
@@ -164,6 +165,7 @@ local function execute(task, zone, key, lock)
   end
   c.last = { time = ngx.now(), pid = ngx.worker.pid(), duration = dur }
   if dur > c.max_duration then c.max_duration = dur end
+  n_record(zone, tostring(task.identifier), "ran", dur, not ok)
   n_finish(zone, key)
   if lock then n_release(zone, lock) end
 end
@@ -192,6 +194,7 @@ local function try_window(task, zone, key, threaded, held)
       if not held then
         -- still running (in some worker) when its next window came
         c.overlaps = c.overlaps + 1
+        n_record(zone, tostring(task.identifier), "overlapped")
       end
       return
     end
@@ -200,6 +203,7 @@ local function try_window(task, zone, key, threaded, held)
   if got == "mine" or got == "retry" then
     if got == "retry" then
       c.retries = c.retries + 1
+      n_record(zone, tostring(task.identifier), "retried")
       log(WARN, PREFIX, "task '", tostring(task.identifier), "': worker ", owner,
           " died before it finished ", key, ", running it again")
     end
@@ -248,6 +252,7 @@ local function consider(self, task, zone, threaded)
   if st.running then
     -- its previous window is still running here
     c.overlaps = c.overlaps + 1
+    n_record(zone, tostring(task.identifier), "overlapped")
     return min(again, wait)
   end
   if task.filter then

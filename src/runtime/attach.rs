@@ -14,10 +14,12 @@ use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
 use crate::ngx::shm::{self, Lookup, ZoneHandle};
 use crate::runtime::cell::Reentered;
+use crate::runtime::counters;
 use crate::runtime::notify;
 use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
-use crate::zone::claims::{ClaimOutcome, Reserved};
+use crate::zone::claims::Reserved;
 use crate::zone::record::{Origin, RecordHeader};
+use crate::zone::slots::SlotCounter;
 use crate::zone::{AppendError, ReadOutcome, ZoneStats};
 
 /// Why a zone name could not be resolved or a consumer opened.
@@ -143,6 +145,7 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
         name: name.to_string(),
         handle,
         slot,
+        pending: Default::default(),
     });
     st.zones.len() - 1
 }
@@ -319,6 +322,7 @@ pub fn origin(own: bool) -> Origin {
         pid: process::pid(),
         wid: Some(wid),
         own,
+        posted_us: crate::ngx::monotonic_us(),
     }
 }
 
@@ -384,29 +388,53 @@ pub fn fetch(id: u32) -> Fetched {
     STATE
         .with(|st| {
             let mut buf = core::mem::take(&mut st.buf);
-            let got = match st.reader(id) {
-                None => Fetched::Empty,
-                Some((c, a)) => {
-                    match a
-                        .handle
-                        .zone
-                        .ring()
-                        .read_next(&a.handle, &mut c.cursor, &mut buf)
-                    {
-                        ReadOutcome::Empty => {
-                            c.woken = false;
-                            Fetched::Empty
-                        }
-                        ReadOutcome::Lost(n) => {
-                            c.lost += n;
-                            Fetched::Lost(n)
-                        }
-                        ReadOutcome::Record(rh) => return Fetched::Record(rh, buf),
-                    }
-                }
+            let Some(c) = st.consumer(id) else {
+                st.buf = buf;
+                return Fetched::Empty;
             };
-            st.buf = buf;
-            got
+            let z = c.zone;
+            let mut cursor = c.cursor;
+            let a = &mut st.zones[z];
+            let outcome = a
+                .handle
+                .zone
+                .ring()
+                .read_next(&a.handle, &mut cursor, &mut buf);
+            if let Some(c) = st.consumer(id) {
+                c.cursor = cursor;
+                match outcome {
+                    ReadOutcome::Empty => c.woken = false,
+                    ReadOutcome::Lost(n) => c.lost += n,
+                    ReadOutcome::Record(_) => {}
+                }
+            }
+            match outcome {
+                ReadOutcome::Record(rh) => {
+                    let a = &mut st.zones[z];
+                    a.pending.note(rh.posted_us, crate::ngx::monotonic_us());
+                    if a.pending.delivered >= counters::FLUSH_EVERY {
+                        counters::flush(st, z);
+                    }
+                    Fetched::Record(rh, buf)
+                }
+                ReadOutcome::Lost(n) => {
+                    if let Some(s) = st.zones[z].slot {
+                        st.zones[z]
+                            .handle
+                            .zone
+                            .slots()
+                            .count(s, SlotCounter::Lost, n);
+                    }
+                    counters::flush(st, z);
+                    st.buf = buf;
+                    Fetched::Lost(n)
+                }
+                ReadOutcome::Empty => {
+                    counters::flush(st, z);
+                    st.buf = buf;
+                    Fetched::Empty
+                }
+            }
         })
         .unwrap_or(Fetched::Empty)
 }
@@ -435,40 +463,6 @@ pub fn pending(id: u32) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
-}
-
-/// Unique records remembered as claimed by this worker (a consumer that
-/// reads one later than this many claims runs it no more).
-const CLAIMED_KEPT: usize = 4096;
-
-/// Claims record `seq`'s `unique` key in consumer `id`'s zone for `ttl_ms`:
-/// Mine when this worker handles the event (also when not open: nothing to
-/// share with). A record this worker already claimed through another
-/// consumer is Mine again: every API in the claiming worker runs it.
-pub fn claim(id: u32, unique: &[u8], ttl_ms: u64, seq: u64) -> ClaimOutcome {
-    STATE
-        .with(|st| {
-            let Some((c, a)) = st.reader(id) else {
-                return ClaimOutcome::Mine;
-            };
-            let (zone, handle) = (c.zone, a.handle);
-            if st.claimed.iter().any(|&(z, s)| z == zone && s == seq) {
-                return ClaimOutcome::Mine;
-            }
-            let now_ms = crate::ngx::monotonic_us() / 1000;
-            let out = handle
-                .zone
-                .claims()
-                .claim(&handle, unique, process::pid(), now_ms, ttl_ms);
-            if out == ClaimOutcome::Mine {
-                if st.claimed.len() >= CLAIMED_KEPT {
-                    st.claimed.pop_front();
-                }
-                st.claimed.push_back((zone, seq));
-            }
-            out
-        })
-        .unwrap_or(ClaimOutcome::Mine)
 }
 
 /// Registers the semaphore consumer `id`'s loop waits on (null to

@@ -208,6 +208,8 @@ pub fn reap() -> usize {
         .iter()
         .filter(|o| o.managed() && o.state != SlotState::Exiting)
     {
+        let crashes = &t.handle.zone.header().crashes;
+        crashes.fetch_add(1, Ordering::Relaxed);
         crate::wev_log!(
             ERR,
             "resty.worker.manager: worker with id '{}-{}' (ngx.worker.id() {}) died without exiting",
@@ -248,6 +250,8 @@ fn tick() {
             && process::alive(o.pid)
             && slots.change_state(o.slot, o.pid, SlotState::Running, SlotState::Unresponsive)
         {
+            let n = &t.handle.zone.header().unresponsive;
+            n.fetch_add(1, Ordering::Relaxed);
             post(&t, b"unresponsive", &o, false);
         }
     }

@@ -11,7 +11,8 @@
 //!   whether or not any Lua API is used;
 //! - `manager`: lifecycle tracking for `resty.worker.manager` (counts per
 //!   generation, heartbeats, crashed / hung workers);
-//! - `tasks`: `ngx_tasks` windows and run locks in the claims table.
+//! - `tasks`: `ngx_tasks` windows and run locks in the claims table;
+//! - `claim`: unique claims of consumers; `counters`: the status counters.
 //!
 //! A **consumer** is one reader of one zone in one worker: one Lua API
 //! instance (`resty.worker.events`, `resty.events`), with its own
@@ -19,6 +20,8 @@
 
 pub mod attach;
 pub mod cell;
+pub mod claim;
+pub mod counters;
 pub mod lifecycle;
 pub mod manager;
 pub mod notify;

@@ -213,9 +213,14 @@ unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
             for z in 0..st.zones.len() {
                 // Only a poster sets the flag before sending: a datagram from
                 // anyone else costs a recv, not a wake-up.
-                let flagged = st.zones[z]
-                    .slot
-                    .is_some_and(|s| st.zones[z].handle.zone.slots().take_wake(s));
+                let flagged = st.zones[z].slot.is_some_and(|s| {
+                    let slots = st.zones[z].handle.zone.slots();
+                    let took = slots.take_wake(s);
+                    if took {
+                        slots.count(s, crate::zone::slots::SlotCounter::Wakeups, 1);
+                    }
+                    took
+                });
                 if closing || flagged {
                     any = true;
                     wake_local(st, z, None, closing);
@@ -264,7 +269,9 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
             return;
         };
         let slots = handle.zone.slots();
+        let mut sent = 0;
         slots.to_wake(slot, |idx, _pid| {
+            sent += 1;
             if let Err(e) = sender.send(&address(slots.token(idx))) {
                 match e.raw_os_error() {
                     // Its queue is full: it has datagrams to drain, so it
@@ -281,5 +288,10 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
                 }
             }
         });
+        if sent != 0 {
+            let h = handle.zone.header();
+            h.wakeups_sent
+                .fetch_add(sent, core::sync::atomic::Ordering::Relaxed);
+        }
     });
 }

@@ -15,6 +15,36 @@ pub struct Attachment {
     pub handle: ZoneHandle,
     /// Our slot in the zone (workers only; None when the table was full).
     pub slot: Option<usize>,
+    /// Counts not yet added to the zone (flushed once per drained batch, so
+    /// the hot path touches no shared cache line per record).
+    pub pending: Pending,
+}
+
+/// Deliveries counted locally, for the zone's status counters.
+#[derive(Default)]
+pub struct Pending {
+    pub delivered: u64,
+    /// Per delay bucket (`zone::layout::DELAY_BUCKETS_US`, then +Inf).
+    pub delay_buckets: [u64; 13],
+    pub delay_sum_us: u64,
+    pub delay_count: u64,
+}
+
+impl Pending {
+    /// Counts one delivery of a record posted at `posted_us` (0: unknown).
+    pub fn note(&mut self, posted_us: u64, now_us: u64) {
+        self.delivered += 1;
+        if posted_us != 0 {
+            let us = now_us.saturating_sub(posted_us);
+            let i = crate::zone::layout::DELAY_BUCKETS_US
+                .iter()
+                .position(|&b| us <= b)
+                .unwrap_or(self.delay_buckets.len() - 1);
+            self.delay_buckets[i] += 1;
+            self.delay_sum_us += us;
+            self.delay_count += 1;
+        }
+    }
 }
 
 /// One reader of one zone (one Lua API instance in this process).

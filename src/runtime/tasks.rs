@@ -10,6 +10,7 @@ use crate::runtime::attach::{self, AttachError};
 use crate::runtime::notify;
 use crate::runtime::state::STATE;
 use crate::zone::claims::TaskClaim;
+use crate::zone::tasks::TaskEvent;
 
 fn now_ms() -> u64 {
     crate::ngx::monotonic_us() / 1000
@@ -40,6 +41,12 @@ pub fn release(zone: &str, key: &[u8]) -> Result<(), AttachError> {
     let (_, handle, _) = attach::attach_named(zone)?;
     handle.zone.claims().release(&handle, key, now_ms());
     Ok(())
+}
+
+/// Counts `event` for task `name` in zone `zone` (false: its table is full).
+pub fn record(zone: &str, name: &[u8], event: TaskEvent) -> Result<bool, AttachError> {
+    let (_, handle, _) = attach::attach_named(zone)?;
+    Ok(handle.zone.tasks().record(&handle, name, event))
 }
 
 /// Registers a task loop's semaphore to be posted when nginx starts shutting

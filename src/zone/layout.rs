@@ -1,7 +1,7 @@
 //! Where things live inside a zone's region, and attaching to it.
 //!
 //! ```text
-//! | Header | slots[slots_cap] | claims[claims_cap] | log ring[ring_cap] |
+//! | Header | slots[slots_cap] | tasks[tasks_cap] | claims[claims_cap] | log ring[ring_cap] |
 //! ```
 //! All offsets are multiples of 64 (one cache line). The header records the
 //! computed [`Layout`], so a process attaching to an existing zone (a worker,
@@ -12,11 +12,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::claims::{Claim, Claims};
 use super::ring::{Ring, RingHeader};
 use super::slots::{Slot, Slots};
+use super::tasks::{TaskEntry, Tasks, TASKS};
 
-/// Identifies an initialised region ("ngxwev" + layout version 3).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0004;
+/// Identifies an initialised region ("ngxwev" + layout version 5).
+pub const MAGIC: u64 = 0x6e67_7877_6576_0005;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
-pub const MIN_REGION: usize = 32 * 1024;
+pub const MIN_REGION: usize = 64 * 1024;
 /// Number of worker slots (processes that can be attached at once, across
 /// old and new generations during a reload).
 pub const SLOTS: usize = 128;
@@ -32,6 +33,8 @@ pub struct Layout {
     pub region_len: u64,
     pub slots_off: u64,
     pub slots_cap: u64,
+    pub tasks_off: u64,
+    pub tasks_cap: u64,
     pub claims_off: u64,
     pub claims_cap: u64,
     pub ring_off: u64,
@@ -49,7 +52,8 @@ impl Layout {
             return None;
         }
         let slots_off = align_up(core::mem::size_of::<Header>());
-        let claims_off = align_up(slots_off + SLOTS * core::mem::size_of::<Slot>());
+        let tasks_off = align_up(slots_off + SLOTS * core::mem::size_of::<Slot>());
+        let claims_off = align_up(tasks_off + TASKS * core::mem::size_of::<TaskEntry>());
         // Claims: one 16-byte entry per 96 bytes of region (a sixth of it),
         // at least 64: more live claims than a lua_shared_dict of the same
         // size holds (8095 per MB for the Lua library's keys).
@@ -62,6 +66,8 @@ impl Layout {
             region_len: len as u64,
             slots_off: slots_off as u64,
             slots_cap: SLOTS as u64,
+            tasks_off: tasks_off as u64,
+            tasks_cap: TASKS as u64,
             claims_off: claims_off as u64,
             claims_cap: claims_cap as u64,
             ring_off: ring_off as u64,
@@ -85,6 +91,34 @@ pub struct Header {
     /// (its "master start" ran), and when (wall clock ms).
     pub managed_generation: AtomicU64,
     pub managed_generation_ms: AtomicU64,
+    /// Push wake-ups sent by posters.
+    pub wakeups_sent: AtomicU64,
+    /// Lifecycle: workers reported crashed, and reported unresponsive.
+    pub crashes: AtomicU64,
+    pub unresponsive: AtomicU64,
+    /// Delivery delay (post to fetch) histogram: counts per
+    /// [`DELAY_BUCKETS_US`] upper bound (the last one: +Inf), sum and count.
+    pub delay_buckets: [AtomicU64; DELAY_BUCKETS_US.len() + 1],
+    pub delay_sum_us: AtomicU64,
+    pub delay_count: AtomicU64,
+}
+
+/// Upper bounds (µs) of the delivery delay histogram's buckets.
+pub const DELAY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+impl Header {
+    /// Adds delivery delays counted elsewhere: per bucket, sum, count.
+    pub fn add_delays(&self, buckets: &[u64], sum_us: u64, count: u64) {
+        for (b, n) in self.delay_buckets.iter().zip(buckets) {
+            if *n != 0 {
+                b.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        self.delay_sum_us.fetch_add(sum_us, Ordering::Relaxed);
+        self.delay_count.fetch_add(count, Ordering::Relaxed);
+    }
 }
 
 /// A view of one zone's region. Cheap to copy; valid as long as the mapping.
@@ -182,6 +216,18 @@ impl Zone {
             core::slice::from_raw_parts(
                 self.base.add(l.claims_off as usize) as *const Claim,
                 l.claims_cap as usize,
+            )
+        })
+    }
+
+    /// The interval task counters.
+    pub fn tasks(&self) -> Tasks<'_> {
+        let l = self.layout();
+        // SAFETY: as for `claims`.
+        Tasks(unsafe {
+            core::slice::from_raw_parts(
+                self.base.add(l.tasks_off as usize) as *const TaskEntry,
+                l.tasks_cap as usize,
             )
         })
     }

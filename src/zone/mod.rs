@@ -39,6 +39,7 @@ pub mod record;
 pub mod ring;
 pub mod slots;
 pub mod stats;
+pub mod tasks;
 
 pub use layout::Zone;
 pub use lock::{Guard, ZoneLock};

@@ -11,12 +11,13 @@
 //!                    bit 1: `wid` is set; bit 2: an API's own event; others 0
 //! 24  u32 data_len   encoded payload (see `crate::codec`)
 //! 28  i32 wid        the poster's `ngx.worker.id()` (-1: not a worker), when bit 1
-//! 32  source | event | unique | data | zero padding to 8
+//! 32  u64 posted_us  when it was posted (CLOCK_MONOTONIC µs; 0: unknown)
+//! 40  source | event | unique | data | zero padding to 8
 //! ```
 //! Little-endian (native on every platform nginx builds this module for).
 
 /// Size of the fixed record header.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 40;
 
 /// Who posted a record, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Origin {
     /// An API's own event (resty.worker.events' `started`/`stopping`): the
     /// other APIs on the bus do not hand it to their handlers.
     pub own: bool,
+    /// When it was posted (monotonic µs; 0: unknown).
+    pub posted_us: u64,
 }
 
 impl From<i32> for Origin {
@@ -38,6 +41,7 @@ impl From<i32> for Origin {
             pid,
             wid: None,
             own: false,
+            posted_us: 0,
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct RecordHeader {
     pub pid: i32,
     pub wid: Option<i32>,
     pub own: bool,
+    pub posted_us: u64,
     pub seq: u64,
     pub source_len: u16,
     pub event_len: u16,
@@ -126,6 +131,7 @@ impl RecordHeader {
             pid: origin.pid,
             wid: origin.wid,
             own: origin.own,
+            posted_us: origin.posted_us,
             seq,
             source_len,
             event_len,
@@ -157,6 +163,7 @@ impl RecordHeader {
         b[22..24].copy_from_slice(&flags.to_le_bytes());
         b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
         b[28..32].copy_from_slice(&self.wid.unwrap_or(0).to_le_bytes());
+        b[32..40].copy_from_slice(&self.posted_us.to_le_bytes());
         b
     }
 
@@ -170,6 +177,7 @@ impl RecordHeader {
             pid: u32_at(4) as i32,
             wid: (flags & FLAG_WID != 0).then_some(u32_at(28) as i32),
             own: flags & FLAG_OWN != 0,
+            posted_us: u64::from_le_bytes(b[32..40].try_into().ok()?),
             seq: u64::from_le_bytes(b[8..16].try_into().ok()?),
             source_len: u16_at(16),
             event_len: u16_at(18),
@@ -193,6 +201,7 @@ pub struct RecordView<'a> {
     pub pid: i32,
     pub wid: Option<i32>,
     pub own: bool,
+    pub posted_us: u64,
     pub seq: u64,
     pub source: &'a [u8],
     pub event: &'a [u8],
@@ -218,6 +227,7 @@ impl<'a> RecordView<'a> {
             pid: h.pid,
             wid: h.wid,
             own: h.own,
+            posted_us: h.posted_us,
             seq: h.seq,
             source,
             event,
@@ -287,14 +297,19 @@ mod tests {
             pid: 77,
             wid: Some(-1),
             own: true,
+            posted_us: 123,
         };
         let h = RecordHeader::new(o, 3, b"s", b"e", None, b"d").unwrap();
         let d = RecordHeader::decode(&h.encode()).unwrap();
-        assert_eq!((d.pid, d.wid, d.own), (77, Some(-1), true));
+        assert_eq!(
+            (d.pid, d.wid, d.own, d.posted_us),
+            (77, Some(-1), true, 123)
+        );
         let o = Origin {
             pid: 78,
             wid: Some(3),
             own: false,
+            posted_us: 0,
         };
         let d = RecordHeader::decode(
             &RecordHeader::new(o, 3, b"s", b"e", None, b"d")

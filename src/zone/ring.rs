@@ -36,6 +36,8 @@ pub struct RingHeader {
     pub posted: AtomicU64,
     /// Records evicted from the log to make room since the zone was created.
     pub evicted: AtomicU64,
+    /// Bytes of the records appended (headers and padding included).
+    pub bytes_posted: AtomicU64,
 }
 
 /// A view of one zone's log: its counters and its bytes.
@@ -229,6 +231,7 @@ impl<'a> Ring<'a> {
 
         h.head_seq.store(seq + 1, Ordering::Relaxed);
         h.posted.fetch_add(1, Ordering::Relaxed);
+        h.bytes_posted.fetch_add(len, Ordering::Relaxed);
         h.head.store(head + len, Ordering::Release);
         Ok(seq)
     }

@@ -38,6 +38,40 @@ pub struct Slot {
     beat_ms: AtomicU64,
     /// When the owner took the slot (wall clock, ms since the epoch).
     started_ms: AtomicU64,
+    /// Counters of the owner, for the status endpoint (see [`SlotCounters`]).
+    delivered: AtomicU64,
+    lost: AtomicU64,
+    wakeups: AtomicU64,
+    handler_errors: AtomicU64,
+    /// Log position and seq its slowest consumer has read up to.
+    read_pos: AtomicU64,
+    read_seq: AtomicU64,
+    _pad: [u64; 2],
+}
+
+/// What a slot's owner counted (since it took the slot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotCounters {
+    /// Records handed to its consumers (one per consumer and record).
+    pub delivered: u64,
+    /// Records its consumers lost (overwritten before they read them).
+    pub lost: u64,
+    /// Push wake-ups it received from posters.
+    pub wakeups: u64,
+    /// Handlers that raised.
+    pub handler_errors: u64,
+    /// Log position and seq of its slowest consumer (0: none read yet).
+    pub read_pos: u64,
+    pub read_seq: u64,
+}
+
+/// A counter of a slot.
+#[derive(Clone, Copy, Debug)]
+pub enum SlotCounter {
+    Delivered,
+    Lost,
+    Wakeups,
+    HandlerErrors,
 }
 
 /// A slot owner's lifecycle state.
@@ -134,8 +168,53 @@ impl Slots<'_> {
         s.state.store(SlotState::Running as u32, Ordering::Relaxed);
         s.beat_ms.store(0, Ordering::Relaxed);
         s.started_ms.store(now_wall_ms, Ordering::Relaxed);
+        for c in [
+            &s.delivered,
+            &s.lost,
+            &s.wakeups,
+            &s.handler_errors,
+            &s.read_pos,
+            &s.read_seq,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
         s.pid.store(pid, Ordering::Release);
         Some(idx)
+    }
+
+    /// Adds `n` to a counter of slot `idx` (its owner's own, no lock).
+    pub fn count(&self, idx: usize, which: SlotCounter, n: u64) {
+        if let Some(s) = self.0.get(idx) {
+            let c = match which {
+                SlotCounter::Delivered => &s.delivered,
+                SlotCounter::Lost => &s.lost,
+                SlotCounter::Wakeups => &s.wakeups,
+                SlotCounter::HandlerErrors => &s.handler_errors,
+            };
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how far slot `idx`'s slowest consumer has read.
+    pub fn set_read(&self, idx: usize, pos: u64, seq: u64) {
+        if let Some(s) = self.0.get(idx) {
+            s.read_pos.store(pos, Ordering::Relaxed);
+            s.read_seq.store(seq, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters of slot `idx`.
+    pub fn counters(&self, idx: usize) -> SlotCounters {
+        self.0
+            .get(idx)
+            .map_or_else(SlotCounters::default, |s| SlotCounters {
+                delivered: s.delivered.load(Ordering::Relaxed),
+                lost: s.lost.load(Ordering::Relaxed),
+                wakeups: s.wakeups.load(Ordering::Relaxed),
+                handler_errors: s.handler_errors.load(Ordering::Relaxed),
+                read_pos: s.read_pos.load(Ordering::Relaxed),
+                read_seq: s.read_seq.load(Ordering::Relaxed),
+            })
     }
 
     /// Stamps slot `idx`'s heartbeat (the first stamp makes it managed).
@@ -286,6 +365,13 @@ pub(crate) fn test_table(n: usize) -> Slots<'static> {
             _spare: 0,
             beat_ms: AtomicU64::new(0),
             started_ms: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            handler_errors: AtomicU64::new(0),
+            read_pos: AtomicU64::new(0),
+            read_seq: AtomicU64::new(0),
+            _pad: [0; 2],
         })
         .collect();
     Slots(Box::leak(v.into_boxed_slice()))
@@ -326,6 +412,26 @@ mod tests {
         let c = z.acquire(&l, 200, 0, 1, 5, |_| true).unwrap();
         let d = z.acquire(&l, 201, 1, 1, 5, |p| p != 200).unwrap();
         assert_ne!(c, d);
+    }
+
+    #[test]
+    fn a_slot_is_one_or_two_cache_lines_and_counts() {
+        assert_eq!(core::mem::size_of::<Slot>(), 128);
+        let z = test_table(2);
+        let l = TestLock::default();
+        let a = z.acquire(&l, 1, 0, 1, 0, |_| true).unwrap();
+        z.count(a, SlotCounter::Delivered, 3);
+        z.count(a, SlotCounter::Lost, 2);
+        z.set_read(a, 640, 9);
+        let c = z.counters(a);
+        assert_eq!(
+            (c.delivered, c.lost, c.read_pos, c.read_seq),
+            (3, 2, 640, 9)
+        );
+        z.release(a, 1);
+        // a new owner starts from zero
+        let b = z.acquire(&l, 2, 0, 1, 0, |_| true).unwrap();
+        assert_eq!(z.counters(b), SlotCounters::default());
     }
 
     #[test]

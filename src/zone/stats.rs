@@ -3,7 +3,8 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::layout::Zone;
-use super::slots::SlotOwner;
+use super::slots::{SlotCounters, SlotOwner};
+use super::tasks::TaskStats;
 
 /// A zone's counters at one moment (each read atomically, not all at once).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,25 @@ pub struct ZoneStats {
     pub claims_capacity: u64,
     /// Posts refused because their key found no room in the claims table.
     pub claims_refused: u64,
+    /// Bytes of the records posted (headers and padding included).
+    pub bytes_posted: u64,
+    /// Push wake-ups posters sent.
+    pub wakeups_sent: u64,
+    /// Each occupied slot's counters, in `workers` order.
+    pub worker_counters: Vec<SlotCounters>,
+    /// Lifecycle: newest started generation and when (wall ms), workers
+    /// reported crashed, reports of unresponsive workers.
+    pub managed_generation: u64,
+    pub managed_generation_ms: u64,
+    pub crashes: u64,
+    pub unresponsive: u64,
+    /// Delivery delay histogram (`layout::DELAY_BUCKETS_US`, then +Inf),
+    /// sum (µs) and count.
+    pub delay_buckets: Vec<u64>,
+    pub delay_sum_us: u64,
+    pub delay_count: u64,
+    /// Interval task counters.
+    pub tasks: Vec<TaskStats>,
 }
 
 impl Zone {
@@ -49,7 +69,36 @@ impl Zone {
             workers: self.slots().owners(),
             claims_capacity: self.claims().len() as u64,
             claims_refused: self.header().claims_refused.load(Relaxed),
+            bytes_posted: h.bytes_posted.load(Relaxed),
+            wakeups_sent: self.header().wakeups_sent.load(Relaxed),
+            worker_counters: Vec::new(),
+            managed_generation: self.header().managed_generation.load(Relaxed),
+            managed_generation_ms: self.header().managed_generation_ms.load(Relaxed),
+            crashes: self.header().crashes.load(Relaxed),
+            unresponsive: self.header().unresponsive.load(Relaxed),
+            delay_buckets: self
+                .header()
+                .delay_buckets
+                .iter()
+                .map(|b| b.load(Relaxed))
+                .collect(),
+            delay_sum_us: self.header().delay_sum_us.load(Relaxed),
+            delay_count: self.header().delay_count.load(Relaxed),
+            tasks: self.tasks().all(),
         }
+        .with_counters(self)
+    }
+}
+
+impl ZoneStats {
+    fn with_counters(mut self, z: &Zone) -> ZoneStats {
+        let slots = z.slots();
+        self.worker_counters = self
+            .workers
+            .iter()
+            .map(|w| slots.counters(w.slot))
+            .collect();
+        self
     }
 }
 
@@ -66,7 +115,7 @@ mod tests {
         z.slots().acquire(&l, 5, 0, 1, 0, |_| true).unwrap();
         let s = z.stats();
         assert_eq!((s.posted, s.next_seq, s.evicted, s.tail), (1, 2, 0, 0));
-        assert_eq!(s.head, 40);
+        assert_eq!(s.head, 48); // a 40-byte header + "s" "e" "x", padded to 8
         assert_eq!(s.workers.len(), 1);
         assert_eq!(s.log_size, z.ring().cap());
     }

@@ -1,0 +1,85 @@
+//! The status endpoint (`worker_events_status [zone];` in a location): a
+//! content handler that answers from the zone alone, in native code, with
+//! no Lua and no lock beyond the zone's atomics, so it answers while every
+//! worker's Lua is busy. JSON by default, the Prometheus text format with
+//! `?format=prometheus` or `Accept: text/plain; version=0.0.4`.
+//!
+//! `render` turns a snapshot into bytes (pure); this file is the nginx edge:
+//! method and argument checks, the snapshot, the response.
+
+#[cfg(not(test))]
+mod handler;
+pub mod render;
+#[cfg(not(test))]
+pub use handler::{document, handler, set_ctx_index, StatusConf};
+
+/// The output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Prometheus,
+}
+
+/// The query string's verdict: a format (or none asked), or a one-line
+/// reason for a 400.
+pub fn parse_args(args: &[u8]) -> Result<Option<Format>, String> {
+    let mut format = None;
+    for pair in args.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        match k {
+            b"format" => {
+                format = Some(match v {
+                    b"json" => Format::Json,
+                    b"prometheus" => Format::Prometheus,
+                    _ => {
+                        return Err(format!(
+                            "bad format \"{}\": use format=json or format=prometheus",
+                            String::from_utf8_lossy(v)
+                        ))
+                    }
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "unknown argument \"{}\": the only one is format=json|prometheus",
+                    String::from_utf8_lossy(k)
+                ))
+            }
+        }
+    }
+    Ok(format)
+}
+
+/// True for an Accept header asking for Prometheus' text format.
+pub fn wants_prometheus(accept: &[u8]) -> bool {
+    let a = String::from_utf8_lossy(accept).to_ascii_lowercase();
+    a.contains("text/plain") && a.contains("version=0.0.4")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse_args(b""), Ok(None));
+        assert_eq!(parse_args(b"format=json"), Ok(Some(Format::Json)));
+        assert_eq!(
+            parse_args(b"format=prometheus&"),
+            Ok(Some(Format::Prometheus))
+        );
+        assert_eq!(
+            parse_args(b"format=xml").unwrap_err(),
+            "bad format \"xml\": use format=json or format=prometheus"
+        );
+        assert_eq!(
+            parse_args(b"a=1").unwrap_err(),
+            "unknown argument \"a\": the only one is format=json|prometheus"
+        );
+        assert!(wants_prometheus(b"text/plain; version=0.0.4; q=1"));
+        assert!(!wants_prometheus(b"application/json"));
+    }
+}
