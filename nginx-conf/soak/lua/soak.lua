@@ -8,10 +8,11 @@
 --   * receives on both: resty.worker.events (push, interval 1) on the main
 --     zone, and the bare bus on "slow", which polls only every `slow_poll`
 --     seconds, so it falls behind and must get `lost` reports;
---   * checks each event: CRC and header (else bad), per poster lifetime
---     sequence numbers (a repeat or a step back = dup, a jump = missing),
---     and whether the `lost` reports since that poster's previous event cover
---     the jump (else `late`: the gap was not reported before the event after it).
+--   * checks each event (soak_rx.lua): CRC and header (else bad), per poster
+--     lifetime sequence numbers (a repeat or a step back = dup, a jump =
+--     missing), and whether the `lost` reports since that poster's previous
+--     event cover the jump (else `late`: the gap was not reported before the
+--     event after it).
 --
 -- A payload: { p = poster pid, b = poster lifetime token, s = sequence
 -- (from 1, per lifetime and zone), c = crc32(d), d = "<p>:<b>:<s>:" .. bytes },
@@ -30,11 +31,13 @@
 --   hb:<pid>            "t=<now> token=<token> seen=N slot=<ev slot> slowslot=<slow slot> posting=0|1"
 local ev = require "resty.worker.events"
 local bus = require "ngx_worker_events.bus"
+local R = require "soak_rx"
 
 local ngx = ngx
 local acc, hbd = ngx.shared.soak_acc, ngx.shared.soak_hb
 local crc32 = ngx.crc32_long
 local format, sub, char, concat = string.format, string.sub, string.char, table.concat
+local new_rx, check, on_lost, save = R.new_rx, R.check, R.on_lost, R.save
 local floor, random, max = math.floor, math.random, math.max
 local type, tostring = type, tostring
 local sleep, exiting = ngx.sleep, ngx.worker.exiting
@@ -45,65 +48,6 @@ local pid, token, opts
 local slow_bus
 local rx = {} -- zone name -> receiver state
 
-local function new_rx(zone)
-  return { zone = zone, last = {}, lost_at = {},
-           seen = 0, missing = 0, lost = 0, lostrep = 0, bad = 0, dup = 0, late = 0 }
-end
-
-local function save(key, value)
-  local ok, err = acc:safe_set(key, value)
-  if not ok then
-    acc:incr("accfail", 1, 0)
-    ngx.log(ngx.ERR, "soak: soak_acc: ", err)
-  end
-end
-
-local function flush_rx(r)
-  save("rx:" .. r.zone .. ":" .. token,
-       format("seen=%d missing=%d lost=%d lostrep=%d bad=%d dup=%d late=%d",
-              r.seen, r.missing, r.lost, r.lostrep, r.bad, r.dup, r.late))
-end
-
--- one received event of source "soak" (from_pid: the pid the module says posted it)
-local function check(r, data, from_pid)
-  if type(data) ~= "table" then
-    r.bad = r.bad + 1
-    return
-  end
-  local p, b, s, c, d = data.p, data.b, data.s, data.c, data.d
-  if type(p) ~= "number" or type(b) ~= "string" or type(s) ~= "number"
-     or type(c) ~= "number" or type(d) ~= "string" or p ~= from_pid or crc32(d) ~= c then
-    r.bad = r.bad + 1
-    return
-  end
-  local hdr = p .. ":" .. b .. ":" .. s .. ":"
-  if sub(d, 1, #hdr) ~= hdr then
-    r.bad = r.bad + 1
-    return
-  end
-  r.seen = r.seen + 1
-  local last = r.last[b]
-  if last ~= nil then
-    if s <= last then
-      r.dup = r.dup + 1
-      return
-    end
-    if s > last + 1 then
-      local gap = s - last - 1
-      r.missing = r.missing + gap
-      -- the lost reports since this poster's previous event must cover it
-      if gap > r.lost - r.lost_at[b] then r.late = r.late + 1 end
-    end
-  end
-  r.last[b] = s
-  r.lost_at[b] = r.lost
-end
-
-local function on_lost(r, n)
-  r.lost = r.lost + (tonumber(n) or 0)
-  r.lostrep = r.lostrep + 1
-end
-
 local function slot_of(stats)
   return stats and stats.slot or -1
 end
@@ -111,7 +55,7 @@ end
 local posting = false
 
 local function heartbeat(premature)
-  for _, r in pairs(rx) do flush_rx(r) end
+  for _, r in pairs(rx) do R.flush_rx(r, token) end
   if premature then return end
   ngx.update_time()
   local s1 = ev.stats()
