@@ -476,6 +476,9 @@ def main():
         own = sorted(int(hbs["hb:%d" % p]["slot"]) for p in procs if ("hb:%d" % p) in hbs)
         acc = dump("soak_acc")
         udict = dump("soak_u")
+        for name, d in (("soak_acc", acc), ("soak_u", udict)):  # for a look after the run
+            with open(os.path.join(PREFIX, "logs", name + ".tsv"), "w") as f:
+                f.writelines("%s\t%s\n" % kv_ for kv_ in sorted(d.items()))
         master_alive = alive(master)
     finally:
         note("stopping nginx (QUIT)")
