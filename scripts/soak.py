@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 import soak_report
+from soak_proc import alive, fd_count, read_pid, rss_kb, signal_pid, where, workers_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = os.environ
@@ -63,10 +64,34 @@ NGINX_PARAMS = {
     "SLOW_EVERY": str(env_num("SOAK_SLOW_EVERY", "2", int)),  # every n-th post also to "slow"
     "SLOW_POLL": repr(env_num("SOAK_SLOW_POLL", "0.2")),   # the slow consumer polls this often
     "FLUSH": repr(env_num("SOAK_FLUSH", "0.2")),           # counters to the dict this often
-    # self-test of the checks: every 500th post skips a sequence number (gap),
-    # repeats one (dup) or carries a wrong CRC (bad); the soak must then fail
+    # resty.events on the main zone: every n-th post also as its broadcast (0 = none),
+    # unique keys published per batch, their unique_timeout, the dict that counts them
+    "RE_EVERY": str(env_num("SOAK_RE_EVERY", "2", int)),
+    "UNIQUE": str(env_num("SOAK_UNIQUE", "1", int)),
+    # (a consumer that reads a key later than that after its claim runs it again: under
+    # 1.x the resty.events consumers fall seconds behind the synchronous posters, hence 30)
+    "UNIQUE_TIMEOUT": repr(env_num("SOAK_UNIQUE_TIMEOUT", "30" if ENV.get("SOAK_COMPAT") == "1.x" else "5")),
+    "UNIQUE_DICT": ENV.get("SOAK_UNIQUE_DICT", "64m"),
+    # resty.events has no lost event: its consumer's stats().lost is read every n-th
+    # event (and at gaps, and where it vouches for unique keys; soak_re.lua)
+    "RE_STATS_EVERY": str(max(1, env_num("SOAK_RE_STATS_EVERY", "8", int))),
+    # self-test of the checks: every 97th post skips a sequence number (gap),
+    # repeats one (dup) or carries a wrong CRC (bad); every 5th unique key is
+    # never published (ugap) or published under a second key (udup); the soak
+    # must then fail
     "INJECT": '"%s"' % re.sub(r"[^a-z]", "", ENV.get("SOAK_INJECT", "")),
 }
+# unique keys: "api" = each one runs exactly once in resty.events callbacks when
+# nothing was lost (the API's promise); "zone" (default) = exactly once in
+# either API's handlers (today a resty.worker.events consumer of the same zone
+# may claim a resty.events key first: RELIABILITY.md "Soak")
+UNIQUE_MODE = "api" if ENV.get("SOAK_UNIQUE_STRICT") == "1" else "zone"
+# resty.worker.events' configure timeout (its unique claims' life). Today whichever
+# consumer claims a key sets how long it stays live, so a shorter one lets a repeat
+# of a resty.events key run within unique_timeout: the default run uses the same
+# value as unique_timeout; SOAK_UNIQUE_STRICT=1 keeps that API's default, 2 s.
+NGINX_PARAMS["WE_TIMEOUT"] = repr(env_num("SOAK_WE_TIMEOUT", "2" if UNIQUE_MODE == "api"
+                                          else NGINX_PARAMS["UNIQUE_TIMEOUT"]))
 LINGER = 10.0  # a worker "is shutting down" for longer than this (while not stopped) = stall
 GRACE = 1.0    # after SIGCONT, the stopped worker's lock holders may still be catching up
 
@@ -77,80 +102,6 @@ class SoakError(Exception):
 
 def note(msg):
     print("==> " + msg, file=sys.stderr, flush=True)
-
-
-# --- processes ---
-def signal_pid(pid, sig):
-    try:
-        os.kill(pid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def alive(pid):
-    return signal_pid(pid, 0)
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-with open("/proc/stat") as _f:
-    BOOT_TIME = next(int(line.split()[1]) for line in _f if line.startswith("btime"))
-
-
-def workers_of(master):
-    """{pid: (state, start time as epoch s, shutting_down)} of the master's worker processes."""
-    out = {}
-    for d in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) != master:
-                continue
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read().decode("utf-8", "replace")
-        except (OSError, IndexError):
-            continue
-        if "worker process" in cmd:
-            out[int(d)] = (fields[0], BOOT_TIME + int(fields[19]) / CLK_TCK, "shutting down" in cmd)
-    return out
-
-
-def where(pid):
-    """State and kernel function of a process, e.g. "S futex_wait_queue" (blocked on a lock) or "R"."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        with open("/proc/%d/stack" % pid) as f:
-            frame = f.readline().split()
-        return state + (" " + frame[1].split("+")[0] if state != "R" and len(frame) > 1 else "")
-    except (OSError, IndexError):
-        return "?"
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return -1
-
-
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
 # --- nginx ---
@@ -268,6 +219,7 @@ class Soak:
         self.rng = random.Random(SEED)
         self.counts = {"kills": 0, "hups": 0, "stops": 0, "pings": 0}
         self.killed = set()
+        self.kill_times = []       # (when, pid) of each SIGKILL sent (epoch s)
         self.stopped = None        # (pid, until) of the worker stopped now
         self.windows = []          # (start, end) of every SIGSTOP window; end None while open
         self.stalls = []           # (what, detail): invariant
@@ -363,8 +315,9 @@ class Soak:
             if seen != hb["seen"]:
                 self.progress[pid] = (hb["seen"], now)
             elif hb.get("posting") == 1 and now - since > HB_STALL:
-                if self.stall(since, "progress", "worker %d: received nothing for %.1f s (in %s)"
-                              % (pid, now - since, where(pid)), pid):
+                if self.stall(since, "progress", "worker %d: received nothing for %.1f s (in %s; seen %d, "
+                              "resty.events streams %d)" % (pid, now - since, where(pid), hb["seen"],
+                                                            hb.get("reseen", -1)), pid):
                     self.stalled_pids.add(pid)
 
     # -- chaos ------------------------------------------------------------------
@@ -391,6 +344,7 @@ class Soak:
                     pid = self.rng.choice(sorted(procs))
                     if signal_pid(pid, signal.SIGKILL):
                         self.killed.add(pid)
+                        self.kill_times.append((time.time(), pid))
                         self.counts["kills"] += 1
             if HUP_EVERY > 0 and now >= nxt["hup"]:
                 nxt["hup"] = now + self.jitter(HUP_EVERY)
@@ -449,7 +403,7 @@ class Soak:
             except SoakError:
                 hbs = {}
             live = workers_of(self.master)
-            sig = sorted((k, kv(v).get("seen")) for k, v in hbs.items() if k[3:].isdigit() and int(k[3:]) in live)
+            sig = sorted((k, kv(v).get("seen"), kv(v).get("reseen")) for k, v in hbs.items() if k[3:].isdigit() and int(k[3:]) in live)
             if sig != last:
                 last, stable_since = sig, time.time()
             time.sleep(0.2)
@@ -502,9 +456,12 @@ def main():
     git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
     print("# soak: %g s, %d workers, kill every %g s, HUP every %g s, SIGSTOP %g s every %g s, "
-          "zones ev %s / slow %s, seed %d, source tree %s"
+          "zones ev %s / slow %s, compat %s, resty.events: 1 post in %s, %s unique key(s) a batch "
+          "(unique check: %s, resty.worker.events timeout %s s), seed %d, source tree %s"
           % (SECONDS, WORKERS, KILL_EVERY, HUP_EVERY, STOP_SECONDS, STOP_EVERY,
-             NGINX_PARAMS["ZONE"], NGINX_PARAMS["SLOW_ZONE"], SEED, git), flush=True)
+             NGINX_PARAMS["ZONE"], NGINX_PARAMS["SLOW_ZONE"], NGINX_PARAMS["COMPAT"],
+             NGINX_PARAMS["RE_EVERY"], NGINX_PARAMS["UNIQUE"], UNIQUE_MODE, NGINX_PARAMS["WE_TIMEOUT"],
+             SEED, git), flush=True)
     master, pid_file, error_log = start_nginx()
     try:
         procs = wait_ready(master, error_log)
@@ -520,14 +477,18 @@ def main():
         hbs = {k: kv(v) for k, v in dump("soak_hb").items()}
         own = sorted(int(hbs["hb:%d" % p]["slot"]) for p in procs if ("hb:%d" % p) in hbs)
         acc = dump("soak_acc")
+        udict = dump("soak_u")
+        for name, d in (("soak_acc", acc), ("soak_u", udict)):  # for a look after the run
+            with open(os.path.join(PREFIX, "logs", name + ".tsv"), "w") as f:
+                f.writelines("%s\t%s\n" % kv_ for kv_ in sorted(d.items()))
         master_alive = alive(master)
     finally:
         note("stopping nginx (QUIT)")
         clean_quit = stop_nginx(master, pid_file)
-    return soak_report.report(soak, acc, dict(
+    return soak_report.report(soak, acc, udict, dict(
         procs=procs, before=before, after=after, slots={"ev": ev_slots, "slow": slow_slots}, own=own,
         master_alive=master_alive, clean_quit=clean_quit, error_log=error_log,
-        seconds=SECONDS, fd_slack=FD_SLACK, hb_stall=HB_STALL))
+        seconds=SECONDS, fd_slack=FD_SLACK, hb_stall=HB_STALL, unique_mode=UNIQUE_MODE))
 
 
 if __name__ == "__main__":

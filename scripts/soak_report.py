@@ -1,6 +1,9 @@
 """The end of a soak run (scripts/soak.py): the workers' counters summed, slot
-accounting, the error log scanned, the invariants checked, and the summary."""
+accounting, the error log scanned, the invariants checked, and the summary.
+The resty.events part (its streams and unique keys) is in soak_events.py."""
 import re
+
+import soak_events
 
 
 def kv(s):
@@ -64,27 +67,32 @@ def scan_log(path, killed):
     return crashes, harness, alerts, errors
 
 
+# stream -> the poster zone its events come from (soak.lua: tx:<zone>, rx:<stream>)
+STREAMS = {"ev": "ev", "slow": "slow", "re": "re", "re2we": "re", "we2re": "ev"}
+
+
 def summarise(acc):
     tot = {}
-    for zone in ("ev", "slow"):
+    for zone, txzone in STREAMS.items():
         t = dict.fromkeys(("posted", "fails", "seen", "missing", "lost", "lostrep", "bad", "dup", "late",
-                           "unreported", "receivers", "posters"), 0)
+                           "unreported", "receivers", "posters", "foreign"), 0)
         for k, v in acc.items():
             f = kv(v)
-            if k.startswith("tx:%s:" % zone):
+            if k.startswith("tx:%s:" % txzone):
                 t["posted"] += int(f["posted"])
                 t["fails"] += int(f["fails"])
                 t["posters"] += 1
             elif k.startswith("rx:%s:" % zone):
                 for n in ("seen", "missing", "lost", "lostrep", "bad", "dup", "late"):
                     t[n] += int(f[n])
+                t["foreign"] += int(f.get("foreign", 0))
                 t["unreported"] += max(0, int(f["missing"]) - int(f["lost"]))
                 t["receivers"] += 1
         tot[zone] = t
     return tot
 
 
-def report(soak, acc, r):
+def report(soak, acc, udict, r):
     """Prints the summary; returns the exit status (1 if an invariant broke)."""
     procs, before, after, own = r["procs"], r["before"], r["after"], r["own"]
     ev_slots, slow_slots = r["slots"]["ev"], r["slots"]["slow"]
@@ -94,6 +102,8 @@ def report(soak, acc, r):
     slots = slot_accounting(acc, r["slots"], set(procs), soak.killed)
     ev, slow = tot["ev"], tot["slow"]
     both = {k: ev[k] + slow[k] for k in ev}
+    re_checks, re_lines = soak_events.evaluate(tot, acc, udict, soak.kill_times, soak.windows, r["unique_mode"],
+                                               soak.t0)
     leaked_slots = max(slots["ev"][1], slots["slow"][1])
     leaked_fds = max(0, after["worker_fds"] - before["worker_fds"] - fd_slack,
                      after["master_fds"] - before["master_fds"] - fd_slack)
@@ -119,7 +129,7 @@ def report(soak, acc, r):
         (int(acc.get("accfail", "0")) == 0, "soak_acc was full: counters missing"),
         (ev["posted"] > 0 and ev["seen"] > 0, "nothing was posted or delivered"),
         (slow["lostrep"] > 0 or slow["posted"] == 0, "the slow consumer never fell behind (no lost reports)"),
-    ]
+    ] + re_checks
     fails = [what for ok, what in checks if not ok]
     print("== soak summary: %g s, %s" % (seconds, soak.counts_str()))
     print("posted          %d (ev %d, slow %d) by %d poster lifetimes; failed posts %d"
@@ -132,6 +142,8 @@ def report(soak, acc, r):
     print("late gaps       %d" % both["late"])
     print("bad payloads    %d" % both["bad"])
     print("duplicates      %d" % both["dup"])
+    for line in re_lines:
+        print(line)
     kinds = {}
     for what, _ in soak.blocked:
         kinds[what] = kinds.get(what, 0) + 1

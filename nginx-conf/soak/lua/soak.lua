@@ -5,104 +5,64 @@
 --     `batch` posts so requests and the receivers still run) to the main zone
 --     through resty.worker.events, and every `slow_every`-th one also to the
 --     small zone "slow" through a second, bare ngx_worker_events.bus instance;
+--     every `re_every`-th one also through resty.events on the main zone, and
+--     `unique` unique keys per batch (soak_re.lua);
 --   * receives on both: resty.worker.events (push, interval 1) on the main
 --     zone, and the bare bus on "slow", which polls only every `slow_poll`
---     seconds, so it falls behind and must get `lost` reports;
---   * checks each event: CRC and header (else bad), per poster lifetime
---     sequence numbers (a repeat or a step back = dup, a jump = missing),
---     and whether the `lost` reports since that poster's previous event cover
---     the jump (else `late`: the gap was not reported before the event after it).
+--     seconds, so it falls behind and must get `lost` reports; and
+--     resty.events on the main zone (soak_re.lua);
+--   * checks each event (soak_rx.lua): CRC and header (else bad), per poster
+--     lifetime sequence numbers (a repeat or a step back = dup, a jump =
+--     missing), and whether the `lost` reports since that poster's previous
+--     event cover the jump (else `late`: the gap was not reported before the
+--     event after it).
 --
--- A payload: { p = poster pid, b = poster lifetime token, s = sequence
--- (from 1, per lifetime and zone), c = crc32(d), d = "<p>:<b>:<s>:" .. bytes },
--- 16 B .. 32 KB, log-uniform.
+-- Streams (a receiver per stream and worker lifetime):
+--   ev     resty.worker.events posts (source "soak") to its handlers
+--   slow   bare bus posts on zone "slow"
+--   re     resty.events broadcasts (source "soak-re") to its callbacks
+--   re2we  resty.events broadcasts to resty.worker.events handlers (cross-API)
+--   we2re  resty.worker.events posts to resty.events callbacks (cross-API)
+--
+-- A payload: { p = poster pid, w = its ngx.worker.id(), b = poster lifetime
+-- token, s = sequence (from 1, per lifetime and stream: ev, slow, re), c =
+-- crc32(d), d = "<p>:<b>:<s>:" .. bytes }, 16 B .. 32 KB, log-uniform;
+-- resty.events broadcasts also carry u and t (soak_re.lua).
 --
 -- lua_shared_dict soak_acc (the driver sums it after the run):
 --   tx:<zone>:<token>   "posted=N fails=N"   per poster lifetime, after every batch
---   rx:<zone>:<token>   "seen=N missing=N lost=N lostrep=N bad=N dup=N late=N"
+--                       (zone: ev, slow, re)
+--   rx:<stream>:<token> "seen=N missing=N lost=N lostrep=N bad=N dup=N late=N"
 --                       per receiver lifetime, one set (atomic), every `flush` s
 --                       and at exit: a killed worker's last events after its
 --                       last flush are in neither its missing nor its lost
+--                       (re also: foreign=N)
 --   slot:<token>        "pid=N ev=<slot> slow=<slot> order=N" at start (order: global counter)
 --   go / stop           set by the driver: start / stop posting
---   accfail             incremented when soak_acc is full (safe_set refused)
+--   accfail             incremented when soak_acc or soak_u is full (safe_set refused)
 -- lua_shared_dict soak_hb (10 s expiry):
---   hb:<pid>            "t=<now> token=<token> seen=N slot=<ev slot> slowslot=<slow slot> posting=0|1"
+--   hb:<pid>            "t=<now> token=<token> seen=N slot=<ev slot> slowslot=<slow slot> posting=0|1
+--                       reseen=N" (seen: ev and slow; reseen: re, re2we, we2re)
+-- lua_shared_dict soak_u: unique keys (soak_re.lua)
 local ev = require "resty.worker.events"
 local bus = require "ngx_worker_events.bus"
+local R = require "soak_rx"
+local RE = require "soak_re"
 
 local ngx = ngx
 local acc, hbd = ngx.shared.soak_acc, ngx.shared.soak_hb
 local crc32 = ngx.crc32_long
 local format, sub, char, concat = string.format, string.sub, string.char, table.concat
+local new_rx, check, on_lost, save = R.new_rx, R.check, R.on_lost, R.save
 local floor, random, max = math.floor, math.random, math.max
 local type, tostring = type, tostring
 local sleep, exiting = ngx.sleep, ngx.worker.exiting
 
 local M = {}
 
-local pid, token, opts
+local pid, token, opts, wid
 local slow_bus
-local rx = {} -- zone name -> receiver state
-
-local function new_rx(zone)
-  return { zone = zone, last = {}, lost_at = {},
-           seen = 0, missing = 0, lost = 0, lostrep = 0, bad = 0, dup = 0, late = 0 }
-end
-
-local function save(key, value)
-  local ok, err = acc:safe_set(key, value)
-  if not ok then
-    acc:incr("accfail", 1, 0)
-    ngx.log(ngx.ERR, "soak: soak_acc: ", err)
-  end
-end
-
-local function flush_rx(r)
-  save("rx:" .. r.zone .. ":" .. token,
-       format("seen=%d missing=%d lost=%d lostrep=%d bad=%d dup=%d late=%d",
-              r.seen, r.missing, r.lost, r.lostrep, r.bad, r.dup, r.late))
-end
-
--- one received event of source "soak" (from_pid: the pid the module says posted it)
-local function check(r, data, from_pid)
-  if type(data) ~= "table" then
-    r.bad = r.bad + 1
-    return
-  end
-  local p, b, s, c, d = data.p, data.b, data.s, data.c, data.d
-  if type(p) ~= "number" or type(b) ~= "string" or type(s) ~= "number"
-     or type(c) ~= "number" or type(d) ~= "string" or p ~= from_pid or crc32(d) ~= c then
-    r.bad = r.bad + 1
-    return
-  end
-  local hdr = p .. ":" .. b .. ":" .. s .. ":"
-  if sub(d, 1, #hdr) ~= hdr then
-    r.bad = r.bad + 1
-    return
-  end
-  r.seen = r.seen + 1
-  local last = r.last[b]
-  if last ~= nil then
-    if s <= last then
-      r.dup = r.dup + 1
-      return
-    end
-    if s > last + 1 then
-      local gap = s - last - 1
-      r.missing = r.missing + gap
-      -- the lost reports since this poster's previous event must cover it
-      if gap > r.lost - r.lost_at[b] then r.late = r.late + 1 end
-    end
-  end
-  r.last[b] = s
-  r.lost_at[b] = r.lost
-end
-
-local function on_lost(r, n)
-  r.lost = r.lost + (tonumber(n) or 0)
-  r.lostrep = r.lostrep + 1
-end
+local rx = {} -- stream name -> receiver state
 
 local function slot_of(stats)
   return stats and stats.slot or -1
@@ -111,25 +71,34 @@ end
 local posting = false
 
 local function heartbeat(premature)
-  for _, r in pairs(rx) do flush_rx(r) end
+  for _, r in pairs(rx) do R.flush_rx(r, token) end
+  RE.flush()
   if premature then return end
   ngx.update_time()
   local s1 = ev.stats()
   local s2 = slow_bus and slow_bus.stats()
-  hbd:set("hb:" .. pid, format("t=%.3f token=%s seen=%d slot=%d slowslot=%d posting=%d",
+  hbd:set("hb:" .. pid, format("t=%.3f token=%s seen=%d slot=%d slowslot=%d posting=%d reseen=%d",
                                ngx.now(), token, rx.ev.seen + rx.slow.seen,
-                               slot_of(s1), slot_of(s2), posting and 1 or 0), 10)
+                               slot_of(s1), slot_of(s2), posting and 1 or 0,
+                               rx.re.seen + rx.re2we.seen + rx.we2re.seen), 10)
 end
 
--- posts one event of `size` bytes with sequence s to `post`; true if posted
+-- posts one event of `size` bytes with sequence s with `post`; true if posted
 local payload = {}
 local function post_one(post, rnd, s, size, fault)
   local hdr = pid .. ":" .. token .. ":" .. s .. ":"
   local d = hdr .. sub(rnd, 1, max(0, size - #hdr))
-  payload.p, payload.b, payload.s, payload.c, payload.d = pid, token, s, crc32(d), d
+  payload.p, payload.w, payload.b, payload.s, payload.c, payload.d = pid, wid, token, s, crc32(d), d
   if fault == "bad" then payload.c = payload.c + 1 end
-  return post("soak", "e", payload)
+  return post(payload)
 end
+
+-- how each stream posts a payload
+local posts = {
+  ev = function(p) return ev.post("soak", "e", p) end,
+  slow = function(p) return slow_bus.post("soak", "e", p) end,
+  re = RE.publish_all,
+}
 
 local function poster(premature)
   if premature then return end
@@ -137,20 +106,22 @@ local function poster(premature)
   local bytes = {}
   for i = 1, 32768 do bytes[i] = char(random(0, 255)) end
   local rnd = concat(bytes)
-  local batch, pause, slow_every = opts.batch, opts.pause, opts.slow_every
-  local seq = { ev = 0, slow = 0 }
-  local fails = { ev = 0, slow = 0 }
+  local batch, pause, slow_every, re_every = opts.batch, opts.pause, opts.slow_every, opts.re_every
+  local seq = { ev = 0, slow = 0, re = 0 }
+  local fails = { ev = 0, slow = 0, re = 0 }
   local logged = false
   local inject, n = opts.inject, 0
-  local function try(zone, post, size)
+  local function try(zone, size)
     local s = seq[zone] + 1
     local fault
     n = n + 1
-    if inject ~= "" and n % 500 == 0 then -- SOAK_INJECT: the checks must notice
+    -- SOAK_INJECT: the checks must notice (every 97th post: a poster lifetime
+    -- makes a few hundred under the HUPs; a prime, so that it hits every stream)
+    if inject ~= "" and n % 97 == 0 then
       fault = inject
       if fault == "gap" then s = s + 1 elseif fault == "dup" and s > 1 then s = s - 1 end
     end
-    local ok, err = post_one(post, rnd, s, size, fault)
+    local ok, err = post_one(posts[zone], rnd, s, size, fault)
     if ok then
       seq[zone] = max(s, seq[zone])
     else
@@ -166,11 +137,12 @@ local function poster(premature)
     posting = true
     for _ = 1, batch do
       local size = floor(16 * 2 ^ (random() * 11)) -- 16 B .. 32 KB
-      try("ev", ev.post, size)
-      if slow_every > 0 and (seq.ev + fails.ev) % slow_every == 0 then
-        try("slow", slow_bus.post, size)
-      end
+      try("ev", size)
+      local k = seq.ev + fails.ev
+      if slow_every > 0 and k % slow_every == 0 then try("slow", size) end
+      if re_every > 0 and k % re_every == 0 then try("re", size) end
     end
+    if opts.unique > 0 then RE.publish_unique(rnd) end
     for zone, n in pairs(seq) do
       save("tx:" .. zone .. ":" .. token, format("posted=%d fails=%d", n, fails[zone]))
     end
@@ -189,17 +161,29 @@ end
 
 function M.init_worker(o)
   opts = o
-  pid = ngx.worker.pid()
+  pid, wid = ngx.worker.pid(), ngx.worker.id()
   math.randomseed(pid * 1000003 + floor(ngx.now() * 1000))
   token = format("%d-%x", pid, random(0, 0x3fffffff))
   rx.ev, rx.slow = new_rx("ev"), new_rx("slow")
+  rx.re2we = R.with_vouch(new_rx("re2we"))
 
   ev.register(function(data, _, _, from) check(rx.ev, data, from) end, "soak")
-  ev.register(function(data) on_lost(rx.ev, type(data) == "table" and data.count) end,
-              ev.events._source, ev.events.lost)
-  local ok, err = ev.configure { shm = "ev", interval = 1 }
+  -- cross-API: resty.events' broadcasts and unique keys
+  ev.register(function(data, _, _, from) check(rx.re2we, data, from) end, "soak-re")
+  ev.register(function(data, _, _, from) RE.run_unique("we", data, from, "p") end, "soak-u")
+  ev.register(function(data)
+    local n = type(data) == "table" and data.count
+    on_lost(rx.ev, n)
+    on_lost(rx.re2we, n)
+  end, ev.events._source, ev.events.lost)
+  local ok, err = ev.configure { shm = "ev", interval = 1, timeout = opts.we_timeout }
   if not ok then
     ngx.log(ngx.ERR, "soak: configure failed: ", err)
+    return
+  end
+  ok, err = RE.init_worker { pid = pid, token = token, rx = rx, opts = opts, prefix = ngx.config.prefix() }
+  if not ok then
+    ngx.log(ngx.ERR, "soak: configure failed: resty.events: ", err)
     return
   end
 
@@ -230,9 +214,12 @@ end
 -- GET /stats: slots taken in both zones, as this worker sees them
 function M.stats()
   local s1, s2 = ev.stats(), slow_bus and slow_bus.stats()
-  ngx.say(format("pid=%d ev_workers=%d slow_workers=%d ev_slot=%d slow_slot=%d ev_lost=%d generation=%d",
+  local s3 = RE.stats()
+  ngx.say(format("pid=%d ev_workers=%d slow_workers=%d ev_slot=%d slow_slot=%d ev_lost=%d generation=%d "
+                 .. "re_workers=%d re_slot=%d re_lost=%d",
                  pid, s1 and s1.workers or -1, s2 and s2.workers or -1, slot_of(s1), slot_of(s2),
-                 s1 and s1.lost or -1, s1 and s1.generation or -1))
+                 s1 and s1.lost or -1, s1 and s1.generation or -1,
+                 s3 and s3.workers or -1, slot_of(s3), s3 and s3.lost or -1))
 end
 
 -- GET /set?k=go (or stop): tell every worker
