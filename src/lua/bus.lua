@@ -27,7 +27,6 @@ local ERR, DEBUG = ngx.ERR, ngx.DEBUG
 local tostring, pcall, type = tostring, pcall, type
 local timer_at = ngx.timer.at
 local exiting = ngx.worker.exiting
-local sleep = ngx.sleep
 local min, max = math.min, math.max
 
 local ffi = require "ffi"
@@ -35,6 +34,7 @@ pcall(ffi.cdef, native.CDEF)
 local C = ffi.C
 local c_pending = C.ngx_worker_events_pending
 local c_set_sema = C.ngx_worker_events_set_sema
+local c_next_turn = C.ngx_worker_events_next_turn
 local semaphore = require "ngx.semaphore"
 
 local n_open, n_close, n_post, n_fetch, n_claim = native.open, native.close, native.post,
@@ -350,9 +350,13 @@ function _M.new(spec)
       end
       log_lost(false)
       if more or local_n > 0 then
-        -- let requests and other timers run, then carry on draining (on stock
-        -- nginx a 0 s sleep re-expires in the same timer pass: use 1 ms)
-        sleep(0.001)
+        -- let requests, signals and other timers run, then carry on
+        -- draining: wait for the event loop's next turn (a 1 ms sleep can
+        -- re-expire in the same timer pass when handlers update the time)
+        sema_posted = true
+        c_next_turn(sema.sem)
+        sema:wait(1)
+        sema_posted = false
       else
         wait(interval, push)
         -- no push yet (e.g. every slot was taken): a slot may have freed

@@ -16,6 +16,7 @@ int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
 int ngx_worker_events_tasks_set_sema(void *sema);
+void ngx_worker_events_next_turn(void *sema);
 ";
 
 fn id(consumer: libc::c_int) -> u32 {
@@ -46,6 +47,13 @@ pub extern "C" fn ngx_worker_events_tasks_set_sema(sema: *mut c_void) -> libc::c
     catch_unwind_or(0, || {
         crate::runtime::tasks::set_shutdown_sema(sema) as libc::c_int
     })
+}
+
+/// Posts the `ngx_http_lua_sema_t` `sema` on the event loop's next turn
+/// (after nginx polled for I/O). The Lua side keeps it referenced.
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_next_turn(sema: *mut c_void) {
+    catch_unwind_or((), || crate::runtime::notify::next_turn(sema))
 }
 
 /// Test hook: takes the lock of the first zone this worker is attached to

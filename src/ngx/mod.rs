@@ -5,6 +5,7 @@
 
 pub mod log;
 pub mod lua_module;
+pub mod next_turn;
 pub mod process;
 pub mod shm;
 pub mod socket;

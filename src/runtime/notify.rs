@@ -188,6 +188,32 @@ fn post_sema(sema: *mut c_void) {
     }
 }
 
+/// Posts `sema` (a live `ngx_http_lua_sema_t`) on the event loop's next
+/// turn, after nginx polled for I/O: a dispatch loop that waits for it
+/// between two batches lets requests, signals and timers run, even when its
+/// handlers call `ngx.update_time()`.
+pub fn next_turn(sema: *mut c_void) {
+    let _ = STATE.with(|st| {
+        if !st.next_turn_semas.contains(&sema) {
+            st.next_turn_semas.push(sema);
+        }
+    });
+    // SAFETY: on the event-loop thread (called from Lua); the handler takes
+    // its semaphores from the state, so `data` is unused.
+    unsafe { crate::ngx::next_turn::post(on_next_turn, core::ptr::null_mut()) };
+}
+
+unsafe extern "C" fn on_next_turn(_ev: *mut ngx_event_t) {
+    crate::ngx::catch_unwind_or((), || {
+        let semas = STATE
+            .with(|st| core::mem::take(&mut st.next_turn_semas))
+            .unwrap_or_default();
+        for sema in semas {
+            post_sema(sema);
+        }
+    });
+}
+
 /// Wakes the consumers of `zone` in this process, except `except` (an
 /// index), unless they were woken and have not drained since; `all` wakes
 /// even those (shutdown).

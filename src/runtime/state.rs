@@ -86,6 +86,8 @@ pub struct State {
     /// Semaphores (task loops) posted once when nginx starts shutting down;
     /// the Lua side keeps them referenced for the worker's life.
     pub shutdown_semas: Vec<*mut c_void>,
+    /// Semaphores to post on the event loop's next turn (`notify::next_turn`).
+    pub next_turn_semas: Vec<*mut c_void>,
 }
 
 impl State {

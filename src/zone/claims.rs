@@ -181,7 +181,9 @@ impl Claims<'_> {
     }
 
     /// A reader's step: takes `unique` for `pid` until `now_ms + ttl_ms`
-    /// unless someone holds it.
+    /// (or the reservation's expiry, if later) unless someone holds it. A
+    /// key whose claim expired after an owner took it stays that owner's: a
+    /// reader that comes late (a stopped worker) does not run it again.
     pub fn claim(
         &self,
         lock: &(impl ZoneLock + ?Sized),
@@ -201,16 +203,44 @@ impl Claims<'_> {
                 }
                 at
             }
-            // The reservation expired before anyone read the event.
-            Probe::Free(at) => at,
+            Probe::Free(at) => {
+                if let Some(owner) = self.expired_owner(h) {
+                    return ClaimOutcome::Taken(owner);
+                }
+                // The reservation expired before anyone read the event.
+                at
+            }
             Probe::Full => return ClaimOutcome::Full,
         };
         let e = &self.0[at];
+        let until = ticks(now_ms + ttl_ms.max(1));
+        let reserved = e.expires.load(Ordering::Relaxed);
+        let keep =
+            e.hash.load(Ordering::Relaxed) == h && live(reserved, now) && live(reserved, until);
         e.hash.store(h, Ordering::Relaxed);
         e.pid.store(pid, Ordering::Relaxed);
+        // a reader's shorter ttl never cuts the poster's window short
         e.expires
-            .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
+            .store(if keep { reserved } else { until }, Ordering::Relaxed);
         ClaimOutcome::Mine
+    }
+
+    /// The owner of an expired entry still holding key hash `h`, if any.
+    fn expired_owner(&self, h: u64) -> Option<i32> {
+        let table = self.0;
+        let start = (h % table.len() as u64) as usize;
+        for i in 0..PROBE.min(table.len()) {
+            let e = &table[(start + i) % table.len()];
+            let eh = e.hash.load(Ordering::Relaxed);
+            if eh == 0 {
+                return None;
+            }
+            let owner = e.pid.load(Ordering::Relaxed);
+            if eh == h && owner != 0 && owner != DONE {
+                return Some(owner);
+            }
+        }
+        None
     }
 }
 
@@ -297,7 +327,10 @@ mod tests {
         assert_eq!(z.claim(&l, b"k", 11, 1200, 512), ClaimOutcome::Taken(10));
         assert_eq!(z.reserve(&l, b"k", 1200, 512), Ok(Reserved::Live));
         assert_eq!(z.claim(&l, b"k", 10, 1400, 512), ClaimOutcome::Taken(10));
-        // expired (to within a tick): free again
+        // expired (to within a tick): a late reader of that event still sees
+        // its owner; a new post of the key opens a new window
+        assert_eq!(z.claim(&l, b"k", 11, 1600, 512), ClaimOutcome::Taken(10));
+        assert_eq!(z.reserve(&l, b"k", 1600, 512), Ok(Reserved::New));
         assert_eq!(z.claim(&l, b"k", 11, 1600, 512), ClaimOutcome::Mine);
         assert_eq!(z.claim(&l, b"other", 12, 1600, 512), ClaimOutcome::Mine);
     }
@@ -373,6 +406,8 @@ mod tests {
         let later = near_wrap + 5 * TICK_MS; // past the wrap, before expiry
         assert_eq!(z.claim(&l, b"k", 2, later, 10), ClaimOutcome::Taken(1));
         let expired = near_wrap + 20 * TICK_MS;
+        assert_eq!(z.claim(&l, b"k", 2, expired, 10), ClaimOutcome::Taken(1));
+        assert_eq!(z.reserve(&l, b"k", expired, 10), Ok(Reserved::New));
         assert_eq!(z.claim(&l, b"k", 2, expired, 10), ClaimOutcome::Mine);
     }
 
@@ -380,6 +415,19 @@ mod tests {
     fn hash_is_never_zero() {
         assert_ne!(hash(b""), 0);
         assert_ne!(hash(b"a"), hash(b"b"));
+    }
+
+    #[test]
+    fn a_late_reader_does_not_run_it_again_and_a_short_ttl_keeps_the_window() {
+        let z = zone(64);
+        let l = TestLock::default();
+        // reserved for 5 s by the poster; claimed by a reader with a 2 s ttl
+        assert_eq!(z.reserve(&l, b"k", 0, 5000), Ok(Reserved::New));
+        assert_eq!(z.claim(&l, b"k", 10, 100, 2000), ClaimOutcome::Mine);
+        // at 3 s the key is still live (the poster's 5 s): a repeat is refused
+        assert_eq!(z.reserve(&l, b"k", 3000, 5000), Ok(Reserved::Live));
+        // at 9 s the claim expired: a stopped worker reading it now does not run it
+        assert_eq!(z.claim(&l, b"k", 11, 9000, 2000), ClaimOutcome::Taken(10));
     }
 
     #[test]

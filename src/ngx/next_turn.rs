@@ -1,0 +1,45 @@
+//! Running something on the event loop's next turn: an event posted to
+//! nginx's `ngx_posted_next_events` (nginx >= 1.17.5) runs after the next
+//! `epoll_wait`, so whatever waits for it lets connections, signals and
+//! timers be served first. A timer cannot promise that: a handler that
+//! calls `ngx.update_time()` makes a 1 ms timer expire in the same pass.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::addr_of_mut;
+
+use ngx::ffi::{ngx_event_t, ngx_posted_next_events, ngx_queue_t};
+
+struct Event(UnsafeCell<ngx_event_t>);
+// SAFETY: touched only from the nginx event-loop thread of each process.
+unsafe impl Sync for Event {}
+
+// SAFETY: an all-zero ngx_event_t is a valid idle event.
+static NEXT: Event = Event(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+
+/// Posts the next-turn event with `handler` (one pending post at a time:
+/// a second call before it ran changes nothing but the handler).
+///
+/// # Safety
+/// Call on the event-loop thread; `data` must stay valid until the handler ran.
+pub unsafe fn post(handler: unsafe extern "C" fn(*mut ngx_event_t), data: *mut c_void) {
+    let ev = NEXT.0.get();
+    // SAFETY: our static event, on the event-loop thread; the queue is
+    // nginx's, which only this thread touches. This is ngx_post_event():
+    // `ngx_queue_insert_tail(&ngx_posted_next_events, &ev->queue)`.
+    unsafe {
+        (*ev).handler = Some(handler);
+        (*ev).data = data;
+        (*ev).log = crate::ngx::log::cycle_log();
+        if (*ev).posted() != 0 {
+            return;
+        }
+        (*ev).set_posted(1);
+        let h: *mut ngx_queue_t = addr_of_mut!(ngx_posted_next_events);
+        let x: *mut ngx_queue_t = addr_of_mut!((*ev).queue);
+        (*x).prev = (*h).prev;
+        (*(*x).prev).next = x;
+        (*x).next = h;
+        (*h).prev = x;
+    }
+}
