@@ -24,7 +24,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: a unique key published through resty.events runs in its callbacks (and in resty.worker.events' handlers of the same worker), once each
+=== TEST 1: a unique key published through resty.events runs once in its callbacks and once in resty.worker.events' handlers (once per API)
 --- http_config eval: $::Both
 --- config
 location = /t {

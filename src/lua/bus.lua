@@ -14,7 +14,9 @@
 --     skip_own = false,                 -- true: leave out other APIs' own events
 --                                       -- (resty.worker.events' started/stopping)
 --     skip_unique = false,              -- true: leave unique events alone (no
---   }                                   -- claim: for a consumer that has no use for them)
+--                                       -- claim: for a consumer that has no use for them)
+--     claim_tag = "...",                -- the API's name: a unique event runs
+--   }                                   -- once per API (default: api_prefix)
 --   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
 --   b.ready()  -- true once the loop has run (the worker left init_worker)
 --
@@ -106,7 +108,8 @@ function _M.new(spec)
   local drain = spec.drain
   local api_prefix = spec.api_prefix or PREFIX
   local skip_own, skip_unique = spec.skip_own, spec.skip_unique
-  local self = {}
+  -- unique events run once per API: each claims under its own tag
+  local claim_tag = spec.claim_tag or api_prefix  local self = {}
   local has_run = false -- the loop has run a turn (in this process)
 
   local consumer, zone, pid       -- consumer id, the zone it reads, the pid it lives in
@@ -251,7 +254,7 @@ function _M.new(spec)
         elseif skip_unique then
           -- not ours to claim
         else
-          local mine, owner = n_claim(consumer, e, timeout, f)
+          local mine, owner = n_claim(consumer, e, timeout, f, claim_tag)
           if mine then
             dispatch(a, b, c, d, g)
           elseif owner == nil then
@@ -354,6 +357,8 @@ function _M.new(spec)
         -- draining: wait for the event loop's next turn (a 1 ms sleep can
         -- re-expire in the same timer pass when handlers update the time)
         sema_posted = true
+        -- posts made during the batch must not cut this wait short
+        while sema:count() > 0 do sema:wait(0) end
         c_next_turn(sema.sem)
         sema:wait(1)
         sema_posted = false

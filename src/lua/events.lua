@@ -331,6 +331,7 @@ function _M.new(opts)
   }, _MT)
   self._bus = bus.new {
     api_prefix = native.LOG_PREFIX,
+    claim_tag = "resty.events",
     skip_own = true,
     dispatch = function(source, event, data, _, wid)
       do_event(self, source, event, data, wid)

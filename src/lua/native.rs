@@ -9,7 +9,7 @@
 //! | `open(zone, in_init, agent)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `hot` |
-//! | `claim(consumer, unique, ttl_s, seq)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); a record this worker claimed through another consumer is `true` again |
+//! | `claim(consumer, unique, ttl_s, seq, api_tag)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); per API tag; a record this worker claimed through another consumer of that API is `true` again |
 //! | `status(zone)` | the status endpoint's snapshot of that zone as a table / `nil, err` |
 //! | `handler_error(consumer)` | counts a handler that raised (status endpoint) |
 //! | `at_exit(consumer, source, event)` | posts that event when the worker exits |
@@ -140,11 +140,12 @@ fn status(lua: &Lua, zone: LuaString) -> mlua::Result<MultiValue> {
 
 fn claim(
     _: &Lua,
-    (id, unique, ttl, seq): (u32, LuaString, f64, f64),
+    (id, unique, ttl, seq, tag): (u32, LuaString, f64, f64, Option<LuaString>),
 ) -> mlua::Result<(bool, Option<i32>)> {
     let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
+    let tag = tag.map(|t| t.as_bytes().to_vec()).unwrap_or_default();
     Ok(
-        match crate::runtime::claim::claim(id, &unique.as_bytes(), ttl_ms, seq as u64) {
+        match crate::runtime::claim::claim(id, &tag, &unique.as_bytes(), ttl_ms, seq as u64) {
             ClaimOutcome::Mine => (true, None),
             ClaimOutcome::Taken(pid) => (false, Some(pid)),
             ClaimOutcome::Full => (false, None),

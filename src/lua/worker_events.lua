@@ -190,6 +190,7 @@ end
 -- this API's consumer of the zone: the bus waits, reads, claims and counts
 local _bus = bus.new {
   api_prefix = "worker-events: ",
+  claim_tag = "resty.worker.events",
   dispatch = do_event,
   lost = function(n) do_event(SOURCE, "lost", { count = n }, nil) end,
   -- 1.x: a poll() handles every pending event, the one just posted included

@@ -236,6 +236,7 @@ pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachErro
             sema: core::ptr::null_mut(),
             woken: false,
             lost: 0,
+            last_posted_us: 0,
         };
         let i = match st.consumers.iter().position(Option::is_none) {
             Some(i) => {
@@ -405,7 +406,7 @@ pub fn fetch(id: u32) -> Fetched {
                 match outcome {
                     ReadOutcome::Empty => c.woken = false,
                     ReadOutcome::Lost(n) => c.lost += n,
-                    ReadOutcome::Record(_) => {}
+                    ReadOutcome::Record(rh) => c.last_posted_us = rh.posted_us,
                 }
             }
             match outcome {

@@ -58,6 +58,8 @@ pub struct Consumer {
     pub woken: bool,
     /// Events it lost (overrun), since it was opened.
     pub lost: u64,
+    /// When the record it fetched last was posted (monotonic µs).
+    pub last_posted_us: u64,
 }
 
 /// An event to post when the worker exits (e.g. `stopping`).
@@ -80,9 +82,9 @@ pub struct State {
     pub exit_posts: Vec<ExitPost>,
     /// `lua_shared_dict` names already reported as mapped to the default zone.
     pub noticed: Vec<String>,
-    /// Unique records this worker claimed, as (zone index, seq): every
-    /// consumer (API) of this worker runs them, each once.
-    pub claimed: std::collections::VecDeque<(usize, u64)>,
+    /// Unique records this worker claimed, as (zone index, seq, API tag
+    /// hash): every consumer of that API in this worker runs them, each once.
+    pub claimed: std::collections::VecDeque<(usize, u64, u64)>,
     /// Semaphores (task loops) posted once when nginx starts shutting down;
     /// the Lua side keeps them referenced for the worker's life.
     pub shutdown_semas: Vec<*mut c_void>,

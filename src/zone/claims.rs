@@ -181,9 +181,11 @@ impl Claims<'_> {
     }
 
     /// A reader's step: takes `unique` for `pid` until `now_ms + ttl_ms`
-    /// (or the reservation's expiry, if later) unless someone holds it. A
-    /// key whose claim expired after an owner took it stays that owner's: a
-    /// reader that comes late (a stopped worker) does not run it again.
+    /// (or the reservation's expiry, if later) unless someone holds it.
+    /// `posted_ms` is when the event was posted (monotonic; 0: unknown): an
+    /// event posted before an owner's claim expired stays that owner's, so
+    /// a reader that comes late (a stopped worker) does not run it again,
+    /// while an event posted after it opens a new window.
     pub fn claim(
         &self,
         lock: &(impl ZoneLock + ?Sized),
@@ -191,6 +193,7 @@ impl Claims<'_> {
         pid: i32,
         now_ms: u64,
         ttl_ms: u64,
+        posted_ms: u64,
     ) -> ClaimOutcome {
         let h = hash(unique);
         let now = ticks(now_ms);
@@ -204,7 +207,7 @@ impl Claims<'_> {
                 at
             }
             Probe::Free(at) => {
-                if let Some(owner) = self.expired_owner(h) {
+                if let Some(owner) = self.expired_owner(h, ticks(posted_ms.max(1))) {
                     return ClaimOutcome::Taken(owner);
                 }
                 // The reservation expired before anyone read the event.
@@ -225,8 +228,9 @@ impl Claims<'_> {
         ClaimOutcome::Mine
     }
 
-    /// The owner of an expired entry still holding key hash `h`, if any.
-    fn expired_owner(&self, h: u64) -> Option<i32> {
+    /// The owner of an expired entry still holding key hash `h` whose claim
+    /// outlived the event's post time `posted` (ticks), if any.
+    fn expired_owner(&self, h: u64, posted: u32) -> Option<i32> {
         let table = self.0;
         let start = (h % table.len() as u64) as usize;
         for i in 0..PROBE.min(table.len()) {
@@ -236,7 +240,8 @@ impl Claims<'_> {
                 return None;
             }
             let owner = e.pid.load(Ordering::Relaxed);
-            if eh == h && owner != 0 && owner != DONE {
+            let covered = live(e.expires.load(Ordering::Relaxed), posted);
+            if eh == h && owner != 0 && owner != DONE && covered {
                 return Some(owner);
             }
         }
@@ -323,16 +328,28 @@ mod tests {
         let z = zone(64);
         let l = TestLock::default();
         assert_eq!(z.reserve(&l, b"k", 1000, 512), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 10, 1000, 512), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"k", 11, 1200, 512), ClaimOutcome::Taken(10));
+        assert_eq!(z.claim(&l, b"k", 10, 1000, 512, 1000), ClaimOutcome::Mine);
+        assert_eq!(
+            z.claim(&l, b"k", 11, 1200, 512, 1200),
+            ClaimOutcome::Taken(10)
+        );
         assert_eq!(z.reserve(&l, b"k", 1200, 512), Ok(Reserved::Live));
-        assert_eq!(z.claim(&l, b"k", 10, 1400, 512), ClaimOutcome::Taken(10));
+        assert_eq!(
+            z.claim(&l, b"k", 10, 1400, 512, 1400),
+            ClaimOutcome::Taken(10)
+        );
         // expired (to within a tick): a late reader of that event still sees
         // its owner; a new post of the key opens a new window
-        assert_eq!(z.claim(&l, b"k", 11, 1600, 512), ClaimOutcome::Taken(10));
+        assert_eq!(
+            z.claim(&l, b"k", 11, 1600, 512, 1000),
+            ClaimOutcome::Taken(10)
+        );
         assert_eq!(z.reserve(&l, b"k", 1600, 512), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 11, 1600, 512), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"other", 12, 1600, 512), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 11, 1600, 512, 1600), ClaimOutcome::Mine);
+        assert_eq!(
+            z.claim(&l, b"other", 12, 1600, 512, 1600),
+            ClaimOutcome::Mine
+        );
     }
 
     #[test]
@@ -341,8 +358,8 @@ mod tests {
         let l = TestLock::default();
         assert_eq!(z.reserve(&l, b"k", 0, 2000), Ok(Reserved::New));
         assert_eq!(z.reserve(&l, b"k", 10, 2000), Ok(Reserved::Live));
-        assert_eq!(z.claim(&l, b"k", 7, 20, 2000), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"k", 8, 20, 2000), ClaimOutcome::Taken(7));
+        assert_eq!(z.claim(&l, b"k", 7, 20, 2000, 20), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 8, 20, 2000, 20), ClaimOutcome::Taken(7));
     }
 
     #[test]
@@ -364,16 +381,16 @@ mod tests {
         for k in &held {
             assert_eq!(z.reserve(&l, k.as_bytes(), 10, 1), Ok(Reserved::Live));
             assert_eq!(
-                z.claim(&l, k.as_bytes(), 3, 10, 1_000_000),
+                z.claim(&l, k.as_bytes(), 3, 10, 1_000_000, 10),
                 ClaimOutcome::Mine
             );
             assert_eq!(
-                z.claim(&l, k.as_bytes(), 4, 10, 1_000_000),
+                z.claim(&l, k.as_bytes(), 4, 10, 1_000_000, 10),
                 ClaimOutcome::Taken(3)
             );
         }
         // A reader of a key that never got an entry runs nothing.
-        assert_eq!(z.claim(&l, b"late", 5, 10, 1), ClaimOutcome::Full);
+        assert_eq!(z.claim(&l, b"late", 5, 10, 1, 10), ClaimOutcome::Full);
         // Once they expire, room again.
         assert_eq!(z.reserve(&l, b"late", 3_000_000, 10), Ok(Reserved::New));
     }
@@ -400,15 +417,24 @@ mod tests {
         let l = TestLock::default();
         let near_wrap = (u32::MAX as u64 - 2) * TICK_MS;
         assert_eq!(
-            z.claim(&l, b"k", 1, near_wrap, 10 * TICK_MS),
+            z.claim(&l, b"k", 1, near_wrap, 10 * TICK_MS, near_wrap),
             ClaimOutcome::Mine
         );
         let later = near_wrap + 5 * TICK_MS; // past the wrap, before expiry
-        assert_eq!(z.claim(&l, b"k", 2, later, 10), ClaimOutcome::Taken(1));
+        assert_eq!(
+            z.claim(&l, b"k", 2, later, 10, later),
+            ClaimOutcome::Taken(1)
+        );
         let expired = near_wrap + 20 * TICK_MS;
-        assert_eq!(z.claim(&l, b"k", 2, expired, 10), ClaimOutcome::Taken(1));
+        assert_eq!(
+            z.claim(&l, b"k", 2, expired, 10, near_wrap),
+            ClaimOutcome::Taken(1)
+        );
         assert_eq!(z.reserve(&l, b"k", expired, 10), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 2, expired, 10), ClaimOutcome::Mine);
+        assert_eq!(
+            z.claim(&l, b"k", 2, expired, 10, expired),
+            ClaimOutcome::Mine
+        );
     }
 
     #[test]
@@ -423,11 +449,16 @@ mod tests {
         let l = TestLock::default();
         // reserved for 5 s by the poster; claimed by a reader with a 2 s ttl
         assert_eq!(z.reserve(&l, b"k", 0, 5000), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 10, 100, 2000), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 10, 100, 2000, 100), ClaimOutcome::Mine);
         // at 3 s the key is still live (the poster's 5 s): a repeat is refused
         assert_eq!(z.reserve(&l, b"k", 3000, 5000), Ok(Reserved::Live));
         // at 9 s the claim expired: a stopped worker reading it now does not run it
-        assert_eq!(z.claim(&l, b"k", 11, 9000, 2000), ClaimOutcome::Taken(10));
+        assert_eq!(
+            z.claim(&l, b"k", 11, 9000, 2000, 0),
+            ClaimOutcome::Taken(10)
+        );
+        // an event posted after that claim expired is a new window
+        assert_eq!(z.claim(&l, b"k", 11, 9000, 2000, 8000), ClaimOutcome::Mine);
     }
 
     #[test]
