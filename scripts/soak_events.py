@@ -177,8 +177,4 @@ def evaluate(tot, acc, u, kill_times, windows, mode, t_start):
         lines.append("                never ran: key %s:%d, published after t=%.2f s, read by t=%.2f s; nearest "
                      "SIGKILL %s" % (tok, n, t0 - t_start, t1 - t_start,
                                      "none" if near is None else "%+.2f s from the read (pid %d)" % near))
-    if q["by_we"] and mode == "zone":
-        lines.append("NOTE: %d resty.events unique keys ran in resty.worker.events handlers, not in resty.events "
-                     "callbacks (the zone's claim went to the other API's consumer; SOAK_UNIQUE_STRICT=1 "
-                     "fails on it; RELIABILITY.md \"Soak\")" % q["by_we"])
     return checks, lines
