@@ -93,7 +93,7 @@ def throughput_zone(count, size):
 
 def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag=""):
     """load: None, or a function(ng) -> context manager that runs next to the
-    poster (status_load's scraper); its .kv(t0_us, t_last_us) adds keys to the line."""
+    poster (status_load's probe); its .kv(t0_us, t_last_us, poster, count) adds keys to the line."""
     loss_expected = False
     if zone is None:
         zone, loss_expected = throughput_zone(count, size)
@@ -158,7 +158,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=Non
         row.append(("timeout", "1(workers:%s)" % ",".join(map(str, incomplete))))
     side_kv = []
     if side is not None:  # the events' window: first post to the last receive
-        side_kv = side.kv(t0, max([t1] + [worker_state(res, w)[0].get("last", 0) for w in receivers]), poster)
+        side_kv = side.kv(t0, max([t1] + [worker_state(res, w)[0].get("last", 0) for w in receivers]), poster, count)
         row += side_kv
     row.append(("wall_s", "%.1f" % wall))
     emit(row)

@@ -162,6 +162,39 @@ class Scraper:
                 ("wrk_wall_s", "%.1f" % self.wall)]
 
 
+class Probe:
+    """Runs next to the poster in run_throughput: the scraper, if any (its
+    warm-up first), and the nginx workers' on-CPU time (schedstat) from just
+    before the first post until every worker has its counters."""
+
+    def __init__(self, ng, scraper=None):
+        self.ng, self.scraper = ng, scraper
+
+    def cpu(self):
+        return {w: proc_cpu(p)[1] for w, p in self.ng.wpids.items()}
+
+    def __enter__(self):
+        if self.scraper:
+            self.scraper.__enter__()
+        self.before = self.cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.after = self.cpu()
+        if self.scraper:
+            self.scraper.__exit__(*exc)
+        return False
+
+    def kv(self, t0_us, t_last_us, poster, count):
+        """CPU per event of the poster's worker (its posts and its own
+        deliveries) and of the receivers (mean), then the scraper's keys."""
+        d = {w: self.after[w] - self.before[w] for w in self.before}
+        recv = [d[w] for w in d if w != poster]
+        out = [("poster_cpu_ns_per_event", "%.0f" % (d.get(poster, 0) / count)),
+               ("receiver_cpu_ns_per_event", "%.0f" % (sum(recv) / len(recv) / count if recv else 0))]
+        return out + (self.scraper.kv(t0_us, t_last_us, poster) if self.scraper else [])
+
+
 def status_cost(add_row, zones):
     """Each format alone at full speed (wrk -c 1, 2 s) on an idle nginx with
     a zone of each size in `zones`: scrapes/s and nginx worker on-CPU µs per
@@ -223,7 +256,7 @@ def run(run_throughput, add_row, zone_for):
         k = rnd % len(wanted)
         for v in wanted[k:] + wanted[:k]:
             spec = VARIANTS.get(v)
-            load = (lambda ng, spec=spec: Scraper(*spec, ng=ng)) if spec else None
+            load = lambda ng, spec=spec: Probe(ng, Scraper(*spec, ng=ng) if spec else None)
             extra = [("variant", v), ("round", rnd + 1)]
             if v == "baseline":
                 extra.append(("module", base_name))
@@ -241,12 +274,15 @@ def run(run_throughput, add_row, zone_for):
         errors = sum(r["errors"] for r in rs)
         label = ("no scraper, module %s (%s)" % (base_name, os.path.basename(base_so)) if v == "baseline"
                  else LABELS[v])
-        result = "delivered %s/s; post %s/s; lost %d; errors %d" % (
-            rng(delivered, human_rate), rng(posts, human_rate), lost, errors)
+        pcpu = [float(r["side"]["poster_cpu_ns_per_event"]) for r in rs]
+        rcpu = [float(r["side"]["receiver_cpu_ns_per_event"]) for r in rs]
+        ns = lambda x: "%.0f" % x  # noqa: E731
+        result = "delivered %s/s; post %s/s; worker CPU per event: poster %s ns, receiver %s ns; lost %d; errors %d" % (
+            rng(delivered, human_rate), rng(posts, human_rate), rng(pcpu, ns), rng(rcpu, ns), lost, errors)
         if VARIANTS.get(v):
             result += "; scrapes/s %s, in the events' window %s; non-200 %d" % (
-                rng([float(r["side"]["scrapes_per_s"]) for r in rs], lambda x: "%.0f" % x),
-                rng([float(r["side"]["scrapes_per_s_in_window"]) for r in rs], lambda x: "%.0f" % x),
+                rng([float(r["side"]["scrapes_per_s"]) for r in rs], ns),
+                rng([float(r["side"]["scrapes_per_s_in_window"]) for r in rs], ns),
                 sum(int(r["side"]["scrape_non200"]) for r in rs))
             result += "; a connection on the poster's worker in %d of %d runs" % (
                 sum(1 for r in rs if not r["side"]["scrape_conns_on"].startswith("poster:0,")), len(rs))
@@ -255,6 +291,8 @@ def run(run_throughput, add_row, zone_for):
         emit([("scenario", "status_load_summary"), *impl_kv(), ("variant", v), ("runs", len(rs)),
               ("delivered_per_s_median", "%.0f" % median(delivered)),
               ("delivered_per_s_min", "%.0f" % min(delivered)), ("delivered_per_s_max", "%.0f" % max(delivered)),
-              ("posts_per_s_median", "%.0f" % median(posts)), ("lost", lost), ("errors", errors)])
+              ("posts_per_s_median", "%.0f" % median(posts)),
+              ("poster_cpu_ns_per_event_median", "%.0f" % median(pcpu)),
+              ("receiver_cpu_ns_per_event_median", "%.0f" % median(rcpu)), ("lost", lost), ("errors", errors)])
         add_row(("status_load", WORKERS, "K=%d, 64 B table payload, %s; median (range) of %d runs"
                  % (count, label, len(rs)), result))
