@@ -223,9 +223,19 @@ def status_cost(add_row, zones):
                 note("status_cost: %d [error] lines in %s" % (errors, ng.error_log))
 
 
-def rng(vals, fmt):
+def _delivered(r):
+    """The slowest receiver's delivered/s of one run."""
+    return min(r["rate"].values()) if r["rate"] else 0
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def rng(vals, fmt, sep="–"):
     vals = sorted(vals)
-    return "%s (%s–%s)" % (fmt(median(vals)), fmt(vals[0]), fmt(vals[-1]))
+    return "%s (%s%s%s)" % (fmt(median(vals)), fmt(vals[0]), sep, fmt(vals[-1]))
 
 
 def run(run_throughput, add_row, zone_for):
@@ -252,6 +262,7 @@ def run(run_throughput, add_row, zone_for):
     if has_status:
         status_cost(add_row, [z for z in ENV.get("BENCH_STATUS_COST_ZONES", zone).split(",") if z])
     results = {v: [] for v in wanted}
+    print("# status_load: load average at start %s" % loadavg(), flush=True)
     for rnd in range(repeat):
         k = rnd % len(wanted)
         for v in wanted[k:] + wanted[:k]:
@@ -266,9 +277,10 @@ def run(run_throughput, add_row, zone_for):
             finally:
                 set_module(None)
             results[v].append(r)
+    print("# status_load: load average at end %s" % loadavg(), flush=True)
     for v in wanted:
         rs = results[v]
-        delivered = [min(r["rate"].values()) if r["rate"] else 0 for r in rs]
+        delivered = [_delivered(r) for r in rs]
         posts = [r["post_rate"] for r in rs]
         lost = sum(sum(r["lost"].values()) for r in rs)
         errors = sum(r["errors"] for r in rs)
@@ -286,6 +298,16 @@ def run(run_throughput, add_row, zone_for):
                 sum(int(r["side"]["scrape_non200"]) for r in rs))
             result += "; a connection on the poster's worker in %d of %d runs" % (
                 sum(1 for r in rs if not r["side"]["scrape_conns_on"].startswith("poster:0,")), len(rs))
+        if "baseline" in results and v != "baseline":
+            # paired by round (the two ran seconds apart): slow drifts of the host cancel
+            base = results["baseline"]
+            dr = [d / _delivered(b) for d, b in zip(delivered, base) if _delivered(b)]
+            cr = [(float(r["side"]["poster_cpu_ns_per_event"]) + float(r["side"]["receiver_cpu_ns_per_event"]))
+                  / (float(b["side"]["poster_cpu_ns_per_event"]) + float(b["side"]["receiver_cpu_ns_per_event"]))
+                  for r, b in zip(rs, base)]
+            pct = lambda x: "%+.0f %%" % ((x - 1) * 100)  # noqa: E731
+            result += "; vs %s in the same round: delivered/s %s, CPU per event (poster + receiver) %s" % (
+                base_name, rng(dr, pct, " to "), rng(cr, pct, " to "))
         if any(r["timed_out"] for r in rs):
             result += " (TIMEOUT in %d)" % sum(1 for r in rs if r["timed_out"])
         emit([("scenario", "status_load_summary"), *impl_kv(), ("variant", v), ("runs", len(rs)),
