@@ -15,8 +15,12 @@ Plus `baseline` (no scraper, the BENCH_STATUS_BASELINE_SO module) when set.
 
 Each of BENCH_STATUS_REPEAT (3) rounds runs every variant once, the order
 rotated by one per round, each in a fresh nginx; a scraper starts 1 s before
-the poster and stops (SIGINT) once every worker has its counters. The
-summary rows give medians and ranges over the rounds. Before the rounds,
+the poster and stops (SIGINT) once every worker has its counters. Each run
+also reports the nginx workers' on-CPU ns per event (schedstat, the scrapes
+served meanwhile included) and which worker served wrk's connections. The
+summary rows give medians and ranges over the rounds, and with a baseline
+the per-round ratios against it. A module without worker_events_status
+(IMPL_* pointing at main's .so) runs only the variants without a scraper. Before the rounds,
 status_cost: each format alone, wrk -c 1 for 2 s on an idle nginx, gives
 scrapes/s, nginx worker on-CPU time per scrape and the body size.
 
