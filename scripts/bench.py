@@ -11,8 +11,10 @@ BENCH_API=both: a column per API).
 Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, BENCH_API (worker.events |
 events | both), IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG
 (%SIZE% = zone size), IMPL_SHM, IMPL_NO_DEFAULT_MODULE, NGINX_BIN,
-BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS, BENCH_PAYLOAD. See BENCHMARKS.md.
+BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS, BENCH_PAYLOAD, BENCH_STATUS_LOCATION,
+BENCH_STATUS_* (the status_load scenario: scripts/bench_status.py). See BENCHMARKS.md.
 """
+import contextlib
 import math
 import os
 import re
@@ -90,19 +92,22 @@ def throughput_zone(count, size):
     return need, False
 
 
-def run_throughput(scenario, workers, count, size, zone=None, extra=()):
+def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag=""):
+    """load: None, or a function(ng) -> context manager that runs next to the
+    poster (status_load's probe); its .kv(t0_us, t_last_us, poster, count) adds keys to the line."""
     loss_expected = False
     if zone is None:
         zone, loss_expected = throughput_zone(count, size)
     zstr = zone_size_str(zone)
-    name = "%s-w%d-k%d-s%d" % (scenario, workers, count, size)
+    name = "%s-w%d-k%d-s%d%s" % (scenario, workers, count, size, tag)
     note("%s: %d workers, K=%d, %d B payloads, zone %s%s" % (
         scenario, workers, count, size, zstr, " (too small for K*size: loss expected)" if loss_expected else ""))
     t_start = time.time()
     with Nginx(name, workers, zstr, 1) as ng:
-        poster = start_poster(ng, "scenario=throughput&count=%d&size=%d&payload=%s" % (count, size, PAYLOAD))
-        receivers = [w for w in range(workers) if w != poster]
-        res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
+        with load(ng) if load else contextlib.nullcontext() as side:
+            poster = start_poster(ng, "scenario=throughput&count=%d&size=%d&payload=%s" % (count, size, PAYLOAD))
+            receivers = [w for w in range(workers) if w != poster]
+            res, timed_out = wait_scenario(ng, list(range(workers)), timeout=240, stall=10)
         errors, alerts = ng.error_lines()
     wall = time.time() - t_start
     if "poster" not in res:
@@ -152,11 +157,15 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=()):
         row.append(("alerts", alerts))
     if timed_out:
         row.append(("timeout", "1(workers:%s)" % ",".join(map(str, incomplete))))
+    side_kv = []
+    if side is not None:  # the events' window: first post to the last receive
+        side_kv = side.kv(t0, max([t1] + [worker_state(res, w)[0].get("last", 0) for w in receivers]), poster, count)
+        row += side_kv
     row.append(("wall_s", "%.1f" % wall))
     emit(row)
     return dict(post_rate=post_rate, rate=rate, seen=seen, lost=lost, lost_rep=lost_rep, errors=errors,
                 alerts=alerts, zone=zstr, loss_expected=loss_expected, timed_out=timed_out, ooo=ooo, bad=bad,
-                fails=int(p["fails"]))
+                fails=int(p["fails"]), side=dict(side_kv))
 
 
 def rate_summary(rate):
@@ -427,6 +436,11 @@ def scenario_unique():
         run_unique(WORKERS, count, 64)
 
 
+def scenario_status_load():
+    import bench_status  # scripts/bench_status.py: the scraper and the summary
+    bench_status.run(run_throughput, add_row, lambda k, size: throughput_zone(k, size)[0])
+
+
 SCENARIOS = {
     "latency": scenario_latency,
     "throughput": scenario_throughput,
@@ -435,6 +449,7 @@ SCENARIOS = {
     "poll_overhead": scenario_poll_overhead,
     "fanout": scenario_fanout,
     "unique": scenario_unique,
+    "status_load": scenario_status_load,
 }
 
 
@@ -497,7 +512,7 @@ def main(argv):
     wanted = argv or ALL_SCENARIOS
     for s in wanted:
         if s not in SCENARIOS:
-            print("unknown scenario %r; known: %s" % (s, " ".join(ALL_SCENARIOS)), file=sys.stderr)
+            print("unknown scenario %r; known: %s" % (s, " ".join(SCENARIOS)), file=sys.stderr)
             return 2
     if any(a not in API_LABELS for a in APIS):
         print("unknown BENCH_API %r; known: %s both" % (BENCH_API, " ".join(API_LABELS)), file=sys.stderr)

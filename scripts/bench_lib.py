@@ -46,8 +46,12 @@ EVENTS_SOCK = os.path.join(PREFIX, "logs", "events.sock")  # resty.events' `list
 MB = 1024 * 1024
 MAX_ZONE = 256 * MB
 ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique"]
+# the status location (`worker_events_status`): "auto" = when a loaded module has the directive
+STATUS_LOCATION = ENV.get("BENCH_STATUS_LOCATION", "auto")
+STATUS_PATH = "/status"
 
 _api = [APIS[0]]
+_module = [MODULE_SO]
 
 
 def set_api(name):
@@ -61,6 +65,38 @@ def api():
 
 def api_label():
     return API_LABELS[api()]
+
+
+def set_module(path):
+    """This module's .so for the nginx started from here on (status_load's
+    baseline build); None = build/ngx_http_worker_events_module.so."""
+    _module[0] = path or MODULE_SO
+
+
+def module_so():
+    return _module[0]
+
+
+_has_status = {}
+
+
+def module_has_status(path):
+    """True when the .so at `path` knows the `worker_events_status` directive."""
+    if path not in _has_status:
+        try:
+            with open(path, "rb") as f:
+                _has_status[path] = b"worker_events_status" in f.read()
+        except OSError:
+            _has_status[path] = False
+    return _has_status[path]
+
+
+def status_enabled():
+    """Whether the nginx rendered from here on gets the status location."""
+    if STATUS_LOCATION in ("0", "1"):
+        return STATUS_LOCATION == "1"
+    mods = ([] if IMPL_NO_DEFAULT_MODULE else [module_so()]) + IMPL_EXTRA_MODULES
+    return any(module_has_status(m) for m in mods)
 
 
 def impl_kv():
@@ -123,7 +159,7 @@ def render_conf(name, workers, zone_size, interval):
         tmpl = f.read()
     modules = []
     if not IMPL_NO_DEFAULT_MODULE:
-        modules.append(MODULE_SO)
+        modules.append(module_so())
     modules += IMPL_EXTRA_MODULES
     lua_path = []
     if IMPL_LUA_PATH:
@@ -136,7 +172,12 @@ def render_conf(name, workers, zone_size, interval):
         # here); the module answers a stray client and delivers through the zone
         broker = ("server {\n        listen unix:%s;\n        location / { content_by_lua_block "
                   "{ require(\"bench_harness\").broker() } }\n    }" % EVENTS_SOCK)
+    status = ""
+    if status_enabled():
+        # answered in native code from the zone alone (no Lua); the zone is the one under test
+        status = "location = %s { worker_events_status%s; }" % (STATUS_PATH, " " + IMPL_SHM if IMPL_SHM else "")
     subst = {
+        "STATUS_LOCATION": status,
         "WORKERS": str(workers),
         "PREFIX": PREFIX,
         "ERROR_LOG": os.path.join(PREFIX, "logs", name + ".error.log"),
