@@ -183,11 +183,19 @@ function _M.new(spec)
   end
 
   -- the consumer's counters, plus `status`: the status endpoint's snapshot
-  -- of its zone
+  -- of its zone, built when first read (it costs more than the counters)
+  local STATUS_MT = {
+    __index = function(t, k)
+      if k ~= "status" then return nil end
+      local s = n_status(rawget(t, "zone") or zone)
+      rawset(t, "status", s)
+      return s
+    end,
+  }
   function self.stats()
     if not self.opened() then return nil end
     local t = n_stats(consumer)
-    if t then t.status = n_status(zone) end
+    if t then setmetatable(t, STATUS_MT) end
     return t
   end
 

@@ -43,8 +43,34 @@ pub fn snapshot(name: &str) -> Result<(String, ZoneStats, Vec<bool>, u64), Attac
         .iter()
         .map(|o| process::alive(o.pid))
         .collect();
-    let live = handle.zone.claims().live(crate::ngx::monotonic_us() / 1000) as u64;
+    let live = live_claims(&handle);
     Ok((zone, stats, alive, live))
+}
+
+/// How long a worker reuses its count of live claims: counting scans the
+/// whole claims table (millions of entries in a large zone), which must not
+/// happen on every scrape.
+const LIVE_CLAIMS_TTL_MS: u64 = 1000;
+
+/// (zone region address, counted at (monotonic ms), count), per zone.
+static LIVE_CLAIMS: std::sync::Mutex<Vec<(usize, u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The zone's live claims, counted at most once a second in this worker.
+fn live_claims(handle: &crate::ngx::shm::ZoneHandle) -> u64 {
+    let now = crate::ngx::monotonic_us() / 1000;
+    let base = handle.zone.base() as usize;
+    let Ok(mut cache) = LIVE_CLAIMS.lock() else {
+        return handle.zone.claims().live(now) as u64;
+    };
+    if let Some(&(_, at, n)) = cache.iter().find(|&&(b, _, _)| b == base) {
+        if now.saturating_sub(at) < LIVE_CLAIMS_TTL_MS {
+            return n;
+        }
+    }
+    let n = handle.zone.claims().live(now) as u64;
+    cache.retain(|&(b, _, _)| b != base);
+    cache.push((base, now, n));
+    n
 }
 
 /// Renders zone `name`'s snapshot with `f`.

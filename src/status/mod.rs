@@ -1,7 +1,8 @@
 //! The status endpoint (`worker_events_status [zone];` in a location): a
 //! content handler that answers from the zone alone, in native code, with
-//! no Lua and no lock beyond the zone's atomics, so it answers while every
-//! worker's Lua is busy. JSON by default, the Prometheus text format with
+//! no Lua and no lock beyond the zone's atomics, so it answers while the
+//! workers' Lua is busy, as long as that Lua yields (a worker stuck in Lua
+//! that never yields serves nothing until it returns to its event loop). JSON by default, the Prometheus text format with
 //! `?format=prometheus` or `Accept: text/plain; version=0.0.4`.
 //!
 //! `render` turns a snapshot into bytes (pure); this file is the nginx edge:
