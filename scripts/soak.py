@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 import soak_report
+from soak_events import kv
 from soak_proc import alive, fd_count, read_pid, rss_kb, signal_pid, where, workers_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,18 +133,6 @@ def dump(dict_name):
         if "\t" in line:
             k, v = line.split("\t", 1)
             out[k] = v
-    return out
-
-
-def kv(s):
-    out = {}
-    for part in s.split():
-        if "=" in part:
-            k, v = part.split("=", 1)
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
     return out
 
 

@@ -4,18 +4,7 @@ The resty.events part (its streams and unique keys) is in soak_events.py."""
 import re
 
 import soak_events
-
-
-def kv(s):
-    out = {}
-    for part in s.split():
-        if "=" in part:
-            k, v = part.split("=", 1)
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
-    return out
+from soak_events import kv
 
 
 def slot_accounting(acc, taken, live, killed):
