@@ -105,12 +105,7 @@ location = /t {
     content_by_lua_block {
         ngx.sleep(0.2)
         local we = require "t.we"
-        local other
-        local p = assert(io.popen("pgrep -P " .. we.master_pid()))
-        for pid in p:lines() do
-            if tonumber(pid) ~= ngx.worker.pid() then other = pid end
-        end
-        p:close()
+        local other = we.other_worker_pid()
         os.execute("kill -STOP " .. other)
         assert(_G.re:publish("late-key", "u", "e", 1))
         ngx.sleep(2)

@@ -166,12 +166,7 @@ location = /t {
     content_by_lua_block {
         local we = require "t.we"
         assert(we.wait_ready())
-        local victim
-        local p = assert(io.popen("pgrep -P " .. we.master_pid()))
-        for pid in p:lines() do
-            if tonumber(pid) ~= ngx.worker.pid() then victim = pid end
-        end
-        p:close()
+        local victim = we.other_worker_pid()
         ngx.shared.out:set("ready", 3)
         os.execute("kill -9 " .. victim)
         assert(we.wait_ready(5), "the respawned worker did not come up")

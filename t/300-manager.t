@@ -149,12 +149,7 @@ my $c = $::HttpConfig; $c =~ s/-- EXTRA/$::Subscriber/; $c
     local we = require 't.we'
     assert(_G.wait_lines(5))
     ngx.shared.out:delete('log')
-    local victim
-    local p = assert(io.popen('pgrep -P ' .. we.master_pid()))
-    for pid in p:lines() do
-        if tonumber(pid) ~= ngx.worker.pid() then victim = tonumber(pid) end
-    end
-    p:close()
+    local victim = we.other_worker_pid()
     ngx.update_time()
     local t0 = ngx.now()
     os.execute('kill -9 ' .. victim)
@@ -202,12 +197,7 @@ location = /t { content_by_lua_block { $::Lib
     ngx.sleep(1)
     assert(_G.wait_lines(10))
     ngx.shared.out:delete('log')
-    local victim
-    local p = assert(io.popen('pgrep -P ' .. we.master_pid()))
-    for pid in p:lines() do
-        if tonumber(pid) ~= ngx.worker.pid() then victim = tonumber(pid) end
-    end
-    p:close()
+    local victim = we.other_worker_pid()
     os.execute('kill -9 ' .. victim)
     assert(_G.wait_lines(1, 5))
     ngx.say(_G.lines()[1])
@@ -339,12 +329,7 @@ qr/^stack traceback:$/,
     local we = require 't.we'
     assert(_G.wait_lines(5))
     ngx.shared.out:delete('log')
-    local victim
-    local p = assert(io.popen('pgrep -P ' .. we.master_pid()))
-    for pid in p:lines() do
-        if tonumber(pid) ~= ngx.worker.pid() then victim = pid end
-    end
-    p:close()
+    local victim = we.other_worker_pid()
     -- stopped, it cannot exit on the reload's QUIT
     os.execute('kill -STOP ' .. victim)
     we.reload()

@@ -320,12 +320,7 @@ location = /t {
         -- SIGSTOP the master so nothing respawns, SIGKILL a worker, SIGCONT
         local we = require "t.we"
         local master = we.master_pid()
-        local victim
-        local p = assert(io.popen("pgrep -P " .. master))
-        for pid in p:lines() do
-            if tonumber(pid) ~= ngx.worker.pid() then victim = pid end
-        end
-        p:close()
+        local victim = we.other_worker_pid()
         os.execute("kill -STOP " .. master .. "; kill -9 " .. victim .. "; sleep 0.2; kill -QUIT " .. master .. "; kill -CONT " .. master)
         ngx.say("stopping")
     }

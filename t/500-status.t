@@ -42,14 +42,7 @@ location = /t {
         local cjson = require "cjson.safe"
         local we = require "t.we"
         assert(we.wait_ready())
-        local function get()
-            local sock = ngx.socket.tcp()
-            assert(sock:connect("127.0.0.1", ngx.var.server_port))
-            assert(sock:send("GET /status HTTP/1.0\r\nHost: x\r\n\r\n"))
-            local all = sock:receive("*a")
-            local head, body = all:match("^(.-)\r\n\r\n(.*)$")
-            return head, body
-        end
+        local function get() return we.http_get("/status") end
         local head, body = get()
         local before = assert(cjson.decode(body))
         for i = 1, 50 do assert(require("resty.worker.events").post("t", "e", i)) end
@@ -102,12 +95,9 @@ log used <= size: true
 $::Status . q{
 location = /t {
     content_by_lua_block {
+        local we = require "t.we"
         local function get(path, accept)
-            local sock = ngx.socket.tcp()
-            assert(sock:connect("127.0.0.1", ngx.var.server_port))
-            assert(sock:send("GET " .. path .. " HTTP/1.0\r\nHost: x\r\n" .. (accept and ("Accept: " .. accept .. "\r\n") or "") .. "\r\n"))
-            local all = sock:receive("*a")
-            return all:match("^(.-)\r\n\r\n(.*)$")
+            return we.http_get(path, accept and ("Accept: " .. accept .. "\r\n"))
         end
         local head, body = get("/status?format=prometheus")
         ngx.say("content type: ", head:match("Content%-Type: ([^\r]+)"))
@@ -159,17 +149,9 @@ location = /t {
         local we = require "t.we"
         assert(we.wait_ready())
         local function doc()
-            local sock = ngx.socket.tcp()
-            assert(sock:connect("127.0.0.1", ngx.var.server_port))
-            assert(sock:send("GET /status HTTP/1.0\r\nHost: x\r\n\r\n"))
-            return assert(cjson.decode(sock:receive("*a"):match("\r\n\r\n(.*)$")))
+            return assert(cjson.decode((select(2, we.http_get("/status")))))
         end
-        local victim
-        local p = assert(io.popen("pgrep -P " .. we.master_pid()))
-        for pid in p:lines() do
-            if tonumber(pid) ~= ngx.worker.pid() then victim = tonumber(pid) end
-        end
-        p:close()
+        local victim = we.other_worker_pid()
         os.execute("kill -STOP " .. victim)
         local ev = require "resty.worker.events"
         for i = 1, 20 do assert(ev.post("t", "x", i)) end
@@ -221,18 +203,10 @@ location = /t {
         local we = require "t.we"
         ngx.sleep(1)
         local function doc()
-            local sock = ngx.socket.tcp()
-            assert(sock:connect("127.0.0.1", ngx.var.server_port))
-            assert(sock:send("GET /status HTTP/1.0\r\nHost: x\r\n\r\n"))
-            return assert(cjson.decode(sock:receive("*a"):match("\r\n\r\n(.*)$")))
+            return assert(cjson.decode((select(2, we.http_get("/status")))))
         end
         local before = doc()
-        local victim
-        local p = assert(io.popen("pgrep -P " .. we.master_pid()))
-        for pid in p:lines() do
-            if tonumber(pid) ~= ngx.worker.pid() then victim = tonumber(pid) end
-        end
-        p:close()
+        local victim = we.other_worker_pid()
         os.execute("kill -9 " .. victim)
         ngx.sleep(1)
         local d = doc()

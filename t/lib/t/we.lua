@@ -194,6 +194,28 @@ function _M.master_pid()
   return pid
 end
 
+-- the pid of a worker other than this one (a child of the master)
+function _M.other_worker_pid()
+  local p = assert(io.popen("pgrep -P " .. _M.master_pid()))
+  local other
+  for pid in p:lines() do
+    if tonumber(pid) ~= ngx.worker.pid() then other = tonumber(pid) end
+  end
+  p:close()
+  return other
+end
+
+-- GET `path` from this server over a cosocket (`headers`: extra header
+-- lines, each ending in \r\n): the response head and body
+function _M.http_get(path, headers)
+  local sock = ngx.socket.tcp()
+  assert(sock:connect("127.0.0.1", ngx.var.server_port))
+  assert(sock:send("GET " .. path .. " HTTP/1.0\r\nHost: x\r\n" .. (headers or "") .. "\r\n"))
+  local all = assert(sock:receive("*a"))
+  sock:close()
+  return all:match("^(.-)\r\n\r\n(.*)$")
+end
+
 function _M.reload()
   os.execute("kill -HUP " .. _M.master_pid())
 end
