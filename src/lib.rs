@@ -147,6 +147,8 @@ mod module {
             // any, holds our `MainConf` in this module's slot.
             let mcf = unsafe { cycle.as_ref() }.and_then(Module::main_conf);
             conf::activate(mcf.and_then(|c| c.compat).unwrap_or_default());
+            // SAFETY: the committed cycle (see above).
+            unsafe { crate::ngx::shm::commit(cycle) };
         });
         Status::NGX_OK.into()
     }

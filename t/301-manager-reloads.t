@@ -337,3 +337,47 @@ qr/lifecycle: master-exit 1 nil 0 nil/,
 qr/resty.worker.manager: worker with id '1-\d+' \(ngx.worker.id\(\) \d\) died without exiting/,
 qr/lifecycle: worker-exit 1-\d+ nil 1 nil/,
 ]
+
+
+
+=== TEST 8: a reload whose new workers start slowly (0.3 s of CPU in init_worker, more than nginx's 100 ms before it signals the old ones): the old generation's exits still see a next generation (n_next a number, not nil as at a stop)
+--- implicit_zone
+--- http_config
+    init_by_lua_block {
+        local function rec(kind)
+            return function(id, p, m, n)
+                ngx.shared.out:rpush("log", table.concat({ kind, tostring(id), tostring(p), tostring(m), tostring(n) }, " "))
+            end
+        end
+        _G.rec = rec
+        require("resty.worker.manager").on_init_by_lua({ interval = 1, failed = 5 },
+            rec("master-start"), rec("master-exit"))
+    }
+    init_worker_by_lua_block {
+        local t = os.clock() + 0.3
+        while os.clock() < t do end
+        assert(require("resty.worker.manager").on_init_worker_by_lua(
+            _G.rec("worker-start"), _G.rec("worker-exit")))
+    }
+--- config
+location = /t { content_by_lua_block {
+    local d = ngx.shared.out
+    ngx.sleep(1.5)
+    d:delete("log")
+    require("t.we").reload()
+    ngx.sleep(3)
+    local exits = {}
+    for i = 0, (d:llen("log") or 0) - 1 do
+        local l = d:lpop("log")
+        if l:match("exit") then exits[#exits + 1] = (l:gsub("^(%S+) (%d+)%-%d+", "%1 %2-*"):gsub(" %d+$", " N")) end
+    end
+    table.sort(exits)
+    ngx.say(table.concat(exits, "\n"))
+} }
+--- timeout: 10
+--- response_body
+master-exit 1 nil 0 N
+worker-exit 1-* nil 1 N
+worker-exit 1-* nil 2 N
+worker-exit 1-* nil 3 N
+worker-exit 1-* nil 4 N

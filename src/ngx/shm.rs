@@ -225,6 +225,24 @@ unsafe fn handle_of(z: *const ngx_shm_zone_t) -> Option<ZoneHandle> {
     })
 }
 
+/// `init_module`: nginx committed `cycle` and spawns its workers next.
+/// Marks each of our zones' generation of this cycle as committed.
+///
+/// # Safety
+/// `cycle` must be null or the committed cycle nginx passes to `init_module`.
+pub unsafe fn commit(cycle: *mut ngx_cycle_t) {
+    // SAFETY: per the contract; the list is complete once the cycle is committed.
+    for z in unsafe { zones_of(cycle) } {
+        // SAFETY: an element of the cycle's list.
+        if let Some(h) = unsafe { handle_of(z) } {
+            h.zone
+                .header()
+                .committed_generation
+                .fetch_max(h.generation, core::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
 /// Finds a shared zone by name in the running cycle.
 pub fn lookup(name: &[u8]) -> Lookup {
     // SAFETY: `ngx_cycle` is valid in any process running Lua code; the

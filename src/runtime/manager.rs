@@ -20,6 +20,7 @@ use crate::runtime::attach::{self, AttachError};
 use crate::runtime::cell::ProcessCell;
 use crate::runtime::notify;
 use crate::runtime::state::STATE;
+use crate::zone::layout::Header;
 use crate::zone::lifecycle::{counts, Counts};
 use crate::zone::slots::{SlotOwner, SlotState};
 use crate::zone::Guard;
@@ -47,12 +48,17 @@ struct Tracked {
 impl Tracked {
     /// The newest generation that started.
     fn newest(&self) -> u64 {
-        self.handle
-            .zone
-            .header()
-            .managed_generation
-            .load(Ordering::Acquire)
+        newest(self.handle.zone.header())
     }
+}
+
+/// The newest generation that started: its first managed worker ran, or
+/// nginx committed its cycle (its workers may not have reached
+/// `init_worker_by_lua` yet: nginx signals the old ones 100 ms after the fork).
+fn newest(hdr: &Header) -> u64 {
+    hdr.managed_generation
+        .load(Ordering::Acquire)
+        .max(hdr.committed_generation.load(Ordering::Acquire))
 }
 
 static TRACKED: ProcessCell<Option<Tracked>> = ProcessCell::new();
@@ -114,7 +120,7 @@ pub fn start(name: &str, interval_ms: u64, failed_ms: u64) -> Result<Started, Ma
             hdr.managed_generation_ms
                 .store(wall_ms(), Ordering::Release);
         }
-        let newest = hdr.managed_generation.load(Ordering::Acquire);
+        let newest = newest(hdr);
         let master = first.then(|| {
             let c = counts(&slots.owners(), generation, newest);
             // the library's master start: no worker of its own yet, no next

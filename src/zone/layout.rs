@@ -91,6 +91,11 @@ pub struct Header {
     /// (its "master start" ran), and when (wall clock ms).
     pub managed_generation: AtomicU64,
     pub managed_generation_ms: AtomicU64,
+    /// Lifecycle: the newest generation whose configuration cycle nginx
+    /// committed (`init_module`, in the master): its workers are being
+    /// spawned, so older generations have a next one before any of its
+    /// workers runs the manager (a reload that failed never gets here).
+    pub committed_generation: AtomicU64,
     /// Push wake-ups sent by posters.
     pub wakeups_sent: AtomicU64,
     /// Lifecycle: workers reported crashed, and reported unresponsive.

@@ -21,7 +21,8 @@ pub struct Counts {
 }
 
 /// The counts for generation `generation`, given the slot table and the
-/// newest generation that started (`Header::managed_generation`).
+/// newest generation that started (`Header::managed_generation`, or
+/// `Header::committed_generation` when nginx committed a newer cycle).
 pub fn counts(owners: &[SlotOwner], generation: u64, newest: u64) -> Counts {
     let (mut prev, mut mine, mut next) = (0u32, 0u32, 0u32);
     for o in owners.iter().filter(|o| o.counted()) {
