@@ -101,7 +101,10 @@ my $c = $::Rules;
 $c =~ s/-- EXTRA/tasks:push { identifier = "long", interval = 3, typ = "preemption", callback = function(self)
             count(self)
             local w = require("ngx_tasks").keys(nil, self, require("ngx_tasks").now())
-            if d:add("victim", ngx.worker.pid()) then ngx.sleep(2) end
+            if d:add("victim", ngx.worker.pid()) then
+                d:set("victim_w", w)
+                ngx.sleep(2)
+            end
             d:incr("finished:" .. w, 1, 0)
         end,
         -- not in the worker that serves the test's request (it kills the victim)
@@ -111,9 +114,9 @@ $c
 "location = /t { content_by_lua_block { $::Lib
     d:set('req_wid', ngx.worker.id())
     local deadline = ngx.now() + 5
-    while not d:get('victim') and ngx.now() < deadline do ngx.sleep(0.05); ngx.update_time() end
+    while not d:get('victim_w') and ngx.now() < deadline do ngx.sleep(0.05); ngx.update_time() end
     local victim = d:get('victim')
-    local w = window(3)
+    local w = d:get('victim_w') -- the window it was running
     os.execute('kill -9 ' .. victim)
     ngx.sleep(1.2)
     ngx.say('runs of the window: ', d:get('long:' .. w))
