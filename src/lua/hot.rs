@@ -98,42 +98,28 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
             own: flags & POST_OWN != 0,
         };
         // The API's own limit (resty.events' max_payload_len) counts the
-        // names too; the zone's limit is a record's.
-        let api_limit = (lua_type(l, 8) == mlua::ffi::LUA_TNUMBER).then(|| {
-            let names = source.len() + event.len() + unique.map_or(0, <[u8]>::len);
-            (lua_tonumber(l, 8).clamp(0.0, 1e15) as u64, names as u64)
-        });
+        // names too: what is left of it for the data, and the limit itself.
         let zone_limit = usize::try_from(zone_limit).unwrap_or(usize::MAX);
-        let data_limit = match api_limit {
-            Some((max, names)) => {
-                zone_limit.min(usize::try_from(max.saturating_sub(names)).unwrap_or(0))
-            }
-            None => zone_limit,
-        };
-        let api_binds = api_limit.is_some_and(|(max, names)| {
-            usize::try_from(max.saturating_sub(names)).unwrap_or(0) < zone_limit
+        let api = (lua_type(l, 8) == mlua::ffi::LUA_TNUMBER).then(|| {
+            let max = lua_tonumber(l, 8).clamp(0.0, 1e15) as u64;
+            let names = source.len() + event.len() + unique.map_or(0, <[u8]>::len);
+            let room = usize::try_from(max.saturating_sub(names as u64)).unwrap_or(usize::MAX);
+            (max, room)
         });
+        // The encoder never writes past its limit, so the smaller limit decides.
+        let api_binds = api.filter(|&(_, room)| room < zone_limit);
+        let data_limit = api_binds.map_or(zone_limit, |(_, room)| room);
         // Borrow the encoder out of the state, encode (Lua API), put it back.
         let Ok(mut enc) = attach::take_encoder() else {
             return nil_err(l, "internal error: busy");
         };
         // Stops at the limit: a huge value is refused without being copied.
         enc.set_limit(data_limit);
-        let mut encoded = value::encode(l, 4, &mut enc).map_err(|e| {
-            if !enc.exceeded() {
-                e
-            } else if let (true, Some((max, _))) = (api_binds, api_limit) {
-                format!("payload exceeds the limitation ({max})")
-            } else {
-                format!("payload too large: more than {zone_limit} bytes encoded, the limit for this zone is {zone_limit}")
-            }
+        let encoded = value::encode(l, 4, &mut enc).map_err(|e| match api_binds {
+            _ if !enc.exceeded() => e,
+            Some((max, _)) => format!("payload exceeds the limitation ({max})"),
+            None => format!("payload too large: more than {zone_limit} bytes encoded, the limit for this zone is {zone_limit}"),
         });
-        // names alone over the API's limit
-        if let (Ok(()), Some((max, names))) = (&encoded, api_limit) {
-            if names + enc.as_bytes().len() as u64 > max {
-                encoded = Err(format!("payload exceeds the limitation ({max})"));
-            }
-        }
         let res = encoded.and_then(|()| {
             catch_unwind(AssertUnwindSafe(|| {
                 attach::post(id, source, event, unique, ttl_ms, enc.as_bytes(), mode)
