@@ -184,6 +184,8 @@ end
 ---------------------------------------------------------------------------
 -- start
 ---------------------------------------------------------------------------
+local NOT_IN_INIT = "init_worker() is for worker processes (init_worker_by_lua* or later), not init_by_lua*"
+
 local function is_agent()
   return worker_id() == nil and process_type() == "privileged agent"
 end
@@ -193,7 +195,7 @@ local function open(self)
   local b = self._bus
   if b.opened() then return true end
   if ngx.get_phase() == "init" then
-    return nil, "init_worker() is for worker processes (init_worker_by_lua* or later), not init_by_lua*"
+    return nil, NOT_IN_INIT
   end
   local ok, err = b.open(self.opts.shm or "", is_agent() and self.opts.enable_privileged_agent)
   if ok == nil then return nil, err end
@@ -214,7 +216,7 @@ function _MT:init_worker()
   end
   if worker_id() == nil and not (is_agent() and opts.enable_privileged_agent) then
     if ngx.get_phase() == "init" then
-      return nil, "init_worker() is for worker processes (init_worker_by_lua* or later), not init_by_lua*"
+      return nil, NOT_IN_INIT
     end
     -- a helper (the privileged agent without enable_privileged_agent): as
     -- the library, it takes no events
