@@ -108,6 +108,8 @@ pub struct MainConf {
     pub implicit: Option<String>,
     /// `worker_events_compat`, when set.
     pub compat: Option<Compat>,
+    /// `worker_events_cluster`, when set.
+    pub cluster: Option<crate::cluster_conf::ClusterConf>,
 }
 
 /// A bad `worker_events_zone` line.
@@ -289,6 +291,7 @@ mod handlers {
             // SAFETY: `conf` is our main conf.
             let mcf = unsafe { &mut *(conf as *mut MainConf) };
             publish_parsed(mcf.compat.unwrap_or_default());
+            crate::cluster_conf::publish_parsed(mcf.cluster.clone());
             if !mcf.zones.is_empty() {
                 return NGX_CONF_OK;
             }

@@ -13,6 +13,7 @@
 //! - `status`: the status endpoint (rendering is pure; the handler reads the zone).
 
 // Pure logic: unit-tested with `cargo test`.
+pub mod cluster_conf;
 pub mod codec;
 pub mod conf;
 pub mod status;
@@ -40,7 +41,7 @@ mod module {
     use ::ngx::core::Status;
     use ::ngx::ffi::{
         ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t,
-        ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
+        ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
         NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
     };
     use ::ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
@@ -83,7 +84,7 @@ mod module {
         type LocationConf = crate::status::StatusConf;
     }
 
-    static mut COMMANDS: [ngx_command_t; 4] = [
+    static mut COMMANDS: [ngx_command_t; 5] = [
         ngx_command_t {
             name: ngx_string!("worker_events_zone"),
             type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
@@ -105,6 +106,14 @@ mod module {
             type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1) as ngx_uint_t,
             set: Some(conf::set_status),
             conf: NGX_HTTP_LOC_CONF_OFFSET,
+            offset: 0,
+            post: ptr::null_mut(),
+        },
+        ngx_command_t {
+            name: ngx_string!("worker_events_cluster"),
+            type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+            set: Some(crate::cluster_conf::set_cluster),
+            conf: NGX_HTTP_MAIN_CONF_OFFSET,
             offset: 0,
             post: ptr::null_mut(),
         },
@@ -147,6 +156,7 @@ mod module {
             // any, holds our `MainConf` in this module's slot.
             let mcf = unsafe { cycle.as_ref() }.and_then(Module::main_conf);
             conf::activate(mcf.and_then(|c| c.compat).unwrap_or_default());
+            crate::cluster_conf::activate();
             // SAFETY: the committed cycle (see above).
             unsafe { crate::ngx::shm::commit(cycle) };
         });

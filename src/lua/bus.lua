@@ -62,6 +62,8 @@ local _M = {
   LOG_PREFIX = PREFIX,
   POST_DEDUP = native.POST_DEDUP, -- post flag: drop it when its unique key is live
   POST_OWN = native.POST_OWN,     -- post flag: the API's own event
+  POST_CLUSTER = native.POST_CLUSTER, -- post flag: every worker of every node
+  POST_HOLD = native.POST_HOLD,   -- with POST_CLUSTER and a unique key: one worker in the cluster
 }
 
 -- debug lines cost a C call per event: skip them unless error_log is at debug
@@ -141,6 +143,13 @@ function _M.new(spec)
     local id, z = n_open(name, ngx.get_phase() == "init", agent)
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
+    -- with worker_events_cluster on this zone, this worker joins the
+    -- bridge's lease (once per worker, whichever API opens first)
+    local cluster = native.cluster_config()
+    if cluster and cluster.zone == z then
+      local ok, err = require("ngx_worker_events.cluster").start()
+      if not ok then log(ERR, PREFIX, "cluster: ", err) end
+    end
     return true
   end
 

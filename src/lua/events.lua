@@ -25,6 +25,8 @@ local str_sub = string.sub
 local bus = require "ngx_worker_events.bus"
 local DEBUG_ON = bus.DEBUG_ON
 local POST_DEDUP = bus.POST_DEDUP
+local POST_CLUSTER, POST_HOLD = bus.POST_CLUSTER, bus.POST_HOLD
+local post -- below
 local run_handler = bus.run_handler
 
 local process_type
@@ -276,13 +278,21 @@ function _MT:publish(target, source, event, data)
     return true
   end
 
+  if target == "cluster" then
+    return self:publish_cluster("all", source, event, data)
+  end
+  return post(self, target ~= "all" and target or nil, source, event, data, nil)
+end
+
+function post(self, unique, source, event, data, cluster)
   local ok, err = open(self)
   if not ok then
     return nil, "failed to publish event: " .. err
   end
-  local unique = target ~= "all" and target or nil
+  local flags = unique and POST_DEDUP or 0
+  if cluster then flags = flags + POST_CLUSTER + (unique and POST_HOLD or 0) end
   local seq
-  seq, err = self._bus.post(source, event, data, unique, unique and POST_DEDUP or nil,
+  seq, err = self._bus.post(source, event, data, unique, flags ~= 0 and flags or nil,
                             self.opts.max_payload_len)
   if seq == nil then
     return nil, "failed to publish event: " .. tostring(err)
@@ -295,6 +305,26 @@ function _MT:publish(target, source, event, data)
     end
   end
   return true
+end
+
+-- Extension (not in lua-resty-events): publishes to the whole cluster
+-- (worker_events_cluster): `target` "all" (every worker of every node) or a
+-- unique key (one worker in the cluster). publish("cluster", ...) is
+-- publish_cluster("all", ...).
+function _MT:publish_cluster(target, source, event, data)
+  if type(target) ~= "string" or target == "" then
+    error("target is required", 2)
+  end
+  if type(source) ~= "string" or source == "" then
+    error("source is required", 2)
+  end
+  if type(event) ~= "string" or event == "" then
+    error("event is required", 2)
+  end
+  if target == "current" then
+    error('target "current" is not a cluster target (use "all" or a unique key)', 2)
+  end
+  return post(self, target ~= "all" and target or nil, source, event, data, true)
 end
 
 -- Extension (not in lua-resty-events): handles what is pending now, in any

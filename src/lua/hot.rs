@@ -27,12 +27,18 @@ use mlua::ffi::{
 
 use super::value;
 use crate::runtime::attach::{self, Fetched};
+use crate::runtime::cluster;
 use crate::zone::record::RecordView;
 
 /// `post` flag: drop the event when its `unique` key is live.
 pub const POST_DEDUP: i64 = 1;
 /// `post` flag: an API's own event.
 pub const POST_OWN: i64 = 2;
+/// `post` flag: a cluster event (every worker of every node).
+pub const POST_CLUSTER: i64 = 4;
+/// `post` flag, with `POST_CLUSTER` and a `unique` key: one worker in the
+/// cluster runs it.
+pub const POST_HOLD: i64 = 8;
 
 /// `fetch` found a record: source, event, data, pid, unique, seq, wid, own follow.
 pub const FETCH_EVENT: i64 = 1;
@@ -93,9 +99,22 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         // The `unique` claim's lifetime, seconds (the API's `timeout`).
         let ttl_ms = (lua_tonumber(l, 6) * 1000.0).clamp(1.0, 1e12) as u64;
         let flags = lua_tointeger(l, 7) as i64;
+        let cluster = if flags & POST_CLUSTER != 0 {
+            match cluster::config() {
+                Ok(c) => Some(c),
+                Err(e) => return nil_err(l, &e.to_string()),
+            }
+        } else {
+            None
+        };
         let mode = attach::PostMode {
             dedup: flags & POST_DEDUP != 0,
             own: flags & POST_OWN != 0,
+            cluster: cluster.as_ref().map(|(c, zone)| attach::ClusterPost {
+                zone,
+                queue: c.queue,
+                hold: (flags & POST_HOLD != 0 && unique.is_some()).then_some(ttl_ms),
+            }),
         };
         // The API's own limit (resty.events' max_payload_len) counts the
         // names too: what is left of it for the data, and the limit itself.
@@ -178,13 +197,17 @@ pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
                 push_str(l, v.event);
                 match value::decode(l, v.data) {
                     Ok(()) => {
-                        lua_pushinteger(l, v.pid as _);
+                        if v.remote {
+                            lua_pushnil(l);
+                        } else {
+                            lua_pushinteger(l, v.pid as _);
+                        }
                         match v.unique {
                             Some(u) => push_str(l, u),
                             None => lua_pushnil(l),
                         }
                         lua_pushnumber(l, v.seq as f64);
-                        match v.wid {
+                        match v.wid.filter(|_| !v.remote) {
                             Some(w) => lua_pushinteger(l, w as _),
                             None => lua_pushnil(l),
                         }

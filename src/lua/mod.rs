@@ -9,6 +9,7 @@
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
 //! | `resty.worker.manager` | `manager.lua` | lua-resty-worker-manager: lifecycle callbacks and counts, crashed/hung workers |
 //! | `ngx_tasks` | `tasks.lua` | ngx_tasks: interval tasks on every worker or one per node, windows claimed in the zone |
+//! | `ngx_worker_events.cluster` | `cluster.lua` | the Redis Streams bridge: lease, XADD of cluster events, XREAD of other nodes', cluster claims |
 //!
 //! Native side: `native` (the table each package gets: open/close, claim,
 //! stats, constants), `hot` (the per-event `post`/`fetch` on the raw C
@@ -22,6 +23,7 @@ pub mod hot;
 #[cfg(not(test))]
 pub mod native;
 #[cfg(not(test))]
+pub mod native_cluster;
 pub mod native_manager;
 #[cfg(not(test))]
 pub mod native_tasks;
@@ -41,7 +43,7 @@ mod preload {
     use crate::ngx::lua_module::{self, LuaCFunction};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 6] = [
+    const PACKAGES: [(&CStr, &str, &str); 7] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -64,6 +66,11 @@ mod preload {
             include_str!("manager.lua"),
         ),
         (c"ngx_tasks", "=ngx_tasks", include_str!("tasks.lua")),
+        (
+            c"ngx_worker_events.cluster",
+            "=ngx_worker_events.cluster",
+            include_str!("cluster.lua"),
+        ),
     ];
 
     /// Why the packages could not be registered.
@@ -89,8 +96,8 @@ mod preload {
 
     fn add_all(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
         let add = lua_module::add_package_preload().ok_or(PreloadError::NoLuaModule)?;
-        let loaders: [LuaCFunction; 6] = [
-            open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>,
+        let loaders: [LuaCFunction; PACKAGES.len()] = [
+            open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>,
         ];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.

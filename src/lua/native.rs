@@ -16,11 +16,12 @@
 //! | `stats(consumer)` | table of zone and consumer counters / nil |
 //! | `pid()`, `now_us()` | this process' pid, CLOCK_MONOTONIC in µs |
 //! | `FETCH_EVENT`, `FETCH_LOST`, `FETCH_BAD` | `fetch` result kinds |
-//! | `POST_DEDUP`, `POST_OWN` | `post` flags |
+//! | `POST_DEDUP`, `POST_OWN`, `POST_CLUSTER`, `POST_HOLD` | `post` flags |
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
 //! | `manager_*` | lifecycle tracking, see `native_manager` |
 //! | `tasks_*` | interval task windows, see `native_tasks` |
+//! | `cluster_*` | the Redis bridge, see `native_cluster` |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
@@ -66,10 +67,13 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set("FETCH_BAD", super::hot::FETCH_BAD)?;
     t.set("POST_DEDUP", super::hot::POST_DEDUP)?;
     t.set("POST_OWN", super::hot::POST_OWN)?;
+    t.set("POST_CLUSTER", super::hot::POST_CLUSTER)?;
+    t.set("POST_HOLD", super::hot::POST_HOLD)?;
     t.set("CDEF", super::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
     super::native_manager::add(lua, &t)?;
     super::native_tasks::add(lua, &t)?;
+    super::native_cluster::add(lua, &t)?;
     // The master loads packages in init_by_lua* while parsing; every other
     // process was forked from a committed cycle.
     let committed = !matches!(

@@ -229,8 +229,21 @@ local function post(source, event, data, unique, flags)
   return true
 end
 
-function _M.post(source, event, data, unique)
-  return post(source, event, data, unique, nil)
+-- `opts` (an addition): { cluster = true } posts to every worker of every
+-- node of the cluster (worker_events_cluster); with `unique`, one worker in
+-- the cluster runs it
+function _M.post(source, event, data, unique, opts)
+  local flags
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      return nil, 'failed posting event "' .. tostring(event) .. '" by "' .. tostring(source)
+                  .. '"; opts must be a table, got ' .. type(opts)
+    end
+    if opts.cluster then
+      flags = bus.POST_CLUSTER + (unique ~= nil and bus.POST_HOLD or 0)
+    end
+  end
+  return post(source, event, data, unique, flags)
 end
 
 function _M.post_local(source, event, data)

@@ -20,6 +20,7 @@ use crate::runtime::state::{Attachment, Consumer, ExitPost, State, STATE};
 use crate::zone::claims::Reserved;
 use crate::zone::record::{Origin, RecordHeader};
 use crate::zone::slots::SlotCounter;
+use crate::zone::ring::Ext;
 use crate::zone::{AppendError, ReadOutcome, ZoneStats};
 
 /// Why a zone name could not be resolved or a consumer opened.
@@ -82,6 +83,15 @@ pub enum PostError {
     ClaimsFull {
         capacity: usize,
     },
+    /// Too many cluster events wait for Redis (see [`ClusterPost::queue`]).
+    ClusterQueueFull {
+        waiting: u64,
+    },
+    /// A cluster post to a zone that is not the cluster's.
+    NotClusterZone {
+        cluster: String,
+        zone: String,
+    },
     Reentered,
 }
 
@@ -93,6 +103,14 @@ impl core::fmt::Display for PostError {
             PostError::ClaimsFull { capacity } => write!(
                 f,
                 "no room for this unique key: the zone holds {capacity} live unique keys at most (make the zone larger or the timeout shorter)"
+            ),
+            PostError::ClusterQueueFull { waiting } => write!(
+                f,
+                "cluster queue full: {waiting} cluster events wait for redis"
+            ),
+            PostError::NotClusterZone { cluster, zone } => write!(
+                f,
+                "cluster events go through zone \"{cluster}\", not \"{zone}\""
             ),
             PostError::Reentered => Reentered.fmt(f),
         }
@@ -237,6 +255,7 @@ pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachErro
             woken: false,
             lost: 0,
             last_posted_us: 0,
+            bridge: false,
         };
         let i = match st.consumers.iter().position(Option::is_none) {
             Some(i) => {
@@ -297,12 +316,26 @@ pub fn max_record(id: u32) -> Option<u64> {
 
 /// How a post is made.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PostMode {
+pub struct PostMode<'a> {
     /// Drop the event when its `unique` key is already live (resty.events:
     /// a key is published once per `unique_timeout`).
     pub dedup: bool,
     /// An API's own event (see [`Origin::own`]).
     pub own: bool,
+    /// A cluster event (see [`ClusterPost`]).
+    pub cluster: Option<ClusterPost<'a>>,
+}
+
+/// How a cluster event is posted.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterPost<'a> {
+    /// The zone named by `worker_events_cluster`.
+    pub zone: &'a str,
+    /// At most this many cluster events may wait for Redis in the zone.
+    pub queue: u64,
+    /// A cluster `unique` event: not delivered here; the bridge takes its
+    /// cluster claim first (for this long, ms).
+    pub hold: Option<u64>,
 }
 
 /// What a post did.
@@ -324,6 +357,7 @@ pub fn origin(own: bool) -> Origin {
         wid: Some(wid),
         own,
         posted_us: crate::ngx::monotonic_us(),
+        remote: false,
     }
 }
 
@@ -335,12 +369,30 @@ pub fn post(
     unique: Option<&[u8]>,
     unique_ttl_ms: u64,
     data: &[u8],
-    mode: PostMode,
+    mode: PostMode<'_>,
 ) -> Result<Posted, PostError> {
     let posted = STATE.with(|st| {
         let (c, a) = st.reader(id).ok_or(PostError::NotOpen)?;
         let z = c.zone;
-        if let Some(key) = unique {
+        let cluster = &a.handle.zone.header().cluster;
+        if let Some(cp) = mode.cluster {
+            if cp.zone != a.name {
+                return Err(PostError::NotClusterZone {
+                    cluster: cp.zone.to_string(),
+                    zone: a.name.clone(),
+                });
+            }
+            let waiting = cluster.waiting();
+            if waiting >= cp.queue {
+                cluster
+                    .counters
+                    .refused
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                return Err(PostError::ClusterQueueFull { waiting });
+            }
+        }
+        let held = mode.cluster.and_then(|cp| cp.hold);
+        if let (Some(key), None) = (unique, held) {
             // Reserve the key first: a live claim is never taken over, so a
             // post that finds no room fails instead of running twice later.
             let claims = a.handle.zone.claims();
@@ -357,11 +409,16 @@ pub fn post(
                 }
             }
         }
+        let ext = Ext {
+            ordinal: mode.cluster.map(|_| &cluster.ordinal),
+            hold: held,
+            gate: None,
+        };
         let seq = a
             .handle
             .zone
             .ring()
-            .append(&a.handle, origin(mode.own), source, event, unique, data)
+            .append_ext(&a.handle, origin(mode.own), source, event, unique, data, ext)
             .map_err(PostError::Append)?;
         let (handle, slot) = (a.handle, a.slot);
         notify::wake_local(st, z, Some(id as usize - 1), false);
@@ -393,14 +450,17 @@ pub fn fetch(id: u32) -> Fetched {
                 st.buf = buf;
                 return Fetched::Empty;
             };
-            let z = c.zone;
+            let (z, bridge) = (c.zone, c.bridge);
             let mut cursor = c.cursor;
             let a = &mut st.zones[z];
-            let outcome = a
-                .handle
-                .zone
-                .ring()
-                .read_next(&a.handle, &mut cursor, &mut buf);
+            let ring = a.handle.zone.ring();
+            let outcome = loop {
+                match ring.read_next(&a.handle, &mut cursor, &mut buf) {
+                    // Held cluster records are the bridge's alone.
+                    ReadOutcome::Record(rh) if rh.hold && !bridge => continue,
+                    other => break other,
+                }
+            };
             if let Some(c) = st.consumer(id) {
                 c.cursor = cursor;
                 match outcome {

@@ -21,6 +21,7 @@
 pub mod attach;
 pub mod cell;
 pub mod claim;
+pub mod cluster;
 pub mod counters;
 pub mod lifecycle;
 pub mod manager;

@@ -60,6 +60,9 @@ pub struct Consumer {
     pub lost: u64,
     /// When the record it fetched last was posted (monotonic µs).
     pub last_posted_us: u64,
+    /// The cluster bridge's consumer: it also reads held cluster records
+    /// (`unique` ones waiting for their cluster claim), which others skip.
+    pub bridge: bool,
 }
 
 /// An event to post when the worker exits (e.g. `stopping`).

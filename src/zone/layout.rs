@@ -10,12 +10,13 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::claims::{Claim, Claims};
+use super::cluster::ClusterBlock;
 use super::ring::{Ring, RingHeader};
 use super::slots::{Slot, Slots};
 use super::tasks::{TaskEntry, Tasks, TASKS};
 
-/// Identifies an initialised region ("ngxwev" + layout version 5).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0005;
+/// Identifies an initialised region ("ngxwev" + layout version 6).
+pub const MAGIC: u64 = 0x6e67_7877_6576_0006;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
 pub const MIN_REGION: usize = 64 * 1024;
 /// Number of worker slots (processes that can be attached at once, across
@@ -106,6 +107,8 @@ pub struct Header {
     pub delay_buckets: [AtomicU64; DELAY_BUCKETS_US.len() + 1],
     pub delay_sum_us: AtomicU64,
     pub delay_count: AtomicU64,
+    /// The cluster bridge (lease, stream position, other nodes, counters).
+    pub cluster: ClusterBlock,
 }
 
 /// Upper bounds (µs) of the delivery delay histogram's buckets.
@@ -124,6 +127,16 @@ impl Header {
         self.delay_sum_us.fetch_add(sum_us, Ordering::Relaxed);
         self.delay_count.fetch_add(count, Ordering::Relaxed);
     }
+}
+
+/// A number that differs between zones created at different times (or
+/// places): the cluster epoch.
+fn fresh_epoch(base: *mut u8) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed = nanos ^ (base as u64).rotate_left(32) ^ u64::from(std::process::id()) << 48;
+    super::cluster::name_hash(&mixed.to_le_bytes())
 }
 
 /// A view of one zone's region. Cheap to copy; valid as long as the mapping.
@@ -157,6 +170,7 @@ impl Zone {
         h.magic = MAGIC;
         let zone = Zone { base };
         zone.ring().reset();
+        zone.header().cluster.init(fresh_epoch(base));
         Some(zone)
     }
 

@@ -32,6 +32,7 @@
 //! (which know nothing of each other), `stats` reads a `layout::Zone`.
 
 pub mod claims;
+pub mod cluster;
 pub mod layout;
 pub mod lifecycle;
 pub mod lock;

@@ -8,7 +8,14 @@
 //! 18  u16 event_len
 //! 20  u16 unique_len
 //! 22  u16 flags      bit 0: a unique event (its key may be empty);
-//!                    bit 1: `wid` is set; bit 2: an API's own event; others 0
+//!                    bit 1: `wid` is set; bit 2: an API's own event;
+//!                    bit 3: a cluster event: the data starts with its u64
+//!                    cluster ordinal (`data_len` counts it);
+//!                    bit 4: held: a cluster `unique` event waiting for its
+//!                    cluster claim (only the bridge reads it); the claim's
+//!                    lifetime (u64 ms) follows the ordinal;
+//!                    bit 5: remote: received from another node (pid, wid
+//!                    are the bridge's, not the poster's); others 0
 //! 24  u32 data_len   encoded payload (see `crate::codec`)
 //! 28  i32 wid        the poster's `ngx.worker.id()` (-1: not a worker), when bit 1
 //! 32  u64 posted_us  when it was posted (CLOCK_MONOTONIC µs; 0: unknown)
@@ -32,6 +39,8 @@ pub struct Origin {
     pub own: bool,
     /// When it was posted (monotonic µs; 0: unknown).
     pub posted_us: u64,
+    /// Received from another node by the cluster bridge.
+    pub remote: bool,
 }
 
 impl From<i32> for Origin {
@@ -42,6 +51,7 @@ impl From<i32> for Origin {
             wid: None,
             own: false,
             posted_us: 0,
+            remote: false,
         }
     }
 }
@@ -61,7 +71,16 @@ pub struct RecordHeader {
     /// A unique event (the key is `unique_len` bytes, maybe none).
     pub unique: bool,
     pub data_len: u32,
+    /// A cluster event: `data` starts with its 8-byte ordinal.
+    pub cluster: bool,
+    /// A cluster `unique` event waiting for its cluster claim.
+    pub hold: bool,
+    /// Received from another node.
+    pub remote: bool,
 }
+
+/// Bytes of the cluster ordinal in front of a cluster record's data.
+pub const ORDINAL_LEN: usize = 8;
 
 /// `flags` bit: the record is a unique event.
 const FLAG_UNIQUE: u16 = 1;
@@ -69,6 +88,12 @@ const FLAG_UNIQUE: u16 = 1;
 const FLAG_WID: u16 = 2;
 /// `flags` bit: an API's own event.
 const FLAG_OWN: u16 = 4;
+/// `flags` bit: a cluster event (ordinal in front of the data).
+const FLAG_CLUSTER: u16 = 8;
+/// `flags` bit: held for the cluster claim.
+const FLAG_HOLD: u16 = 16;
+/// `flags` bit: received from another node.
+const FLAG_REMOTE: u16 = 32;
 
 /// Why a record cannot be built.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,6 +163,9 @@ impl RecordHeader {
             unique_len,
             unique: is_unique,
             data_len,
+            cluster: false,
+            hold: false,
+            remote: origin.remote,
         })
     }
 
@@ -159,6 +187,15 @@ impl RecordHeader {
         }
         if self.own {
             flags |= FLAG_OWN;
+        }
+        if self.cluster {
+            flags |= FLAG_CLUSTER;
+        }
+        if self.hold {
+            flags |= FLAG_HOLD;
+        }
+        if self.remote {
+            flags |= FLAG_REMOTE;
         }
         b[22..24].copy_from_slice(&flags.to_le_bytes());
         b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
@@ -184,6 +221,9 @@ impl RecordHeader {
             unique_len: u16_at(20),
             unique: flags & FLAG_UNIQUE != 0 || u16_at(20) != 0,
             data_len: u32_at(24),
+            cluster: flags & FLAG_CLUSTER != 0,
+            hold: flags & FLAG_HOLD != 0,
+            remote: flags & FLAG_REMOTE != 0,
         };
         let want = record_len(
             h.source_len as usize,
@@ -191,7 +231,13 @@ impl RecordHeader {
             h.unique_len as usize,
             h.data_len as usize,
         );
-        (want == h.len as u64 && h.source_len > 0 && h.event_len > 0).then_some(h)
+        let prefix = match (h.cluster, h.hold) {
+            (false, _) => 0,
+            (true, false) => ORDINAL_LEN,
+            (true, true) => 2 * ORDINAL_LEN,
+        };
+        let ordinal_fits = h.data_len as usize >= prefix && (h.cluster || !h.hold);
+        (want == h.len as u64 && h.source_len > 0 && h.event_len > 0 && ordinal_fits).then_some(h)
     }
 }
 
@@ -207,7 +253,14 @@ pub struct RecordView<'a> {
     pub event: &'a [u8],
     /// `None` for an ordinary (broadcast to all) event.
     pub unique: Option<&'a [u8]>,
+    /// The encoded payload (without a cluster record's ordinal).
     pub data: &'a [u8],
+    /// A cluster event's ordinal on its node.
+    pub ordinal: Option<u64>,
+    /// Held for the cluster claim: the claim's lifetime (ms).
+    pub hold: Option<u64>,
+    /// Received from another node.
+    pub remote: bool,
 }
 
 impl<'a> RecordView<'a> {
@@ -222,7 +275,18 @@ impl<'a> RecordView<'a> {
         let source = take(h.source_len as usize)?;
         let event = take(h.event_len as usize)?;
         let unique = take(h.unique_len as usize)?;
-        let data = take(h.data_len as usize)?;
+        let mut data = take(h.data_len as usize)?;
+        let (mut ordinal, mut hold) = (None, None);
+        if h.cluster {
+            let (o, rest) = data.split_first_chunk::<ORDINAL_LEN>()?;
+            ordinal = Some(u64::from_le_bytes(*o));
+            data = rest;
+            if h.hold {
+                let (t, rest) = data.split_first_chunk::<ORDINAL_LEN>()?;
+                hold = Some(u64::from_le_bytes(*t));
+                data = rest;
+            }
+        }
         Some(RecordView {
             pid: h.pid,
             wid: h.wid,
@@ -233,6 +297,9 @@ impl<'a> RecordView<'a> {
             event,
             unique: h.unique.then_some(unique),
             data,
+            ordinal,
+            hold,
+            remote: h.remote,
         })
     }
 }
@@ -298,18 +365,20 @@ mod tests {
             wid: Some(-1),
             own: true,
             posted_us: 123,
+            remote: true,
         };
         let h = RecordHeader::new(o, 3, b"s", b"e", None, b"d").unwrap();
         let d = RecordHeader::decode(&h.encode()).unwrap();
         assert_eq!(
-            (d.pid, d.wid, d.own, d.posted_us),
-            (77, Some(-1), true, 123)
+            (d.pid, d.wid, d.own, d.posted_us, d.remote),
+            (77, Some(-1), true, 123, true)
         );
         let o = Origin {
             pid: 78,
             wid: Some(3),
             own: false,
             posted_us: 0,
+            remote: false,
         };
         let d = RecordHeader::decode(
             &RecordHeader::new(o, 3, b"s", b"e", None, b"d")
@@ -340,5 +409,27 @@ mod tests {
         assert_eq!(v.unique, Some(&b"u1"[..]));
         assert_eq!(v.data, b"\x00\xff");
         assert_eq!((v.pid, v.seq), (7, 3));
+    }
+
+    #[test]
+    fn a_cluster_record_carries_its_ordinal_in_front_of_the_data() {
+        let mut data = 42u64.to_le_bytes().to_vec();
+        data.extend_from_slice(&2500u64.to_le_bytes());
+        data.extend_from_slice(b"payload");
+        let mut h = RecordHeader::new(7, 3, b"s", b"e", Some(b"k"), &data).unwrap();
+        h.cluster = true;
+        h.hold = true;
+        let d = RecordHeader::decode(&h.encode()).unwrap();
+        assert!(d.cluster && d.hold && !d.remote);
+        let mut buf = h.encode().to_vec();
+        buf.extend_from_slice(b"sek");
+        buf.extend_from_slice(&data);
+        buf.resize(h.len as usize, 0);
+        let v = RecordView::parse(&d, &buf).unwrap();
+        assert_eq!((v.ordinal, v.data, v.hold), (Some(42), &b"payload"[..], Some(2500)));
+        // a cluster flag without room for the ordinal is garbage
+        let mut short = RecordHeader::new(7, 3, b"s", b"e", None, b"abc").unwrap();
+        short.cluster = true;
+        assert_eq!(RecordHeader::decode(&short.encode()), None);
     }
 }

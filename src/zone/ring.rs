@@ -15,7 +15,9 @@
 use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::lock::{Guard, ZoneLock};
-use super::record::{Origin, RecordError, RecordHeader, RecordView, HEADER_LEN};
+use super::record::{
+    record_len, Origin, RecordError, RecordHeader, RecordView, HEADER_LEN, ORDINAL_LEN,
+};
 
 /// The largest record is this many quarters of the log: a 1m zone carries
 /// a 500 KB event, as a 1m `lua_shared_dict` does for lua-resty-worker-events.
@@ -70,6 +72,22 @@ pub enum AppendError {
     TooLarge { size: u64, limit: u64 },
     /// A name or the payload exceeds the record format's limits.
     Format(RecordError),
+    /// The [`Ext::gate`] said no.
+    Refused,
+}
+
+/// What a cluster post adds to [`Ring::append`].
+#[derive(Default)]
+pub struct Ext<'a> {
+    /// A cluster record: its ordinal is this counter's next value, taken
+    /// under the lock and written in front of the data.
+    pub ordinal: Option<&'a AtomicU64>,
+    /// Held for the cluster claim (only the bridge reads it), with the
+    /// claim's lifetime (ms), written after the ordinal.
+    pub hold: Option<u64>,
+    /// Runs under the lock before anything is written; `false` refuses
+    /// the record (the cluster bridge checks its lease and the stream id).
+    pub gate: Option<&'a mut dyn FnMut() -> bool>,
 }
 
 impl core::fmt::Display for AppendError {
@@ -80,6 +98,7 @@ impl core::fmt::Display for AppendError {
                 "payload too large: {size} bytes encoded, the limit for this zone is {limit}"
             ),
             AppendError::Format(e) => e.fmt(f),
+            AppendError::Refused => f.write_str("refused"),
         }
     }
 }
@@ -180,8 +199,41 @@ impl<'a> Ring<'a> {
         unique: Option<&[u8]>,
         data: &[u8],
     ) -> Result<u64, AppendError> {
-        let probe = RecordHeader::new(origin, 0, source, event, unique, data)
+        self.append_ext(lock, origin, source, event, unique, data, Ext::default())
+    }
+
+    /// [`Ring::append`] with the cluster extensions (see [`Ext`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_ext(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        origin: impl Into<Origin>,
+        source: &[u8],
+        event: &[u8],
+        unique: Option<&[u8]>,
+        data: &[u8],
+        mut ext: Ext<'_>,
+    ) -> Result<u64, AppendError> {
+        let hold_ttl = ext.hold.filter(|_| ext.ordinal.is_some());
+        let ordinal_len = match (ext.ordinal, hold_ttl) {
+            (None, _) => 0,
+            (Some(_), None) => ORDINAL_LEN,
+            (Some(_), Some(_)) => 2 * ORDINAL_LEN,
+        };
+        let mut probe = RecordHeader::new(origin, 0, source, event, unique, &data[..0])
             .map_err(AppendError::Format)?;
+        let data_len = data.len() + ordinal_len;
+        probe.data_len = u32::try_from(data_len)
+            .map_err(|_| AppendError::Format(RecordError::DataTooLong(data_len)))?;
+        probe.len = u32::try_from(record_len(
+            source.len(),
+            event.len(),
+            unique.map_or(0, <[u8]>::len),
+            data_len,
+        ))
+        .map_err(|_| AppendError::Format(RecordError::DataTooLong(data_len)))?;
+        probe.cluster = ext.ordinal.is_some();
+        probe.hold = hold_ttl.is_some();
         let len = probe.len as u64;
         if len > self.max_record() {
             return Err(AppendError::TooLarge {
@@ -192,6 +244,11 @@ impl<'a> Ring<'a> {
         let h = self.hdr;
         let cap = self.cap;
         let _g = Guard::new(lock);
+        if let Some(gate) = ext.gate.as_mut() {
+            if !gate() {
+                return Err(AppendError::Refused);
+            }
+        }
 
         let head = h.head.load(Ordering::Relaxed);
         let old_tail = h.tail.load(Ordering::Relaxed);
@@ -215,12 +272,18 @@ impl<'a> Ring<'a> {
         let seq = h.head_seq.load(Ordering::Relaxed);
         let mut rh = probe;
         rh.seq = seq;
+        // The ordinal is taken under the lock: ordinals follow log order.
+        let mut ordinal = [0u8; 2 * ORDINAL_LEN];
+        let n = ext.ordinal.map_or(0, |n| n.fetch_add(1, Ordering::Relaxed) + 1);
+        ordinal[..ORDINAL_LEN].copy_from_slice(&n.to_le_bytes());
+        ordinal[ORDINAL_LEN..].copy_from_slice(&hold_ttl.unwrap_or(0).to_le_bytes());
         let mut at = head;
         for part in [
             &rh.encode()[..],
             source,
             event,
             unique.unwrap_or_default(),
+            &ordinal[..ordinal_len],
             data,
         ] {
             self.copy_in(at, part);

@@ -1,0 +1,252 @@
+//! The native table's `cluster_*` functions, for the Lua bridge
+//! (`ngx_worker_events.cluster`, see `crate::runtime::cluster`). Stream ids
+//! and epochs cross as strings (they do not fit a double).
+
+use mlua::{Lua, LuaString, MultiValue, Table, Value};
+
+use crate::runtime::cluster::{self, Entry, Incoming};
+
+fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_vec(vec![
+        Value::Nil,
+        Value::String(lua.create_string(e.to_string())?),
+    ]))
+}
+
+fn one(v: Value) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_vec(vec![v]))
+}
+
+/// Parses a stream id `ms-seq`.
+pub fn parse_id(s: &[u8]) -> Option<(u64, u64)> {
+    let s = core::str::from_utf8(s).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+fn token(t: f64) -> u64 {
+    t.clamp(0.0, 9e15) as u64
+}
+
+/// Adds the `cluster_*` functions to the native table `t`.
+pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    t.set(
+        "cluster_config",
+        lua.create_function(|lua, ()| {
+            let (c, zone) = match cluster::config() {
+                Ok(c) => c,
+                Err(e) => return fail(lua, e),
+            };
+            let r = lua.create_table()?;
+            r.set("host", c.host)?;
+            r.set("port", c.port)?;
+            r.set("db", c.db)?;
+            r.set("password", c.password)?;
+            r.set("tls", c.tls)?;
+            r.set("stream", c.stream)?;
+            r.set("maxlen", c.maxlen)?;
+            r.set("node", c.node)?;
+            r.set("zone", zone)?;
+            r.set("queue", c.queue)?;
+            r.set("timeout", c.timeout_ms)?;
+            one(Value::Table(r))
+        })?,
+    )?;
+    t.set(
+        "cluster_bridge",
+        lua.create_function(|_, c: u32| Ok(cluster::mark_bridge(c)))?,
+    )?;
+    // cluster_take(c) -> token | false
+    t.set(
+        "cluster_take",
+        lua.create_function(|lua, c: u32| match cluster::take(c) {
+            Ok(Some(t)) => one(Value::Number(t as f64)),
+            Ok(None) => one(Value::Boolean(false)),
+            Err(e) => fail(lua, e),
+        })?,
+    )?;
+    t.set(
+        "cluster_renew",
+        lua.create_function(|_, (c, t): (u32, f64)| {
+            Ok(cluster::renew(c, token(t)).unwrap_or(false))
+        })?,
+    )?;
+    t.set(
+        "cluster_holds",
+        lua.create_function(|_, (c, t): (u32, f64)| {
+            Ok(cluster::holds(c, token(t)).unwrap_or(false))
+        })?,
+    )?;
+    t.set(
+        "cluster_release",
+        lua.create_function(|_, (c, t): (u32, f64)| {
+            Ok(cluster::release(c, token(t)).is_ok())
+        })?,
+    )?;
+    t.set(
+        "cluster_rewind",
+        lua.create_function(|_, c: u32| Ok(cluster::rewind(c).is_ok()))?,
+    )?;
+    // cluster_out(c, max) -> { {o, s, v, u|false, d, held, ttl_ms}, ... }, last_ordinal, lost
+    t.set(
+        "cluster_out",
+        lua.create_function(|lua, (c, max): (u32, usize)| {
+            let (items, last, lost) = match cluster::next_out(c, max.clamp(1, 4096)) {
+                Ok(r) => r,
+                Err(e) => return fail(lua, e),
+            };
+            let list = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, it) in items.into_iter().enumerate() {
+                let e = lua.create_table_with_capacity(6, 0)?;
+                e.raw_set(1, it.ordinal as f64)?;
+                e.raw_set(2, lua.create_string(&it.source)?)?;
+                e.raw_set(3, lua.create_string(&it.event)?)?;
+                match it.unique {
+                    Some(u) => e.raw_set(4, lua.create_string(&u)?)?,
+                    None => e.raw_set(4, false)?,
+                }
+                e.raw_set(5, lua.create_string(&it.data)?)?;
+                e.raw_set(6, it.hold.is_some())?;
+                if let Some(ttl) = it.hold {
+                    e.raw_set(7, ttl as f64)?;
+                }
+                list.raw_set(i + 1, e)?;
+            }
+            Ok(MultiValue::from_vec(vec![
+                Value::Table(list),
+                Value::Number(last as f64),
+                Value::Number(lost as f64),
+            ]))
+        })?,
+    )?;
+    t.set(
+        "cluster_ack",
+        lua.create_function(|_, (c, t, acked, sent): (u32, f64, f64, f64)| {
+            Ok(cluster::ack(c, token(t), token(acked), token(sent)).unwrap_or(false))
+        })?,
+    )?;
+    // cluster_deliver(c, token, id, node, epoch, ordinal, source, event, data)
+    //   -> "ok", lost | "skip" | "stale" | nil, err
+    t.set(
+        "cluster_deliver",
+        lua.create_function(
+            |lua,
+             (c, t, id, node, epoch, ordinal, source, event, data): (
+                u32,
+                f64,
+                LuaString,
+                LuaString,
+                LuaString,
+                f64,
+                LuaString,
+                LuaString,
+                LuaString,
+            )| {
+                let Some(sid) = parse_id(&id.as_bytes()) else {
+                    return fail(lua, "bad stream id");
+                };
+                let epoch = core::str::from_utf8(&epoch.as_bytes())
+                    .ok()
+                    .and_then(|e| e.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let (node, source, event, data) =
+                    (node.as_bytes(), source.as_bytes(), event.as_bytes(), data.as_bytes());
+                let entry = Entry {
+                    id: sid,
+                    node: &node,
+                    epoch,
+                    ordinal: token(ordinal),
+                    source: &source,
+                    event: &event,
+                    unique: None,
+                    data: &data,
+                };
+                let s = |v: &str| lua.create_string(v).map(Value::String);
+                match cluster::deliver(c, token(t), &entry) {
+                    Ok(Incoming::Delivered { lost }) => Ok(MultiValue::from_vec(vec![
+                        s("ok")?,
+                        Value::Number(lost as f64),
+                    ])),
+                    Ok(Incoming::Skipped) => one(s("skip")?),
+                    Ok(Incoming::Stale) => one(s("stale")?),
+                    Err(e) => fail(lua, e),
+                }
+            },
+        )?,
+    )?;
+    t.set(
+        "cluster_skip",
+        lua.create_function(|_, (c, t, id, own): (u32, f64, LuaString, bool)| {
+            let Some(sid) = parse_id(&id.as_bytes()) else {
+                return Ok(false);
+            };
+            Ok(cluster::skip(c, token(t), sid, own).unwrap_or(false))
+        })?,
+    )?;
+    t.set(
+        "cluster_last_id",
+        lua.create_function(|_, c: u32| {
+            Ok(cluster::last_id(c)
+                .ok()
+                .flatten()
+                .map(|(ms, seq)| format!("{ms}-{seq}")))
+        })?,
+    )?;
+    t.set(
+        "cluster_epoch",
+        lua.create_function(|_, c: u32| Ok(cluster::epoch(c).ok().map(|e| e.to_string())))?,
+    )?;
+    t.set(
+        "cluster_state",
+        lua.create_function(|_, (c, up, lag): (u32, bool, Option<f64>)| {
+            let lag = lag.map(|l| l.clamp(0.0, 9e15) as u64);
+            Ok(cluster::set_state(c, up, lag).is_ok())
+        })?,
+    )?;
+    t.set(
+        "cluster_count",
+        lua.create_function(|_, (c, name, n): (u32, String, Option<f64>)| {
+            Ok(cluster::count(c, &name, token(n.unwrap_or(1.0))).unwrap_or(false))
+        })?,
+    )?;
+    // cluster_post_won(c, source, event, unique, ttl_s, data) -> true | nil, err
+    t.set(
+        "cluster_post_won",
+        lua.create_function(
+            |lua,
+             (c, source, event, unique, ttl, data): (
+                u32,
+                LuaString,
+                LuaString,
+                LuaString,
+                f64,
+                LuaString,
+            )| {
+                let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
+                match cluster::post_won(
+                    c,
+                    &source.as_bytes(),
+                    &event.as_bytes(),
+                    &unique.as_bytes(),
+                    ttl_ms,
+                    &data.as_bytes(),
+                ) {
+                    Ok(()) => one(Value::Boolean(true)),
+                    Err(e) => fail(lua, e),
+                }
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_ids() {
+        assert_eq!(super::parse_id(b"1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(super::parse_id(b"0-0"), Some((0, 0)));
+        assert_eq!(super::parse_id(b"12"), None);
+        assert_eq!(super::parse_id(b"a-1"), None);
+    }
+}

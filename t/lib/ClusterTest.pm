@@ -1,0 +1,184 @@
+# Cluster tests' setup (t/6xx): a real redis-server on a free port in the
+# test's own directory, and a second nginx node ("B", 4 workers, same module)
+# next to the Test::Nginx instance ("A"). Both nodes get the same
+# http config ($ClusterHttp, filled per node), so a block's requests go to A
+# and reach B over HTTP through t/lib/t/cluster.lua.
+#
+#   use lib 't/lib';
+#   use Test::Nginx::Socket 'no_plan';
+#   use WorkerEventsTest;
+#   use ClusterTest;
+#   --- http_config eval: cluster_http("a")
+#   --- init: start_node_b()
+package ClusterTest;
+
+use strict;
+use warnings;
+use Cwd qw(cwd);
+use File::Path qw(make_path remove_tree);
+use IO::Socket::INET;
+use POSIX ":sys_wait_h";
+use Time::HiRes qw(sleep time);
+use Exporter 'import';
+
+our @EXPORT = qw(cluster_http start_node_b stop_node_b redis_cli redis_stop redis_start
+                 $RedisPort $NodeBPort);
+
+our $Pwd = cwd();
+our $Dir = "$Pwd/t/servroot_cluster";
+our $RedisPort = $ENV{TEST_NGINX_REDIS_PORT} // (($ENV{TEST_NGINX_PORT} // 1984) + 5400);
+our $NodeBPort = ($ENV{TEST_NGINX_PORT} // 1984) + 1;
+our $Stream = "t_events";
+our $RedisPid;
+our $ExtraCluster = '';
+
+$ENV{TEST_NGINX_REDIS_PORT} = $RedisPort;
+$ENV{TEST_NGINX_NODE_B_PORT} = $NodeBPort;
+
+sub redis_cli {
+    my $out = `redis-cli -p $RedisPort @_ 2>&1`;
+    chomp $out;
+    return $out;
+}
+
+sub redis_up {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$RedisPort", Timeout => 0.2) or return 0;
+    print $s "PING\r\n";
+    my $l = <$s> // '';
+    return $l =~ /PONG/;
+}
+
+# starts redis-server (AOF with fsync always: a restart keeps what it acknowledged)
+sub redis_start {
+    my %o = @_;
+    make_path("$Dir/redis");
+    system("pkill -f 'redis-server 127.0.0.1:$RedisPort' 2>/dev/null");
+    my @args = ("--port", $RedisPort, "--bind", "127.0.0.1", "--dir", "$Dir/redis",
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                "--logfile", "$Dir/redis/redis.log");
+    push @args, ("--requirepass", $o{password}) if $o{password};
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        exec("redis-server", @args) or POSIX::_exit(127);
+    }
+    $RedisPid = $pid;
+    for (1 .. 100) {
+        return 1 if redis_up() || ($o{password} && -s "$Dir/redis/redis.log" && `grep -c 'Ready to accept' $Dir/redis/redis.log` > 0);
+        sleep 0.05;
+    }
+    die "redis-server did not start on port $RedisPort";
+}
+
+sub redis_stop {
+    return unless $RedisPid;
+    kill 'TERM', $RedisPid;
+    waitpid($RedisPid, 0);
+    undef $RedisPid;
+}
+
+# the http config of node `name`: the cluster directive, a recording
+# handler in every worker (both APIs), and the /c/* locations of t.cluster
+sub cluster_http {
+    my ($name, %o) = @_;
+    my $extra = $o{cluster} // '';
+    my $maxlen = $o{maxlen} // 100000;
+    my $url = $o{url} // "redis://127.0.0.1:$RedisPort";
+    my $init = $o{init_worker} // '';
+    return <<"_EOC_";
+    worker_events_cluster $url node=$name stream=$Stream maxlen=$maxlen $extra;
+    init_worker_by_lua_block {
+        require("t.cluster").init_worker("$name", $NodeBPort)
+        $init
+    }
+    server {
+        listen 127.0.0.1:\$TEST_NGINX_CLUSTER_PORT;
+        location /c/ { content_by_lua_block { require("t.cluster").serve() } }
+    }
+_EOC_
+}
+
+sub node_b_conf {
+    my (%o) = @_;
+    my $http = cluster_http("b", %o);
+    $http =~ s/\$TEST_NGINX_CLUSTER_PORT/$NodeBPort/g;
+    my $mod = $ENV{TEST_NGINX_WE_MODULE};
+    my $mods = $ENV{TEST_NGINX_MODULES_DIR} // '/usr/lib/nginx/modules';
+    my $user = $> == 0 ? "user root;" : "";
+    return <<"_EOC_";
+load_module $mods/ndk_http_module.so;
+load_module $mods/ngx_http_lua_module.so;
+load_module $mod;
+$user
+worker_processes 4;
+daemon on;
+error_log $Dir/b/logs/error.log info;
+pid $Dir/b/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $Dir/b/client_body_temp;
+    proxy_temp_path $Dir/b/proxy_temp;
+    fastcgi_temp_path $Dir/b/fastcgi_temp;
+    uwsgi_temp_path $Dir/b/uwsgi_temp;
+    scgi_temp_path $Dir/b/scgi_temp;
+    lua_package_path "$Pwd/t/lib/?.lua;;";
+    worker_events_zone ev 4m;
+    lua_shared_dict out 8m;
+$http
+}
+_EOC_
+}
+
+sub stop_node_b {
+    my $pidf = "$Dir/b/logs/nginx.pid";
+    return unless -f $pidf;
+    chomp(my $pid = `cat $pidf`);
+    return unless $pid;
+    kill 'QUIT', $pid;
+    for (1 .. 100) {
+        last unless kill 0, $pid;
+        sleep 0.05;
+    }
+    kill 'KILL', $pid if kill 0, $pid;
+    system("pkill -KILL -f 'nginx: worker process' -P $pid 2>/dev/null");
+    unlink $pidf;
+}
+
+# (re)starts node B with `cluster_http("b", %o)`; waits for its 4 workers
+sub start_node_b {
+    my (%o) = @_;
+    stop_node_b();
+    remove_tree("$Dir/b");
+    make_path("$Dir/b/conf", "$Dir/b/logs");
+    open my $fh, '>', "$Dir/b/conf/nginx.conf" or die $!;
+    print $fh node_b_conf(%o);
+    close $fh;
+    my $out = `nginx -p $Dir/b/ -c $Dir/b/conf/nginx.conf -e $Dir/b/logs/error.log 2>&1`;
+    die "node B failed to start: $out" if $?;
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$NodeBPort", Timeout => 0.2);
+        if ($s) {
+            print $s "GET /c/ready HTTP/1.0\r\n\r\n";
+            local $/;
+            my $r = <$s> // '';
+            return 1 if $r =~ /ready 4/;
+        }
+        sleep 0.05;
+    }
+    die "node B did not get ready";
+}
+
+# every block: a fresh stream
+sub reset_stream { redis_cli("DEL", $Stream) }
+
+END {
+    stop_node_b();
+    redis_stop();
+}
+
+$ENV{TEST_NGINX_CLUSTER_PORT} = ($ENV{TEST_NGINX_PORT} // 1984) + 2;
+
+redis_start() unless $ENV{CLUSTER_TEST_NO_REDIS};
+
+1;
