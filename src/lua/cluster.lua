@@ -110,7 +110,7 @@ end
 -- sleeps `secs` in steps, returning early when the lease is gone
 local function pause(secs, tok)
   local t = 0
-  while t < secs and holding(tok) do
+  while t < secs - 0.001 and holding(tok) do
     local step = min(0.1, secs - t)
     sleep(step)
     t = t + step
@@ -369,8 +369,9 @@ function _M.configured()
 end
 
 -- Takes the cluster-wide key `key` for `ttl` seconds (SET NX PX):
--- true (ours), false (another node has it), or nil, err (Redis failed:
--- the caller decides; ngx_tasks skips the window).
+-- true (this node's: new, or taken by this node before), false (another
+-- node has it), or nil, err (Redis failed: the caller decides; ngx_tasks
+-- skips the window).
 function _M.claim(key, ttl)
   if type(key) ~= "string" or key == "" then
     error("key must be a non-empty string", 2)
@@ -383,8 +384,13 @@ function _M.claim(key, ttl)
   local red
   red, err = connect(c)
   if not red then return nil, err end
+  local rkey = c.stream .. ":claim:" .. key
   local res
-  res, err = red:set(c.stream .. ":claim:" .. key, c.node, "NX", "PX", floor(ttl * 1000))
+  res, err = red:set(rkey, c.node, "NX", "PX", floor(ttl * 1000))
+  if res == null then
+    res, err = red:get(rkey)
+    res = res and res ~= null and (res == c.node and "OK" or null) or res
+  end
   if res == nil then
     red:close()
     return nil, err

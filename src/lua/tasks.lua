@@ -14,7 +14,7 @@ local native = ...
 
 local ngx = ngx
 local log = ngx.log
-local ERR, WARN = ngx.ERR, ngx.WARN
+local ERR, WARN, NOTICE = ngx.ERR, ngx.WARN, ngx.NOTICE
 local type, error, tostring, xpcall, pcall = type, error, tostring, xpcall, pcall
 local setmetatable, ipairs, pairs, tinsert, tremove = setmetatable, ipairs, pairs, table.insert,
                                                       table.remove
@@ -84,6 +84,9 @@ local function check_rule(rule)
   end
   if rule.filter ~= nil and type(rule.filter) ~= "function" then
     return "rule.filter must be a function, got: " .. type(rule.filter)
+  end
+  if rule.cluster ~= nil and rule.cluster ~= false and rule.typ ~= "preemption" then
+    return "rule.cluster needs typ 'preemption'"
   end
 end
 
@@ -182,6 +185,28 @@ local function start_run(task, zone, key, lock, threaded)
   end
 end
 
+-- a cluster task's window (wall clock, so nodes agree): true when this
+-- node got it in Redis. Redis unreachable: the window is skipped (at most
+-- once in the cluster), logged once per outage.
+local cluster_outage = false
+local function cluster_window(task, key)
+  local ok, err = require("ngx_worker_events.cluster").claim(key, 2 * task.interval + 5)
+  if ok == nil then
+    if not cluster_outage then
+      cluster_outage = true
+      log(ERR, PREFIX, "task '", tostring(task.identifier), "': cluster window ", key,
+          " not run: redis: ", tostring(err), " (logged once per outage)")
+    end
+    counter(task.identifier).cluster_skipped = (counter(task.identifier).cluster_skipped or 0) + 1
+    return false
+  end
+  if cluster_outage then
+    cluster_outage = false
+    log(NOTICE, PREFIX, "cluster tasks: redis answers again")
+  end
+  return ok
+end
+
 -- takes `key` (a window of `task`) and runs it if this worker gets it
 local function try_window(task, zone, key, threaded, held)
   local st = state[task]
@@ -208,6 +233,12 @@ local function try_window(task, zone, key, threaded, held)
           " died before it finished ", key, ", running it again")
     end
     if held then st.held[key] = nil end
+    if task.cluster and not cluster_window(task, key) then
+      -- another node runs this window, or Redis could not say: not here
+      n_finish(zone, key)
+      if lock then n_release(zone, lock) end
+      return
+    end
     return start_run(task, zone, key, lock, threaded)
   end
   if lock then n_release(zone, lock) end
@@ -239,7 +270,9 @@ local function consider(self, task, zone, threaded)
 
   local w, name, wait
   if self.keys == default_keys then
-    local now = now_s()
+    -- cluster tasks count windows on the wall clock: every node the same
+    if task.cluster then ngx.update_time() end
+    local now = task.cluster and ngx.now() or now_s()
     w, name = default_keys(self, task, now)
     wait = (w + 1) * task.interval - now
   else

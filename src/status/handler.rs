@@ -76,7 +76,16 @@ fn live_claims(handle: &crate::ngx::shm::ZoneHandle) -> u64 {
 /// Renders zone `name`'s snapshot with `f`.
 fn with_view<R>(name: &str, f: impl FnOnce(&view::View) -> R) -> Result<R, AttachError> {
     let (zone, stats, alive, claims_live) = snapshot(name)?;
+    let conf = crate::cluster_conf::active();
+    let cluster = conf.as_ref().and_then(|c| {
+        let (cz, _, _) = crate::runtime::attach::resolve(&c.zone).ok()?;
+        (cz == zone).then_some(super::cluster::ClusterInfo {
+            node: &c.node,
+            stream: &c.stream,
+        })
+    });
     let v = view::View {
+        cluster,
         zone: &zone,
         stats: &stats,
         alive: &alive,

@@ -9,6 +9,7 @@
 //! method and argument checks, the snapshot, the response.
 
 #[cfg(not(test))]
+pub mod cluster;
 mod handler;
 pub mod render;
 #[cfg(not(test))]

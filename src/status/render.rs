@@ -19,6 +19,8 @@ pub struct View<'a> {
     pub alive: &'a [bool],
     pub claims_live: u64,
     pub now_mono_ms: u64,
+    /// The cluster's node and stream, when `worker_events_cluster` names the zone.
+    pub cluster: Option<super::cluster::ClusterInfo<'a>>,
 }
 
 fn secs_ms(ms: u64) -> f64 {
@@ -141,11 +143,12 @@ pub fn json(v: &View) -> Value {
             "unresponsive_now": unresponsive_now(s),
         },
         "tasks": tasks,
+        "cluster": super::cluster::json(&s.cluster, v.cluster),
     })
 }
 
 /// A label value in the text format: backslash, double quote and newline escaped.
-fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -408,6 +411,7 @@ pub fn prometheus(v: &View) -> String {
         "Duration of the task's last run.",
         &per_task(&|i| t[i].last_duration_us as f64 / 1e6),
     );
+    super::cluster::prometheus(&mut out, &z, &s.cluster, v.cluster, family);
     out
 }
 
@@ -433,6 +437,10 @@ mod tests {
             alive: &[true],
             claims_live: 3,
             now_mono_ms: 1500,
+            cluster: Some(crate::status::cluster::ClusterInfo {
+                node: "n\"1",
+                stream: "s",
+            }),
         };
         let j = json(&v);
         assert_eq!(j["events"]["posted"], 1);
@@ -448,5 +456,10 @@ mod tests {
             "ngx_worker_events_delivery_delay_seconds_bucket{zone=\"ev\",le=\"+Inf\"} 0\n"
         ));
         assert!(p.contains("# TYPE ngx_worker_events_worker_up gauge\n"));
+        assert_eq!(j["cluster"]["node"], "n\"1");
+        assert_eq!(j["cluster"]["connected"], false);
+        assert!(p.contains(
+            "ngx_worker_events_cluster_events_in_total{zone=\"ev\",node=\"n\\\"1\"} 0\n"
+        ));
     }
 }

@@ -290,6 +290,67 @@ impl ClusterBlock {
     }
 }
 
+/// A copy of the block's counters, for the status endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub lease_pid: u64,
+    pub leases: u64,
+    pub connected: bool,
+    pub connected_ms: u64,
+    pub lag_ms: u64,
+    pub waiting: u64,
+    pub posted: u64,
+    pub events_out: u64,
+    pub events_in: u64,
+    pub own_skipped: u64,
+    pub duplicates: u64,
+    pub lost_in: u64,
+    pub lost_out: u64,
+    pub refused: u64,
+    pub reconnects: u64,
+    pub errors: u64,
+    pub unique_won: u64,
+    pub unique_lost: u64,
+    pub unique_failed: u64,
+    pub last_id: Option<(u64, u64)>,
+    pub nodes_heard: u64,
+}
+
+impl ClusterBlock {
+    /// Reads the counters.
+    pub fn stats(&self, now_ms: u64) -> ClusterStats {
+        let c = &self.counters;
+        let live = self.lease_until_ms.load(Relaxed) > now_ms;
+        ClusterStats {
+            lease_pid: if live { self.lease_pid.load(Relaxed) } else { 0 },
+            leases: c.leases.load(Relaxed),
+            connected: live && self.connected.load(Relaxed) == 1,
+            connected_ms: self.connected_ms.load(Relaxed),
+            lag_ms: self.lag_ms.load(Relaxed),
+            waiting: self.waiting(),
+            posted: self.ordinal.load(Relaxed),
+            events_out: c.events_out.load(Relaxed),
+            events_in: c.events_in.load(Relaxed),
+            own_skipped: c.own_skipped.load(Relaxed),
+            duplicates: c.duplicates.load(Relaxed),
+            lost_in: c.lost_in.load(Relaxed),
+            lost_out: c.lost_out.load(Relaxed),
+            refused: c.refused.load(Relaxed),
+            reconnects: c.reconnects.load(Relaxed),
+            errors: c.errors.load(Relaxed),
+            unique_won: c.unique_won.load(Relaxed),
+            unique_lost: c.unique_lost.load(Relaxed),
+            unique_failed: c.unique_failed.load(Relaxed),
+            last_id: self.last_id(),
+            nodes_heard: self
+                .nodes
+                .iter()
+                .filter(|n| n.name_hash.load(Relaxed) != 0)
+                .count() as u64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

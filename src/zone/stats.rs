@@ -50,6 +50,19 @@ pub struct ZoneStats {
     pub delay_count: u64,
     /// Interval task counters.
     pub tasks: Vec<TaskStats>,
+    /// The cluster bridge's counters.
+    pub cluster: super::cluster::ClusterStats,
+}
+
+fn now_ms() -> u64 {
+    // CLOCK_MONOTONIC, as the lease's expiry (shared by every process)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 impl Zone {
@@ -85,6 +98,7 @@ impl Zone {
             delay_sum_us: self.header().delay_sum_us.load(Relaxed),
             delay_count: self.header().delay_count.load(Relaxed),
             tasks: self.tasks().all(),
+            cluster: self.header().cluster.stats(now_ms()),
         }
         .with_counters(self)
     }

@@ -17,7 +17,6 @@ use warnings;
 use Cwd qw(cwd);
 use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
-use POSIX ":sys_wait_h";
 use Time::HiRes qw(sleep time);
 use Exporter 'import';
 
@@ -48,33 +47,38 @@ sub redis_up {
     return $l =~ /PONG/;
 }
 
-# starts redis-server (AOF with fsync always: a restart keeps what it acknowledged)
+# starts redis-server, daemonized, with AOF and fsync always (a restart
+# keeps everything it acknowledged); `$Dir/redis/restart` restarts it (for
+# Lua's os.execute), `$Dir/redis/stop` stops it
 sub redis_start {
     my %o = @_;
     make_path("$Dir/redis");
-    system("pkill -f 'redis-server 127.0.0.1:$RedisPort' 2>/dev/null");
-    my @args = ("--port", $RedisPort, "--bind", "127.0.0.1", "--dir", "$Dir/redis",
-                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-                "--logfile", "$Dir/redis/redis.log");
-    push @args, ("--requirepass", $o{password}) if $o{password};
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        exec("redis-server", @args) or POSIX::_exit(127);
-    }
-    $RedisPid = $pid;
-    for (1 .. 100) {
-        return 1 if redis_up() || ($o{password} && -s "$Dir/redis/redis.log" && `grep -c 'Ready to accept' $Dir/redis/redis.log` > 0);
-        sleep 0.05;
-    }
-    die "redis-server did not start on port $RedisPort";
+    my $args = "--port $RedisPort --bind 127.0.0.1 --dir $Dir/redis --save '' "
+        . "--appendonly yes --appendfsync always --daemonize yes "
+        . "--pidfile $Dir/redis/redis.pid --logfile $Dir/redis/redis.log";
+    $args .= " --requirepass $o{password}" if $o{password};
+    open my $fh, '>', "$Dir/redis/start" or die $!;
+    # (close inherited descriptors: run from an nginx worker, the daemon
+    # would keep the worker's client sockets open)
+    print $fh "#!/bin/bash\nfor fd in \$(ls /proc/\$\$/fd); do [ \$fd -gt 2 ] && eval \"exec \$fd>&-\"; done 2>/dev/null\n"
+        . "redis-server $args </dev/null >/dev/null 2>&1\n"
+        . "for i in \$(seq 100); do redis-cli -p $RedisPort ping 2>/dev/null | grep -q -e PONG -e NOAUTH && exit 0; sleep 0.05; done; exit 1\n";
+    close $fh;
+    open $fh, '>', "$Dir/redis/stop" or die $!;
+    print $fh "#!/bin/sh\n[ -f $Dir/redis/redis.pid ] || exit 0\npid=\$(cat $Dir/redis/redis.pid)\nkill \$pid 2>/dev/null\n"
+        . "for i in \$(seq 100); do kill -0 \$pid 2>/dev/null || exit 0; sleep 0.05; done; kill -9 \$pid\n";
+    close $fh;
+    open $fh, '>', "$Dir/redis/restart" or die $!;
+    print $fh "#!/bin/sh\n$Dir/redis/stop && $Dir/redis/start\n";
+    close $fh;
+    chmod 0755, "$Dir/redis/start", "$Dir/redis/stop", "$Dir/redis/restart";
+    redis_stop();
+    system("$Dir/redis/start") == 0 or die "redis-server did not start on port $RedisPort";
+    $RedisPid = 1;
 }
 
 sub redis_stop {
-    return unless $RedisPid;
-    kill 'TERM', $RedisPid;
-    waitpid($RedisPid, 0);
-    undef $RedisPid;
+    system("$Dir/redis/stop") if -x "$Dir/redis/stop";
 }
 
 # the http config of node `name`: the cluster directive, a recording
@@ -88,7 +92,7 @@ sub cluster_http {
     return <<"_EOC_";
     worker_events_cluster $url node=$name stream=$Stream maxlen=$maxlen $extra;
     init_worker_by_lua_block {
-        require("t.cluster").init_worker("$name", $NodeBPort)
+        require("t.cluster").init_worker("$name", $NodeBPort, "$Dir", $RedisPort)
         $init
     }
     server {
@@ -176,6 +180,9 @@ END {
     stop_node_b();
     redis_stop();
 }
+
+# Lua reaches the scripts through this environment variable
+$ENV{TEST_NGINX_CLUSTER_DIR} = $Dir;
 
 $ENV{TEST_NGINX_CLUSTER_PORT} = ($ENV{TEST_NGINX_PORT} // 1984) + 2;
 

@@ -10,8 +10,9 @@ local function dict() return ngx.shared.out end
 
 -- per worker: resty.worker.events and resty.events handlers that count
 -- events by "api source/event" and keep the payloads' `i` in order
-function _M.init_worker(node, b_port)
-  _M.node, _M.b_port = node, b_port
+function _M.init_worker(node, b_port, dir, redis_port)
+  _M.node, _M.b_port, _M.dir, _M.redis_port = node, b_port, dir, redis_port
+  dict():rpush("pids", ngx.worker.pid())
   local wev = require "resty.worker.events"
   wev.register(function(data, event, source, pid)
     if source == "resty-worker-events" and event ~= "lost" then return end
@@ -77,6 +78,47 @@ function _M.in_order(key, n)
   return true
 end
 
+-- redis-cli's answer to `args` (a string)
+function _M.redis(args)
+  local p = io.popen("redis-cli -p " .. _M.redis_port .. " " .. args .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return (out:gsub("\n$", ""))
+end
+
+-- restarts / stops / starts redis-server (t/lib/ClusterTest.pm's scripts)
+function _M.redis_ctl(what)
+  return os.execute(_M.dir .. "/redis/" .. what)
+end
+
+-- the status document's cluster object of this node
+function _M.cluster_status()
+  local doc = require("resty.worker.events").stats().status or {}
+  return type(doc.cluster) == "table" and doc.cluster or {}
+end
+
+-- waits until `cond()` is true (true) or timeout
+function _M.until_true(cond, timeout)
+  ngx.update_time()
+  local deadline = ngx.now() + (timeout or 5)
+  while not cond() do
+    if ngx.now() > deadline then return false end
+    ngx.sleep(0.02)
+    ngx.update_time()
+  end
+  return true
+end
+
+-- the worker pids of this node
+function _M.pids()
+  local out = {}
+  for i = 0, (dict():llen("pids") or 0) - 1 do
+    local v = dict():lpop("pids")
+    if v then out[#out + 1] = v; dict():rpush("pids", v) end
+  end
+  return out
+end
+
 -- GET http://127.0.0.1:port/path: status, body
 function _M.get(port, path)
   local sock = ngx.socket.tcp()
@@ -94,13 +136,6 @@ end
 function _M.b(path)
   local _, body = _M.get(_M.b_port, "/c/" .. path)
   return body and (body:gsub("\n$", ""))
-end
-
--- a status document field: cluster.<name>
-function _M.status_field(name)
-  local doc = cjson.decode(require("resty.worker.events").stats().status or "{}") or {}
-  local c = doc.cluster or {}
-  return c[name]
 end
 
 -- /c/ready | /c/counts?key= | /c/wait?key=&n=&t= | /c/post?n=&source=&event=&unique=
@@ -124,14 +159,38 @@ function _M.serve()
       if not ok then ngx.say("post failed: ", err) return end
     end
     ngx.say("posted")
+  elseif what == "publish" then
+    for i = 1, tonumber(a.n or 1) do
+      local ok, err = _G.test_events:publish("cluster", a.source or "s", a.event or "e", { i = i })
+      if not ok then ngx.say("publish failed: ", err) return end
+    end
+    ngx.say("published")
   elseif what == "ran" then
     ngx.say(dict():get("ran:" .. a.key) or 0)
   elseif what == "lost" then
     local n = 0
     for id = 0, ngx.worker.count() - 1 do n = n + (dict():get("lost:" .. id) or 0) end
     ngx.say(n)
+  elseif what == "pids" then
+    ngx.say(table.concat(_M.pids(), " "))
+  elseif what == "lostw" then
+    local out = {}
+    for id = 0, ngx.worker.count() - 1 do
+      out[#out + 1] = "w" .. id .. "=" .. (dict():get("lost:" .. id) or 0)
+    end
+    ngx.say(table.concat(out, " "))
+  elseif what == "pidtype" then
+    ngx.say(dict():get("pidtype:0"))
+  elseif what == "tw" then
+    local keys = dict():get_keys(0)
+    local out = {}
+    for _, k in ipairs(keys) do
+      if k:match("^tw:") then out[#out + 1] = k:sub(4) .. "=" .. dict():get(k) end
+    end
+    table.sort(out)
+    ngx.say(table.concat(out, " "))
   elseif what == "status" then
-    ngx.say(require("resty.worker.events").stats().status)
+    ngx.say(cjson.encode(_M.cluster_status()))
   elseif what == "reset" then
     dict():flush_all()
     dict():set("ready", ngx.worker.count())
