@@ -153,7 +153,8 @@ function _M.serve()
     ngx.say(_M.in_order(a.key, tonumber(a.n)))
   elseif what == "post" then
     local wev = require "resty.worker.events"
-    for i = 1, tonumber(a.n or 1) do
+    local from = tonumber(a.from or 1)
+    for i = from, from + tonumber(a.n or 1) - 1 do
       local ok, err = wev.post(a.source or "s", a.event or "e", { i = i, unique = a.unique },
                                a.unique, { cluster = true })
       if not ok then ngx.say("post failed: ", err) return end
@@ -179,6 +180,8 @@ function _M.serve()
       out[#out + 1] = "w" .. id .. "=" .. (dict():get("lost:" .. id) or 0)
     end
     ngx.say(table.concat(out, " "))
+  elseif what == "bridge" then
+    ngx.say(_M.cluster_status().bridge_pid or "none")
   elseif what == "pidtype" then
     ngx.say(dict():get("pidtype:0"))
   elseif what == "tw" then
