@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libpcre2-dev libssl-dev zlib1g-dev clang libclang-dev libluajit2-5.1-dev pkg-config
   libtest-base-perl libtext-diff-perl libtest-longstring-perl liblist-moreutils-perl
   libipc-run-perl libwww-perl liburi-perl wrk curl procps binutils prometheus
+  redis-server redis-tools lua-nginx-redis
   dpkg-dev lintian
 )
 

@@ -209,3 +209,235 @@ ClusterTest::reset_stream(); ClusterTest::start_node_b();
 B events_in: 300, lost_in: 0
 A waiting: 0, lost_out: 0, takeovers >= 2: true
 --- timeout: 30
+
+
+
+=== TEST 6: a cluster unique event posted 8 times on each node (4 workers x 2) runs once in the cluster; each key separately
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::reset_stream(); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            for k = 1, 5 do
+                local key = "refresh:" .. k
+                for n = 1, 8 do
+                    assert(wev.post("s", "u", { unique = key }, key, { cluster = true }))
+                end
+                ngx.say(c.b("post?source=s&event=u&n=8&unique=" .. key))
+            end
+            ngx.sleep(1)
+            for k = 1, 5 do
+                local key = "refresh:" .. k
+                local a = ngx.shared.out:get("ran:" .. key) or 0
+                local b = tonumber(c.b("ran?key=" .. key))
+                ngx.say(key, " ran ", a + b, " time(s)")
+            end
+            ngx.say("broadcast handlers saw none twice: ", (ngx.shared.out:get("ran:refresh:1") or 0) <= 1)
+            local st = c.cluster_status()
+            ngx.say("A: won + lost = ", st.unique_won + st.unique_lost, " (40 posts)")
+        }
+    }
+--- response_body
+posted
+posted
+posted
+posted
+posted
+refresh:1 ran 1 time(s)
+refresh:2 ran 1 time(s)
+refresh:3 ran 1 time(s)
+refresh:4 ran 1 time(s)
+refresh:5 ran 1 time(s)
+broadcast handlers saw none twice: true
+A: won + lost = 40 (40 posts)
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: a cluster-wide preemption task runs once per window across both nodes (8 workers, windows of 0.4 s)
+--- http_config eval
+ClusterTest::cluster_http("a", init_worker => q{
+    local tasks = require "ngx_tasks"
+    tasks:push { identifier = "sweep", interval = 0.4, typ = "preemption", cluster = true,
+                 callback = function()
+                     ngx.shared.out:incr("tw:" .. math.floor(ngx.now() / 0.4), 1, 0)
+                 end }
+    tasks:start()
+})
+--- init
+ClusterTest::reset_stream(); ClusterTest::start_node_b(init_worker => q{
+    local tasks = require "ngx_tasks"
+    tasks:push { identifier = "sweep", interval = 0.4, typ = "preemption", cluster = true,
+                 callback = function()
+                     ngx.shared.out:incr("tw:" .. math.floor(ngx.now() / 0.4), 1, 0)
+                 end }
+    tasks:start()
+});
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            ngx.sleep(4.2)
+            local runs = {}
+            local function add(list)
+                for w, n in list:gmatch("(%d+)=(%d+)") do
+                    runs[tonumber(w)] = (runs[tonumber(w)] or 0) + tonumber(n)
+                end
+            end
+            local mine = {}
+            for _, k in ipairs(ngx.shared.out:get_keys(0)) do
+                if k:match("^tw:") then mine[#mine + 1] = k:sub(4) .. "=" .. ngx.shared.out:get(k) end
+            end
+            add(table.concat(mine, " "))
+            local b = c.b("tw")
+            add(b)
+            local lo, hi = math.huge, 0
+            for w in pairs(runs) do lo = math.min(lo, w); hi = math.max(hi, w) end
+            local bad = {}
+            for w = lo, hi do
+                if runs[w] ~= 1 then bad[#bad + 1] = w .. ":" .. tostring(runs[w]) end
+            end
+            ngx.say("windows: ", hi - lo + 1 >= 9, ", each run once: ", #bad == 0, " ", table.concat(bad, " "))
+        }
+    }
+--- response_body
+windows: true, each run once: true 
+--- no_error_log
+[error]
+--- timeout: 20
+
+
+
+=== TEST 8: a stream trimmed past node B's last id (B stopped while A posted 300, maxlen 20): B reports the exact number it lost, then gets the rest in order
+--- http_config eval: ClusterTest::cluster_http("a", maxlen => 20)
+--- init
+ClusterTest::reset_stream(); ClusterTest::redis_cli("CONFIG", "SET", "stream-node-max-entries", "10");
+ClusterTest::start_node_b(maxlen => 20);
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            for i = 1, 10 do assert(wev.post("s", "t", { i = i }, nil, { cluster = true })) end
+            ngx.say("B before: ", c.b("wait?key=wev%20s/t&n=10"))
+            local pids = c.b("pids")
+            os.execute("kill -STOP " .. pids)
+            for i = 11, 300 do
+                assert(wev.post("s", "t", { i = i }, nil, { cluster = true }))
+                if i % 50 == 0 then ngx.sleep(0.05) end
+            end
+            assert(c.until_true(function() return c.cluster_status().waiting == 0 end))
+            local kept = tonumber(c.redis("XLEN t_events"))
+            ngx.say("stream trimmed: ", kept < 290)
+            os.execute("kill -CONT " .. pids)
+            ngx.sleep(1.5)
+            local counts, lost = c.b("counts?key=wev%20s/t"), c.b("lostw")
+            local ok, got0 = true
+            for id = 0, 3 do
+                local got = tonumber(counts:match("w" .. id .. "=(%d+)"))
+                local l = tonumber(lost:match("w" .. id .. "=(%d+)"))
+                got0 = got0 or got
+                if got + l ~= 300 or l == 0 or got ~= got0 then
+                    ok = false
+                    ngx.say("w", id, ": got ", got, ", lost ", l, ", kept ", kept)
+                end
+            end
+            ngx.say("every B worker: received + lost = 300: ", ok)
+            ngx.say("B lost_in = 300 - received: ", c.b("status"):match('"lost_in":(%d+)') == tostring(300 - got0))
+            ngx.say("the rest in order: ", c.b("increasing?key=wev%20s/t"))
+        }
+    }
+--- response_body
+B before: true w0=10 w1=10 w2=10 w3=10
+stream trimmed: true
+every B worker: received + lost = 300: true
+B lost_in = 300 - received: true
+the rest in order: true
+--- timeout: 30
+
+
+
+=== TEST 9: Redis unreachable: one line per outage, no busy loop (a few attempts a second), cluster posts queue in the zone up to queue=50, then fail with nil, err
+--- http_config eval: ClusterTest::cluster_http("a", url => "redis://127.0.0.1:1", cluster => "queue=50")
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            local n, err = 0
+            for i = 1, 60 do
+                local ok, e = wev.post("s", "q", { i = i }, nil, { cluster = true })
+                if not ok then err = e break end
+                n = n + 1
+            end
+            ngx.say("queued: ", n)
+            ngx.say("then: ", err)
+            ngx.say("delivered here meanwhile: ", c.wait("wev s/q", 50), " ", c.counts("wev s/q"))
+            ngx.sleep(2)
+            local st = c.cluster_status()
+            ngx.say("connected: ", st.connected, ", waiting: ", st.waiting, ", refused: ", st.refused)
+            ngx.say("attempts in 2 s below 20: ", st.errors < 20, " (", st.errors > 0, ")")
+        }
+    }
+--- response_body
+queued: 50
+then: failed posting event "q" by "s"; cluster queue full: 50 cluster events wait for redis
+delivered here meanwhile: true w0=50 w1=50 w2=50 w3=50
+connected: false, waiting: 50, refused: 1
+attempts in 2 s below 20: true (true)
+--- grep_error_log eval: qr/cluster: redis \S+: \w+ failed: [^(]+/
+--- grep_error_log_out
+cluster: redis 127.0.0.1:1: connect failed: connect: connection refused 
+--- timeout: 10
+
+
+
+=== TEST 10: a wrong password: a clear error, once, and no busy loop
+--- http_config eval: ClusterTest::cluster_http("a", url => "redis://:wrong\@127.0.0.1:$ClusterTest::RedisPort")
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            ngx.sleep(2)
+            local st = c.cluster_status()
+            ngx.say("connected: ", st.connected, ", attempts in 2 s below 20: ", st.errors < 20)
+        }
+    }
+--- response_body
+connected: false, attempts in 2 s below 20: true
+--- grep_error_log eval: qr/cluster: redis \S+: \w+ failed: auth: [^(]+/
+--- grep_error_log_out eval
+qr/^cluster: redis 127.0.0.1:\d+: connect failed: auth: (WRONGPASS|ERR AUTH)[^\n]*\n$/
+--- no_error_log
+wrong
+
+
+
+=== TEST 11: nginx -t refuses bad worker_events_cluster lines with a clear message
+--- http_config
+    worker_events_cluster redis://127.0.0.1:99999;
+--- must_die
+--- error_log
+ngx_worker_events: invalid port in "redis://127.0.0.1:99999"
+
+
+
+=== TEST 12: nginx -t refuses an unknown option
+--- http_config
+    worker_events_cluster redis://127.0.0.1 maxlen=10 sream=x;
+--- must_die
+--- error_log
+ngx_worker_events: unknown option "sream=x" (known: stream=, maxlen=, node=, password=, tls, zone=, queue=, timeout=)
+
+
+
+=== TEST 13: nginx -t refuses a URL that is not redis://
+--- http_config
+    worker_events_cluster http://127.0.0.1:6379;
+--- must_die
+--- error_log
+ngx_worker_events: invalid redis URL "http://127.0.0.1:6379": expected redis://[:password@]host[:port][/db] or rediss://...

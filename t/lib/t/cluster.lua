@@ -78,6 +78,20 @@ function _M.in_order(key, n)
   return true
 end
 
+-- true when every worker's `i` list for `key` only goes up (and forgets it)
+function _M.increasing(key)
+  for id = 0, ngx.worker.count() - 1 do
+    local k, last = "i:" .. id .. ":" .. key, 0
+    while true do
+      local v = tonumber(dict():lpop(k))
+      if not v then break end
+      if v <= last then return false, "w" .. id .. ": " .. v .. " after " .. last end
+      last = v
+    end
+  end
+  return true
+end
+
 -- redis-cli's answer to `args` (a string)
 function _M.redis(args)
   local p = io.popen("redis-cli -p " .. _M.redis_port .. " " .. args .. " 2>&1")
@@ -149,6 +163,8 @@ function _M.serve()
     ngx.say(_M.counts(a.key))
   elseif what == "wait" then
     ngx.say(_M.wait(a.key, tonumber(a.n), tonumber(a.t) or 5), " ", _M.counts(a.key))
+  elseif what == "increasing" then
+    ngx.say(_M.increasing(a.key))
   elseif what == "order" then
     ngx.say(_M.in_order(a.key, tonumber(a.n)))
   elseif what == "post" then
