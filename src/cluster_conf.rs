@@ -44,7 +44,9 @@ pub struct ClusterConf {
 /// A bad `worker_events_cluster` line.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterConfError {
-    #[error("invalid redis URL \"{0}\": expected redis://[:password@]host[:port][/db] or rediss://...")]
+    #[error(
+        "invalid redis URL \"{0}\": expected redis://[:password@]host[:port][/db] or rediss://..."
+    )]
     Url(String),
     #[error("invalid port in \"{0}\"")]
     Port(String),
@@ -177,69 +179,6 @@ pub fn active() -> Option<ClusterConf> {
     ACTIVE.lock().ok().and_then(|a| a.clone())
 }
 
-#[cfg(not(test))]
-pub use handler::set_cluster;
-
-#[cfg(not(test))]
-mod handler {
-    use core::ffi::{c_char, c_void};
-
-    use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-    use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_str_t, NGX_LOG_EMERG};
-    use ngx::ngx_conf_log_error;
-
-    use super::ClusterConf;
-    use crate::conf::MainConf;
-
-    fn hostname() -> String {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most `len` bytes into the buffer.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        match rc {
-            0 if end > 0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
-            _ => "localhost".to_string(),
-        }
-    }
-
-    /// Handler of `worker_events_cluster`.
-    ///
-    /// # Safety
-    /// Called by nginx with the configuration being parsed, this directive's
-    /// arguments, and our http main configuration as `conf`.
-    pub unsafe extern "C" fn set_cluster(
-        cf: *mut ngx_conf_t,
-        _cmd: *mut ngx_command_t,
-        conf: *mut c_void,
-    ) -> *mut c_char {
-        crate::ngx::catch_unwind_or(NGX_CONF_ERROR, || {
-            // SAFETY: nginx calls directive handlers with a valid `cf` whose
-            // `args` holds at least 2 strings (NGX_CONF_1MORE), and `conf`
-            // is our main conf.
-            let (args, mcf): (&[ngx_str_t], &mut MainConf) =
-                unsafe { ((*(*cf).args).as_slice(), &mut *(conf as *mut MainConf)) };
-            if mcf.cluster.is_some() {
-                return c"is duplicate".as_ptr().cast_mut();
-            }
-            let owned: Vec<String> = args[1..]
-                .iter()
-                .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
-                .collect();
-            let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-            match ClusterConf::parse(&refs, &hostname()) {
-                Ok(c) => {
-                    mcf.cluster = Some(c);
-                    NGX_CONF_OK
-                }
-                Err(e) => {
-                    ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
-                    NGX_CONF_ERROR
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,15 +190,49 @@ mod tests {
     #[test]
     fn urls_and_defaults() {
         let c = p(&["redis://127.0.0.1"]).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.db, c.tls), ("127.0.0.1", 6379, 0, false));
-        assert_eq!((c.node.as_str(), c.stream.as_str()), ("box", DEFAULT_STREAM));
-        assert_eq!((c.maxlen, c.queue, c.password), (DEFAULT_MAXLEN, DEFAULT_QUEUE, None));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.db, c.tls),
+            ("127.0.0.1", 6379, 0, false)
+        );
+        assert_eq!(
+            (c.node.as_str(), c.stream.as_str()),
+            ("box", DEFAULT_STREAM)
+        );
+        assert_eq!(
+            (c.maxlen, c.queue, c.password),
+            (DEFAULT_MAXLEN, DEFAULT_QUEUE, None)
+        );
         let c = p(&["rediss://:s3cret@cache.local:6380/2"]).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.db, c.tls), ("cache.local", 6380, 2, true));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.db, c.tls),
+            ("cache.local", 6380, 2, true)
+        );
         assert_eq!(c.password.as_deref(), Some("s3cret"));
-        let c = p(&["redis://h:1/", "stream=s", "maxlen=10", "node=a", "password=x", "tls", "zone=ev", "queue=5", "timeout=200"]).unwrap();
-        assert_eq!((c.stream.as_str(), c.maxlen, c.node.as_str(), c.zone.as_str()), ("s", 10, "a", "ev"));
-        assert_eq!((c.password.as_deref(), c.tls, c.queue, c.timeout_ms), (Some("x"), true, 5, 200));
+        let c = p(&[
+            "redis://h:1/",
+            "stream=s",
+            "maxlen=10",
+            "node=a",
+            "password=x",
+            "tls",
+            "zone=ev",
+            "queue=5",
+            "timeout=200",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.stream.as_str(),
+                c.maxlen,
+                c.node.as_str(),
+                c.zone.as_str()
+            ),
+            ("s", 10, "a", "ev")
+        );
+        assert_eq!(
+            (c.password.as_deref(), c.tls, c.queue, c.timeout_ms),
+            (Some("x"), true, 5, 200)
+        );
     }
 
     #[test]
@@ -267,15 +240,30 @@ mod tests {
         let e = |a: &[&str]| p(a).unwrap_err().to_string();
         assert!(e(&["http://h"]).starts_with("invalid redis URL \"http://h\""));
         assert!(e(&["redis://"]).starts_with("invalid redis URL"));
-        assert_eq!(e(&["redis://h:99999"]), "invalid port in \"redis://h:99999\"");
+        assert_eq!(
+            e(&["redis://h:99999"]),
+            "invalid port in \"redis://h:99999\""
+        );
         assert_eq!(e(&["redis://h:0"]), "invalid port in \"redis://h:0\"");
-        assert_eq!(e(&["redis://h/x"]), "invalid database number in \"redis://h/x\"");
+        assert_eq!(
+            e(&["redis://h/x"]),
+            "invalid database number in \"redis://h/x\""
+        );
         assert!(e(&["redis://h", "foo=1"]).starts_with("unknown option \"foo=1\""));
         assert!(e(&["redis://h", "tlss"]).starts_with("unknown option \"tlss\""));
-        assert_eq!(e(&["redis://h", "maxlen=0"]), "invalid value in \"maxlen=0\"");
-        assert_eq!(e(&["redis://h", "maxlen=x"]), "invalid value in \"maxlen=x\"");
+        assert_eq!(
+            e(&["redis://h", "maxlen=0"]),
+            "invalid value in \"maxlen=0\""
+        );
+        assert_eq!(
+            e(&["redis://h", "maxlen=x"]),
+            "invalid value in \"maxlen=x\""
+        );
         assert_eq!(e(&["redis://h", "stream="]), "invalid value in \"stream=\"");
-        assert_eq!(e(&["redis://h", "timeout=1"]), "invalid value in \"timeout=1\"");
+        assert_eq!(
+            e(&["redis://h", "timeout=1"]),
+            "invalid value in \"timeout=1\""
+        );
     }
 
     #[test]

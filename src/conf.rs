@@ -21,7 +21,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 #[cfg(not(test))]
-pub use handlers::{init_main_conf, set_compat, set_status, set_zone};
+pub use handlers::{init_main_conf, set_cluster, set_compat, set_status, set_zone};
 
 /// Smallest accepted zone size.
 pub const MIN_ZONE_SIZE: usize = 128 * 1024;
@@ -166,6 +166,7 @@ mod handlers {
     use ngx::ffi::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_str_t, NGX_LOG_EMERG};
     use ngx::ngx_conf_log_error;
 
+    use crate::cluster_conf::ClusterConf;
     use crate::conf::{
         check_zone, implicit_name, publish_parsed, Compat, MainConf, DEFAULT_ZONE_SIZE,
     };
@@ -276,6 +277,54 @@ mod handlers {
                     as *mut ngx_http_core_loc_conf_t;
                 (*clcf).handler = Some(crate::status::handler);
                 NGX_CONF_OK
+            }
+        })
+    }
+
+    fn hostname() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most `len` bytes into the buffer.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        match rc {
+            0 if end > 0 => String::from_utf8_lossy(&buf[..end]).into_owned(),
+            _ => "localhost".to_string(),
+        }
+    }
+
+    /// Handler of `worker_events_cluster` (see `crate::cluster_conf`).
+    ///
+    /// # Safety
+    /// Called by nginx with the configuration being parsed, this directive's
+    /// arguments, and our http main configuration as `conf`.
+    pub unsafe extern "C" fn set_cluster(
+        cf: *mut ngx_conf_t,
+        _cmd: *mut ngx_command_t,
+        conf: *mut c_void,
+    ) -> *mut c_char {
+        crate::ngx::catch_unwind_or(NGX_CONF_ERROR, || {
+            // SAFETY: nginx calls directive handlers with a valid `cf` whose
+            // `args` holds at least 2 strings (NGX_CONF_1MORE), and `conf`
+            // is our main conf.
+            let (args, mcf): (&[ngx_str_t], &mut MainConf) =
+                unsafe { ((*(*cf).args).as_slice(), &mut *(conf as *mut MainConf)) };
+            if mcf.cluster.is_some() {
+                return c"is duplicate".as_ptr().cast_mut();
+            }
+            let owned: Vec<String> = args[1..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+                .collect();
+            let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+            match ClusterConf::parse(&refs, &hostname()) {
+                Ok(c) => {
+                    mcf.cluster = Some(c);
+                    NGX_CONF_OK
+                }
+                Err(e) => {
+                    ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
+                    NGX_CONF_ERROR
+                }
             }
         })
     }

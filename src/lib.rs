@@ -41,8 +41,9 @@ mod module {
     use ::ngx::core::Status;
     use ::ngx::ffi::{
         ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t,
-        ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
-        NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+        ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+        NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+        NGX_HTTP_MODULE,
     };
     use ::ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
     use ::ngx::ngx_string;
@@ -112,7 +113,7 @@ mod module {
         ngx_command_t {
             name: ngx_string!("worker_events_cluster"),
             type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
-            set: Some(crate::cluster_conf::set_cluster),
+            set: Some(conf::set_cluster),
             conf: NGX_HTTP_MAIN_CONF_OFFSET,
             offset: 0,
             post: ptr::null_mut(),

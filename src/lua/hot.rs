@@ -5,7 +5,7 @@
 //! Protocol (the `FETCH_*` constants reach Lua through the native table):
 //! - `post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`
 //!   -> `seq` | `false` (a live `unique` key, with `POST_DEDUP`) | `nil, reason`.
-//!   `flags`: `POST_DEDUP`, `POST_OWN` (see [`crate::runtime::attach::PostMode`]);
+//!   `flags`: `POST_DEDUP`, `POST_OWN`, `POST_CLUSTER`, `POST_HOLD` (see [`crate::runtime::post::PostMode`]);
 //!   `max_payload`: the API's limit on source + event + unique + encoded data, bytes
 //! - `fetch(consumer)` -> nothing
 //!   | `FETCH_EVENT, source, event, data, pid, unique|nil, seq, wid|nil, own`

@@ -24,6 +24,7 @@ pub mod hot;
 pub mod native;
 #[cfg(not(test))]
 pub mod native_cluster;
+#[cfg(not(test))]
 pub mod native_manager;
 #[cfg(not(test))]
 pub mod native_tasks;

@@ -5,6 +5,7 @@
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
 use crate::runtime::cluster::{self, Entry, Incoming};
+use crate::zone::cluster::parse_id;
 
 fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
     Ok(MultiValue::from_vec(vec![
@@ -15,13 +16,6 @@ fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
 
 fn one(v: Value) -> mlua::Result<MultiValue> {
     Ok(MultiValue::from_vec(vec![v]))
-}
-
-/// Parses a stream id `ms-seq`.
-pub fn parse_id(s: &[u8]) -> Option<(u64, u64)> {
-    let s = core::str::from_utf8(s).ok()?;
-    let (ms, seq) = s.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 fn token(t: f64) -> u64 {
@@ -79,9 +73,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
     )?;
     t.set(
         "cluster_release",
-        lua.create_function(|_, (c, t): (u32, f64)| {
-            Ok(cluster::release(c, token(t)).is_ok())
-        })?,
+        lua.create_function(|_, (c, t): (u32, f64)| Ok(cluster::release(c, token(t)).is_ok()))?,
     )?;
     t.set(
         "cluster_rewind",
@@ -149,8 +141,12 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     .ok()
                     .and_then(|e| e.parse::<u64>().ok())
                     .unwrap_or(0);
-                let (node, source, event, data) =
-                    (node.as_bytes(), source.as_bytes(), event.as_bytes(), data.as_bytes());
+                let (node, source, event, data) = (
+                    node.as_bytes(),
+                    source.as_bytes(),
+                    event.as_bytes(),
+                    data.as_bytes(),
+                );
                 let entry = Entry {
                     id: sid,
                     node: &node,
@@ -238,15 +234,4 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         )?,
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stream_ids() {
-        assert_eq!(super::parse_id(b"1700000000000-3"), Some((1_700_000_000_000, 3)));
-        assert_eq!(super::parse_id(b"0-0"), Some((0, 0)));
-        assert_eq!(super::parse_id(b"12"), None);
-        assert_eq!(super::parse_id(b"a-1"), None);
-    }
 }

@@ -26,5 +26,6 @@ pub mod counters;
 pub mod lifecycle;
 pub mod manager;
 pub mod notify;
+pub mod post;
 pub mod state;
 pub mod tasks;

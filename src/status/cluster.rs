@@ -48,32 +48,92 @@ pub fn json(c: &ClusterStats, info: Option<ClusterInfo<'_>>) -> Value {
 
 /// Appends the cluster families (nothing without a cluster); `labels` is
 /// the zone label, `family` the caller's HELP/TYPE writer.
-pub fn prometheus(
-    out: &mut String,
-    labels: &str,
-    c: &ClusterStats,
-    info: Option<ClusterInfo<'_>>,
-    family: impl Fn(&mut String, &str, &str, &str, &[(String, f64)]),
-) {
+pub fn prometheus(out: &mut String, labels: &str, c: &ClusterStats, info: Option<ClusterInfo<'_>>) {
+    use super::prom::family;
     let Some(info) = info else {
         return;
     };
     let mut l = String::from(labels);
-    let _ = write!(l, ",node=\"{}\"", super::render::label(info.node));
+    let _ = write!(l, ",node=\"{}\"", super::prom::label(info.node));
     for (name, kind, help, v) in [
-        ("cluster_connected", "gauge", "1 while the node's bridge is connected to Redis.", u64::from(c.connected)),
-        ("cluster_events_out_total", "counter", "Cluster events this node appended to the stream.", c.events_out),
-        ("cluster_events_in_total", "counter", "Other nodes' events this node delivered.", c.events_in),
-        ("cluster_events_waiting", "gauge", "Cluster events posted here and not yet in the stream.", c.waiting),
-        ("cluster_lost_in_total", "counter", "Other nodes' events this node never got (gaps in their ordinals).", c.lost_in),
-        ("cluster_lost_out_total", "counter", "Cluster events overwritten in the zone before they reached Redis.", c.lost_out),
-        ("cluster_duplicates_total", "counter", "Stream entries seen again after a bridge hand-over (dropped).", c.duplicates),
-        ("cluster_refused_total", "counter", "Cluster posts refused: the queue for Redis was full.", c.refused),
-        ("cluster_reconnects_total", "counter", "Connections to Redis made again after a failure.", c.reconnects),
-        ("cluster_errors_total", "counter", "Failed Redis operations.", c.errors),
-        ("cluster_takeovers_total", "counter", "Times a worker took the bridge lease.", c.leases),
-        ("cluster_unique_won_total", "counter", "Cluster unique events this node won and ran.", c.unique_won),
-        ("cluster_unique_lost_total", "counter", "Cluster unique events another node had claimed.", c.unique_lost),
+        (
+            "cluster_connected",
+            "gauge",
+            "1 while the node's bridge is connected to Redis.",
+            u64::from(c.connected),
+        ),
+        (
+            "cluster_events_out_total",
+            "counter",
+            "Cluster events this node appended to the stream.",
+            c.events_out,
+        ),
+        (
+            "cluster_events_in_total",
+            "counter",
+            "Other nodes' events this node delivered.",
+            c.events_in,
+        ),
+        (
+            "cluster_events_waiting",
+            "gauge",
+            "Cluster events posted here and not yet in the stream.",
+            c.waiting,
+        ),
+        (
+            "cluster_lost_in_total",
+            "counter",
+            "Other nodes' events this node never got (gaps in their ordinals).",
+            c.lost_in,
+        ),
+        (
+            "cluster_lost_out_total",
+            "counter",
+            "Cluster events overwritten in the zone before they reached Redis.",
+            c.lost_out,
+        ),
+        (
+            "cluster_duplicates_total",
+            "counter",
+            "Stream entries seen again after a bridge hand-over (dropped).",
+            c.duplicates,
+        ),
+        (
+            "cluster_refused_total",
+            "counter",
+            "Cluster posts refused: the queue for Redis was full.",
+            c.refused,
+        ),
+        (
+            "cluster_reconnects_total",
+            "counter",
+            "Connections to Redis made again after a failure.",
+            c.reconnects,
+        ),
+        (
+            "cluster_errors_total",
+            "counter",
+            "Failed Redis operations.",
+            c.errors,
+        ),
+        (
+            "cluster_takeovers_total",
+            "counter",
+            "Times a worker took the bridge lease.",
+            c.leases,
+        ),
+        (
+            "cluster_unique_won_total",
+            "counter",
+            "Cluster unique events this node won and ran.",
+            c.unique_won,
+        ),
+        (
+            "cluster_unique_lost_total",
+            "counter",
+            "Cluster unique events another node had claimed.",
+            c.unique_lost,
+        ),
     ] {
         family(out, name, kind, help, &[(l.clone(), v as f64)]);
     }

@@ -8,9 +8,10 @@
 //! `render` turns a snapshot into bytes (pure); this file is the nginx edge:
 //! method and argument checks, the snapshot, the response.
 
-#[cfg(not(test))]
 pub mod cluster;
+#[cfg(not(test))]
 mod handler;
+pub mod prom;
 pub mod render;
 #[cfg(not(test))]
 pub use handler::{document, handler, set_ctx_index, StatusConf};

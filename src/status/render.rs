@@ -7,6 +7,7 @@ use core::fmt::Write;
 
 use serde_json::{json, Value};
 
+use super::prom::{family, label};
 use crate::zone::layout::DELAY_BUCKETS_US;
 use crate::zone::slots::SlotState;
 use crate::zone::stats::ZoneStats;
@@ -145,22 +146,6 @@ pub fn json(v: &View) -> Value {
         "tasks": tasks,
         "cluster": super::cluster::json(&s.cluster, v.cluster),
     })
-}
-
-/// A label value in the text format: backslash, double quote and newline escaped.
-pub(crate) fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Appends one metric family: HELP, TYPE, then its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP ngx_worker_events_{name} {help}");
-    let _ = writeln!(out, "# TYPE ngx_worker_events_{name} {kind}");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "ngx_worker_events_{name}{{{labels}}} {v}");
-    }
 }
 
 /// The Prometheus text exposition (version 0.0.4).
@@ -411,7 +396,7 @@ pub fn prometheus(v: &View) -> String {
         "Duration of the task's last run.",
         &per_task(&|i| t[i].last_duration_us as f64 / 1e6),
     );
-    super::cluster::prometheus(&mut out, &z, &s.cluster, v.cluster, family);
+    super::cluster::prometheus(&mut out, &z, &s.cluster, v.cluster);
     out
 }
 

@@ -124,6 +124,13 @@ impl Default for ClusterBlock {
     }
 }
 
+/// Parses a stream id `ms-seq`.
+pub fn parse_id(s: &[u8]) -> Option<(u64, u64)> {
+    let s = core::str::from_utf8(s).ok()?;
+    let (ms, seq) = s.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// FNV-1a, 64 bit, never 0.
 pub fn name_hash(name: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -322,7 +329,11 @@ impl ClusterBlock {
         let c = &self.counters;
         let live = self.lease_until_ms.load(Relaxed) > now_ms;
         ClusterStats {
-            lease_pid: if live { self.lease_pid.load(Relaxed) } else { 0 },
+            lease_pid: if live {
+                self.lease_pid.load(Relaxed)
+            } else {
+                0
+            },
             leases: c.leases.load(Relaxed),
             connected: live && self.connected.load(Relaxed) == 1,
             connected_ms: self.connected_ms.load(Relaxed),
@@ -430,5 +441,13 @@ mod tests {
         assert!(!b.save_out(&l, t + 1, cur, 10, 10));
         assert_eq!(b.waiting(), 2);
         assert_ne!(name_hash(b""), 0);
+    }
+
+    #[test]
+    fn stream_ids() {
+        assert_eq!(parse_id(b"1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(parse_id(b"0-0"), Some((0, 0)));
+        assert_eq!(parse_id(b"12"), None);
+        assert_eq!(parse_id(b"a-1"), None);
     }
 }

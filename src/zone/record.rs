@@ -426,7 +426,10 @@ mod tests {
         buf.extend_from_slice(&data);
         buf.resize(h.len as usize, 0);
         let v = RecordView::parse(&d, &buf).unwrap();
-        assert_eq!((v.ordinal, v.data, v.hold), (Some(42), &b"payload"[..], Some(2500)));
+        assert_eq!(
+            (v.ordinal, v.data, v.hold),
+            (Some(42), &b"payload"[..], Some(2500))
+        );
         // a cluster flag without room for the ordinal is garbage
         let mut short = RecordHeader::new(7, 3, b"s", b"e", None, b"abc").unwrap();
         short.cluster = true;

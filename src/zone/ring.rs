@@ -274,7 +274,9 @@ impl<'a> Ring<'a> {
         rh.seq = seq;
         // The ordinal is taken under the lock: ordinals follow log order.
         let mut ordinal = [0u8; 2 * ORDINAL_LEN];
-        let n = ext.ordinal.map_or(0, |n| n.fetch_add(1, Ordering::Relaxed) + 1);
+        let n = ext
+            .ordinal
+            .map_or(0, |n| n.fetch_add(1, Ordering::Relaxed) + 1);
         ordinal[..ORDINAL_LEN].copy_from_slice(&n.to_le_bytes());
         ordinal[ORDINAL_LEN..].copy_from_slice(&hold_ttl.unwrap_or(0).to_le_bytes());
         let mut at = head;
