@@ -12,7 +12,8 @@ Environment: WORKERS, BENCH_PORT, BENCH_PREFIX, BENCH_API (worker.events |
 events | both), IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG
 (%SIZE% = zone size), IMPL_SHM, IMPL_NO_DEFAULT_MODULE, NGINX_BIN,
 BENCH_WRK_SECONDS, BENCH_IDLE_SECONDS, BENCH_PAYLOAD, BENCH_STATUS_LOCATION,
-BENCH_STATUS_* (the status_load scenario: scripts/bench_status.py). See BENCHMARKS.md.
+BENCH_STATUS_* (the status_load scenario: scripts/bench_status.py), BENCH_CLUSTER_*
+(the cluster scenario: scripts/bench_cluster.py). See BENCHMARKS.md.
 """
 import contextlib
 import math
@@ -441,6 +442,11 @@ def scenario_status_load():
     bench_status.run(run_throughput, add_row, lambda k, size: throughput_zone(k, size)[0])
 
 
+def scenario_cluster():
+    import bench_cluster  # scripts/bench_cluster.py: redis-server, nodes A and B, the summary
+    bench_cluster.run(add_row, lambda k, size: throughput_zone(k, size)[0])
+
+
 SCENARIOS = {
     "latency": scenario_latency,
     "throughput": scenario_throughput,
@@ -450,6 +456,7 @@ SCENARIOS = {
     "fanout": scenario_fanout,
     "unique": scenario_unique,
     "status_load": scenario_status_load,
+    "cluster": scenario_cluster,
 }
 
 

@@ -10,13 +10,15 @@ use crate::zone::slots::SlotCounter;
 pub const FLUSH_EVERY: u64 = 256;
 
 /// Adds zone `z`'s local counts to the zone: deliveries and delays, and how
-/// far this worker's slowest consumer of it has read.
+/// far this worker's slowest consumer of it has read (the cluster bridge's
+/// consumer reads only cluster records, and only in the lease holder: it
+/// does not count).
 pub fn flush(st: &mut State, z: usize) {
     let slowest = st
         .consumers
         .iter()
         .flatten()
-        .filter(|c| c.zone == z)
+        .filter(|c| c.zone == z && !c.bridge)
         .map(|c| c.cursor)
         .min_by_key(|c| c.pos);
     let a = &mut st.zones[z];

@@ -1,0 +1,751 @@
+#!/usr/bin/env python3
+"""cluster, a scenario of scripts/bench.py: events between two nginx nodes
+over Redis Streams (worker_events_cluster), next to the same events' local
+delivery on the posting node.
+
+Starts its own redis-server (a free port, a temp dir
+BENCH_CLUSTER_PREFIX-redis-XXXX, no RDB, no AOF) and, for every
+measurement, two fresh nginx instances with this module: node A
+(BENCH_CLUSTER_PREFIX-a, 127.0.0.1:BENCH_CLUSTER_PORT) and node B
+(BENCH_CLUSTER_PREFIX-b, port + 1), WORKERS workers each, one zone
+(`worker_events_zone ev`) with `worker_events_cluster` on its own stream.
+nginx-conf/bench/cluster.conf.tmpl, nginx-conf/bench/cluster_harness.lua.
+Before each measurement the driver waits until both bridges are connected
+and a warm-up cluster event from A reached every worker of B. One worker of
+A posts (the driver picks it, BENCH_CLUSTER_POSTER): every worker of A gets
+each event locally, every worker of B through Redis.
+
+  latency     BENCH_CLUSTER_LAT_COUNT (2000) events of 64 B (a table
+              {n, z, p = 64 B, t}), one every BENCH_CLUSTER_PERIOD s (0.005),
+              each carrying its CLOCK_MONOTONIC post time: receive minus post
+              on B's workers (cross-node) and on A's other workers (same
+              node), p50 / p99 / max
+  throughput  BENCH_CLUSTER_COUNT (100000) events of 64 B, as fast as the
+              poster goes: BENCH_CLUSTER_BATCH (256) posts, then
+              ngx.sleep(BENCH_CLUSTER_PAUSE) (0: one yield), so that the
+              event loop of the poster's worker (the bridge, when it runs
+              there) gets its turn; posts/s on A, delivered/s on A's other
+              workers and on B's (first to last receive, and first post to
+              last receive), lost (K - received, B's cluster lost_in,
+              the lost events), duplicates / out of order, Redis's and the
+              workers' CPU time
+BENCH_CLUSTER_POSTER: "other" (the poster is not A's bridge worker),
+"bridge" (the poster is A's bridge worker), or both, comma-separated
+(default other,bridge). Each of BENCH_CLUSTER_REPEAT (3) rounds runs every
+test once per poster placement; with more than one round the summary rows
+give median (range).
+
+Environment: WORKERS, BENCH_API (worker.events | events: publish("cluster", ...)),
+BENCH_CLUSTER_TESTS (latency,throughput), BENCH_CLUSTER_POSTER,
+BENCH_CLUSTER_REPEAT, BENCH_CLUSTER_COUNT, BENCH_CLUSTER_LAT_COUNT,
+BENCH_CLUSTER_PERIOD, BENCH_CLUSTER_BATCH, BENCH_CLUSTER_PAUSE,
+BENCH_CLUSTER_PORT (18994; B: +1), BENCH_CLUSTER_PREFIX (target/bench-cluster),
+BENCH_CLUSTER_QUEUE (the directive's queue=; default count + 1000, so that
+posting faster than the bridge sends does not fail), BENCH_CLUSTER_MAXLEN
+(maxlen=; default max(100000, 2 x count)), REDIS_SERVER (redis-server).
+"""
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from bench_lib import (
+    ENV, MODULES_DIR, NGINX_BIN, ROOT, WORKERS, BenchError, api, emit, human_rate, impl_kv,
+    kill_nginx, kv, median, module_so, note, pct, per_worker, proc_cpu, read_pid, stop_stale, tail,
+    zone_size_str)
+
+TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "cluster.conf.tmpl")
+HARNESS_DIR = os.path.join(ROOT, "nginx-conf", "bench")
+PREFIX = os.path.abspath(ENV.get("BENCH_CLUSTER_PREFIX", os.path.join(ROOT, "target", "bench-cluster")))
+PORT = int(ENV.get("BENCH_CLUSTER_PORT", "18994"))
+COUNT = int(ENV.get("BENCH_CLUSTER_COUNT", "100000"))
+LAT_COUNT = int(ENV.get("BENCH_CLUSTER_LAT_COUNT", "2000"))
+PERIOD = float(ENV.get("BENCH_CLUSTER_PERIOD", "0.005"))
+BATCH = int(ENV.get("BENCH_CLUSTER_BATCH", "256"))
+PAUSE = float(ENV.get("BENCH_CLUSTER_PAUSE", "0"))
+REPEAT = int(ENV.get("BENCH_CLUSTER_REPEAT", "3"))
+TESTS = [t for t in ENV.get("BENCH_CLUSTER_TESTS", "latency,throughput").split(",") if t]
+POSTERS = [p for p in ENV.get("BENCH_CLUSTER_POSTER", "other,bridge").split(",") if p]
+REDIS_SERVER = ENV.get("REDIS_SERVER", "redis-server")
+SIZE = 64
+# ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
+AVOID_PORTS = {1984, 1985, 1986, 2085, 2086, 2087, 19400, 7385, 7485, 2290}
+POSTER_LABELS = {"other": "poster ≠ A's bridge worker", "bridge": "poster = A's bridge worker"}
+
+
+def queue_for(count):
+    return int(ENV.get("BENCH_CLUSTER_QUEUE", str(min(100000000, count + 1000))))
+
+
+def maxlen_for(count):
+    return int(ENV.get("BENCH_CLUSTER_MAXLEN", str(max(100000, 2 * count))))
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port():
+    """A port the kernel says is free now (and none of AVOID_PORTS)."""
+    for _ in range(20):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in AVOID_PORTS and port not in (PORT, PORT + 1):
+            return port
+    raise BenchError("no free port for redis-server")
+
+
+# ---------------------------------------------------------------------------
+# redis-server
+# ---------------------------------------------------------------------------
+class Redis:
+    """redis-server in the foreground (a child of this driver), on a free
+    port, in a fresh temp dir next to the node prefixes; no persistence."""
+
+    def __init__(self):
+        self.proc = None
+        self.port = None
+        self.dir = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        parent = os.path.dirname(PREFIX)
+        os.makedirs(parent, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix=os.path.basename(PREFIX) + "-redis-", dir=parent)
+        self.port = free_port()
+        log = open(os.path.join(self.dir, "redis.log"), "w")
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--save", "", "--appendonly", "no", "--daemonize", "no",
+             "--pidfile", os.path.join(self.dir, "redis.pid"), "--logfile", ""],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError("redis-server exited (%d):\n%s" % (
+                    self.proc.returncode, tail(os.path.join(self.dir, "redis.log"))))
+            try:
+                if self.cmd("PING") == "PONG":
+                    note("redis-server %s on 127.0.0.1:%d (pid %d, dir %s)" % (
+                        self.version(), self.port, self.proc.pid, self.dir))
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise BenchError("redis-server did not answer PING on port %d" % self.port)
+
+    def version(self):
+        m = re.search(r"redis_version:(\S+)", self.cmd("INFO", "server") or "")
+        return m.group(1) if m else "?"
+
+    def cmd(self, *args):
+        """One command over RESP; the reply (str, int, list, or None)."""
+        req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(str(a).encode()), a) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(req.encode())
+            f = s.makefile("rb")
+            return _resp(f)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+def _resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    if not line:
+        raise OSError("redis closed the connection")
+    t, rest = line[:1], line[1:].decode()
+    if t == b"+":
+        return rest
+    if t == b"-":
+        raise BenchError("redis: " + rest)
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise OSError("unexpected redis reply %r" % line)
+
+
+# ---------------------------------------------------------------------------
+# the nodes
+# ---------------------------------------------------------------------------
+def render_conf(node, name, workers, zone, stream, redis_port, maxlen, queue):
+    with open(TEMPLATE) as f:
+        tmpl = f.read()
+    subst = {
+        "WORKERS": str(workers),
+        "PREFIX": node.prefix,
+        "ERROR_LOG": node.error_log,
+        "USER": "user root;" if os.geteuid() == 0 else "",
+        "MODULES_DIR": MODULES_DIR,
+        "MODULE": module_so(),
+        "LUA_PATH": HARNESS_DIR + "/?.lua;;",
+        "SIZE": zone,
+        "REDIS_PORT": str(redis_port),
+        "NODE": node.node,
+        "STREAM": stream,
+        "MAXLEN": str(maxlen),
+        "QUEUE": str(queue),
+        "API": api(),
+        "PORT": str(node.port),
+    }
+    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+
+
+class Node:
+    """One nginx node (prefix BENCH_CLUSTER_PREFIX-<node>) of one measurement."""
+
+    def __init__(self, node, port, name, workers, zone, stream, redis, maxlen, queue):
+        self.node, self.port, self.name, self.workers = node, port, name, workers
+        self.prefix = PREFIX + "-" + node
+        self.conf = os.path.join(self.prefix, "conf", name + ".conf")
+        self.error_log = os.path.join(self.prefix, "logs", name + ".error.log")
+        self.pid_file = os.path.join(self.prefix, "logs", "nginx.pid")
+        self.args = (zone, stream, redis.port, maxlen, queue)
+        self.master = None
+        self.wpids = {}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
+            os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
+        stop_stale(self.pid_file)
+        if not port_free(self.port):
+            raise BenchError("127.0.0.1:%d is not free: set BENCH_CLUSTER_PORT" % self.port)
+        with open(self.conf, "w") as f:
+            f.write(render_conf(self, self.name, self.workers, *self.args))
+        if os.path.exists(self.error_log):
+            os.unlink(self.error_log)
+        r = subprocess.run([NGINX_BIN, "-p", self.prefix + "/", "-c", self.conf, "-e", self.error_log],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            why = (r.stdout + tail(self.error_log)).strip().splitlines()
+            raise BenchError("node %s: nginx failed to start (%s): %s" % (self.node, self.conf,
+                                                                          why[-1] if why else "?"))
+        deadline = time.time() + 10
+        while time.time() < deadline and not self.master:
+            self.master = read_pid(self.pid_file)
+            time.sleep(0.05)
+        if not self.master:
+            raise BenchError("node %s: nginx wrote no pid file\n%s" % (self.node, tail(self.error_log)))
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.time() + 30
+        res = {}
+        while time.time() < deadline:
+            for line in tail(self.error_log, 200).splitlines():
+                if "init_worker_by_lua error" in line:
+                    raise BenchError("node %s: %s" % (self.node, line.split("] ", 1)[-1]))
+            try:
+                res = self.results()
+            except BenchError:
+                time.sleep(0.1)
+                continue
+            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
+            if fails:
+                raise BenchError("node %s: start failed in a worker: %r" % (self.node, fails))
+            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
+            if len(ready) == self.workers:
+                self.wpids = ready
+                return
+            time.sleep(0.1)
+        raise BenchError("node %s: workers not ready after 30 s (%r)\n%s" % (self.node, res, tail(self.error_log)))
+
+    def get(self, path, timeout=10):
+        url = "http://127.0.0.1:%d%s" % (self.port, path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            raise BenchError("node %s: GET %s: HTTP %d: %s" % (self.node, path, e.code,
+                                                               e.read().decode("utf-8", "replace")))
+        except (urllib.error.URLError, OSError) as e:
+            raise BenchError("node %s: GET %s: %s" % (self.node, path, e))
+
+    def results(self):
+        out = {}
+        for line in self.get("/bench/results").splitlines():
+            if "\t" in line:
+                k, v = line.split("\t", 1)
+                out[k] = v
+        return out
+
+    def cluster(self):
+        """The zone's status `cluster` object."""
+        try:
+            return json.loads(self.get("/bench/cluster"))
+        except ValueError as e:
+            raise BenchError("node %s: /bench/cluster: %s" % (self.node, e))
+
+    def wid_of(self, pid):
+        for w, p in self.wpids.items():
+            if p == pid:
+                return w
+        return None
+
+    def error_lines(self):
+        """([error] lines, [alert]/[crit]/[emerg] lines), the text after the level"""
+        errors, alerts = [], []
+        try:
+            with open(self.error_log, errors="replace") as f:
+                for line in f:
+                    if "[error]" in line:
+                        errors.append(line.strip())
+                    elif "[alert]" in line or "[crit]" in line or "[emerg]" in line:
+                        alerts.append(line.strip())
+        except OSError:
+            pass
+        return errors, alerts
+
+    def stop(self):
+        master = self.master or read_pid(self.pid_file)
+        self.master = None
+        if master:
+            kill_nginx(master, self.pid_file)
+
+
+# ---------------------------------------------------------------------------
+# one measurement
+# ---------------------------------------------------------------------------
+def wait_until(what, cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = cond()
+        if r:
+            return r
+        time.sleep(0.05)
+    raise BenchError("%s: not after %g s" % (what, timeout))
+
+
+def warm_up(a, b):
+    """Until both bridges are connected and a cluster event from A reached
+    every worker of A and B (so B's bridge reads the stream). Seconds taken."""
+    t = time.time()
+    wait_until("both bridges connected", lambda: all(
+        n.cluster().get("connected") is True and n.cluster().get("bridge_pid") for n in (a, b)), 15)
+    i = [0]
+
+    def arrived():
+        i[0] += 1
+        a.get("/bench/warm?n=%d" % i[0])
+        time.sleep(0.1)
+        ra, rb = a.results(), b.results()
+        return (all("warm:%d" % w in ra for w in a.wpids) and all("warm:%d" % w in rb for w in b.wpids))
+    wait_until("a warm-up event from node A on every worker of node B", arrived, 15)
+    time.sleep(0.3)  # the last warm-up events go round
+    return time.time() - t
+
+
+def state(res, w):
+    """Final counters of worker w, or its last progress snapshot (complete?)."""
+    if ("res:%d" % w) in res:
+        return kv(res["res:%d" % w]), True
+    if ("prog:%d" % w) in res:
+        return kv(res["prog:%d" % w]), False
+    return {"seen": 0, "first": 0, "last": 0, "ooo": 0, "gaps": 0, "bad": 0, "remote": 0, "lost": 0,
+            "lost_cluster": 0, "lost_reports": 0, "nlat": 0}, False
+
+
+def wait_done(a, b, a_recv, timeout, stall, sample=False):
+    """Polls both nodes until A's poster finished and every receiver (A's
+    a_recv, all of B's) flushed its counters on the "end" event, or nothing
+    moved for `stall` s after the poster finished, or `timeout`. With
+    `sample`, also the peaks of A's cluster.waiting and B's lag_seconds.
+    Returns (results A, results B, timed out, peaks)."""
+    deadline = time.time() + timeout
+    last_sig, last_change = None, time.time()
+    peaks = {"a_waiting": 0, "b_lag_s": 0.0}
+    while True:
+        ra, rb = a.results(), b.results()
+        if sample:
+            ca, cb = a.cluster(), b.cluster()
+            peaks["a_waiting"] = max(peaks["a_waiting"], int(ca.get("waiting") or 0))
+            peaks["b_lag_s"] = max(peaks["b_lag_s"], float(cb.get("lag_seconds") or 0))
+        done = "poster" in ra
+        if done and all("res:%d" % w in ra for w in a_recv) and all("res:%d" % w in rb for w in b.wpids):
+            return ra, rb, False, peaks
+        sig = tuple(sorted((k, v) for r in (ra, rb) for k, v in r.items() if k.startswith(("prog:", "res:", "poster"))))
+        now = time.time()
+        if sig != last_sig:
+            last_sig, last_change = sig, now
+        if now > deadline or (done and now - last_change > stall):
+            return ra, rb, True, peaks
+        time.sleep(0.2)
+
+
+class Pair:
+    """Nodes A and B on a fresh stream, warmed up; the poster picked."""
+
+    def __init__(self, redis, name, zone, count, placement):
+        self.redis, self.name, self.placement = redis, name, placement
+        self.stream = "bench:%s:%d" % (name, os.getpid())
+        maxlen, queue = maxlen_for(count), queue_for(count)
+        self.stack = contextlib.ExitStack()
+        self.a = Node("a", PORT, name, WORKERS, zone, self.stream, redis, maxlen, queue)
+        self.b = Node("b", PORT + 1, name, WORKERS, zone, self.stream, redis, maxlen, queue)
+        self.params = dict(zone=zone, maxlen=maxlen, queue=queue)
+
+    def __enter__(self):
+        try:
+            self.stack.enter_context(self.a)
+            self.stack.enter_context(self.b)
+            self.warm_s = warm_up(self.a, self.b)
+            self.a_bridge = self.a.wid_of(self.a.cluster().get("bridge_pid"))
+            self.b_bridge = self.b.wid_of(self.b.cluster().get("bridge_pid"))
+            if self.a_bridge is None or self.b_bridge is None:
+                raise BenchError("a bridge pid is not one of the node's workers")
+            others = [w for w in sorted(self.a.wpids) if w != self.a_bridge]
+            if self.placement == "bridge":
+                self.poster = self.a_bridge
+            elif others:
+                self.poster = others[0]
+            else:
+                raise BenchError("BENCH_CLUSTER_POSTER=other needs WORKERS >= 2")
+            self.a_recv = [w for w in sorted(self.a.wpids) if w != self.poster]
+            if not self.a_recv:
+                raise BenchError("the cluster scenario needs WORKERS >= 2 (a same-node receiver)")
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def start(self, query):
+        self.a.get("/bench/start?wid=%d&%s" % (self.poster, query))
+
+    def finish(self):
+        """Final cluster objects and error lines of both nodes, then stops them."""
+        time.sleep(0.3)
+        self.ca, self.cb = self.a.cluster(), self.b.cluster()
+        self.errors = {n.node: n.error_lines() for n in (self.a, self.b)}
+        self.stack.close()
+        try:
+            self.redis.cmd("DEL", self.stream)
+        except (OSError, BenchError) as e:
+            note("DEL %s: %s" % (self.stream, e))
+
+    def __exit__(self, *exc):
+        self.stack.close()
+        return False
+
+    def kv(self):
+        return [("poster_wid", self.poster), ("a_bridge_wid", self.a_bridge), ("b_bridge_wid", self.b_bridge),
+                ("warmup_s", "%.2f" % self.warm_s)]
+
+    def error_kv(self):
+        out = []
+        for n in ("a", "b"):
+            errors, alerts = self.errors[n]
+            out.append(("errors_" + n, len(errors)))
+            if alerts:
+                out.append(("alerts_" + n, len(alerts)))
+        return out
+
+    def report_errors(self):
+        """Notes (stderr) the first few [error]/[alert] lines of each node."""
+        for n in ("a", "b"):
+            errors, alerts = self.errors[n]
+            for line in (alerts + errors)[:5]:
+                note("%s node %s: %s" % (self.name, n, line))
+            if len(errors) + len(alerts) > 5:
+                note("%s node %s: ... %d more; see %s" % (self.name, n, len(errors) + len(alerts) - 5,
+                                                          getattr(self, n).error_log))
+
+    def n_errors(self):
+        return sum(len(e) + len(al) for e, al in self.errors.values())
+
+
+def mark(w, bridge):
+    return "%d%s" % (w, "*" if w == bridge else "")
+
+
+def lat_stats(samples):
+    samples = sorted(samples)
+    return pct(samples, 50), pct(samples, 99), samples[-1] if samples else float("nan")
+
+
+def run_latency(redis, placement, rnd):
+    name = "cluster-latency-%s-w%d-r%d" % (placement, WORKERS, rnd)
+    note("cluster latency (round %d): %d workers per node, %s, %d × %d B every %g s"
+         % (rnd, WORKERS, POSTER_LABELS[placement], LAT_COUNT, SIZE, PERIOD))
+    with Pair(redis, name, "8m", LAT_COUNT, placement) as pr:
+        pr.start("scenario=latency&count=%d&size=%d&period=%g" % (LAT_COUNT, SIZE, PERIOD))
+        ra, rb, timed_out, _ = wait_done(pr.a, pr.b, pr.a_recv, timeout=LAT_COUNT * PERIOD * 3 + 60, stall=10)
+        pr.finish()
+    if "poster" not in ra:
+        raise BenchError("%s: the poster never finished (%s)" % (name, ra.get("poster_err", "?")))
+    p = kv(ra["poster"])
+    out = {}
+    for node, res, recv, bridge in (("a", ra, pr.a_recv, pr.a_bridge), ("b", rb, sorted(pr.b.wpids), pr.b_bridge)):
+        per, received, remote, bad, lost = {}, {}, 0, 0, 0
+        for w in recv:
+            st, _ = state(res, w)
+            vals = [float(x) for x in res.get("lat:%d" % w, "").split(",") if x]
+            per[w] = vals
+            received[w] = len(vals)
+            remote += int(st.get("remote", 0))
+            bad += int(st.get("bad", 0))
+            lost += int(st.get("lost", 0))
+        allv = [v for vals in per.values() for v in vals if v >= 0]
+        p50, p99, mx = lat_stats(allv)
+        out[node] = dict(p50=p50, p99=p99, max=mx, received=received, remote=remote, bad=bad, lost=lost,
+                         late=sum(1 for v in allv if v > PERIOD * 1e6),
+                         per={w: lat_stats(v)[0] for w, v in per.items() if v}, bridge=bridge)
+    a, b = out["a"], out["b"]
+    row = [("scenario", "cluster_latency"), *impl_kv(), ("workers", WORKERS), ("poster", placement),
+           ("round", rnd), *pr.kv(), ("sent", LAT_COUNT), ("size", SIZE), ("period_s", PERIOD),
+           ("post_fails", int(p["fails"]))]
+    for node, d in (("b", b), ("a", a)):
+        row += [(node + "_p50_us", "%.1f" % d["p50"]), (node + "_p99_us", "%.1f" % d["p99"]),
+                (node + "_max_us", "%.1f" % d["max"]),
+                (node + "_p50_us_per_worker", ",".join("%s:%.1f" % (mark(w, d["bridge"]), v)
+                                                       for w, v in sorted(d["per"].items())) or "-"),
+                (node + "_received", per_worker(d["received"])), (node + "_remote", d["remote"]),
+                (node + "_over_period", d["late"]), (node + "_lost_reported", d["lost"]), (node + "_bad", d["bad"])]
+    row += [("b_lost_in", pr.cb.get("lost_in")), ("b_duplicates", pr.cb.get("duplicates")),
+            ("a_events_out", pr.ca.get("events_out")), *pr.error_kv()]
+    if timed_out:
+        row.append(("timeout", 1))
+    emit(row)
+    pr.report_errors()
+    return dict(b=b, a=a, timed_out=timed_out, errors=pr.n_errors(), fails=int(p["fails"]),
+                lost_in=int(pr.cb.get("lost_in") or 0), dups=int(pr.cb.get("duplicates") or 0),
+                missing=sum(LAT_COUNT - n for n in b["received"].values()) + sum(
+                    LAT_COUNT - n for n in a["received"].values()),
+                remote_ok=b["remote"] == LAT_COUNT * WORKERS and a["remote"] == 0)
+
+
+def run_throughput(redis, placement, rnd, zone_for):
+    zone = zone_size_str(zone_for(COUNT, SIZE))
+    name = "cluster-throughput-%s-w%d-k%d-r%d" % (placement, WORKERS, COUNT, rnd)
+    note("cluster throughput (round %d): %d workers per node, %s, K=%d × %d B, batches of %d + ngx.sleep(%g), "
+         "zone %s" % (rnd, WORKERS, POSTER_LABELS[placement], COUNT, SIZE, BATCH, PAUSE, zone))
+    with Pair(redis, name, zone, COUNT, placement) as pr:
+        pids = dict([("redis", redis.proc.pid)] + [("a%d" % w, p) for w, p in pr.a.wpids.items()]
+                    + [("b%d" % w, p) for w, p in pr.b.wpids.items()])
+        before = {k: proc_cpu(p)[1] for k, p in pids.items()}
+        pr.start("scenario=throughput&count=%d&size=%d&batch=%d&pause=%g" % (COUNT, SIZE, BATCH, PAUSE))
+        ra, rb, timed_out, peaks = wait_done(pr.a, pr.b, pr.a_recv, timeout=300, stall=10, sample=True)
+        cpu = {k: (proc_cpu(p)[1] - before[k]) / 1e6 for k, p in pids.items()}
+        pr.finish()
+    if "poster" not in ra:
+        raise BenchError("%s: the poster never finished (%s)" % (name, ra.get("poster_err", "?")))
+    p = kv(ra["poster"])
+    t0, t1 = p["t0"], p["t1"]
+    post_rate = COUNT / ((t1 - t0) / 1e6) if t1 > t0 else float("inf")
+    out, t_last = {}, t1
+    for node, res, recv, bridge in (("a", ra, pr.a_recv, pr.a_bridge), ("b", rb, sorted(pr.b.wpids), pr.b_bridge)):
+        d = dict(seen={}, rate={}, rate_ff={}, drain={}, lost={}, first_ms={}, ooo=0, gaps=0, bad=0, remote=0,
+                 lost_rep=0, incomplete=[], bridge=bridge)
+        for w in recv:
+            st, complete = state(res, w)
+            if not complete:
+                d["incomplete"].append(w)
+            n = int(st["seen"])
+            d["seen"][w] = n
+            d["lost"][w] = COUNT - n
+            for k in ("ooo", "gaps", "bad", "remote"):
+                d[k] += int(st.get(k, 0))
+            d["lost_rep"] += int(st.get("lost", 0))
+            if n > 0 and st["last"] > t0:
+                t_last = max(t_last, st["last"])
+                d["rate"][w] = n / ((st["last"] - t0) / 1e6)
+                d["rate_ff"][w] = (n - 1) / ((st["last"] - st["first"]) / 1e6) if st["last"] > st["first"] else 0
+                d["drain"][w] = (st["last"] - t1) / 1000.0
+                d["first_ms"][w] = (st["first"] - t0) / 1000.0
+            else:
+                d["rate"][w] = d["rate_ff"][w] = d["drain"][w] = d["first_ms"][w] = 0
+        out[node] = d
+    a, b = out["a"], out["b"]
+    window_s = (t_last - t0) / 1e6
+    row = [("scenario", "cluster_throughput"), *impl_kv(), ("workers", WORKERS), ("poster", placement),
+           ("round", rnd), *pr.kv(), ("count", COUNT), ("size", SIZE), ("batch", BATCH), ("pause", PAUSE),
+           ("zone", zone), ("maxlen", pr.params["maxlen"]), ("queue", pr.params["queue"]),
+           ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate), ("post_ms", "%.1f" % ((t1 - t0) / 1000))]
+    for node, d in (("a", a), ("b", b)):
+        mk = lambda dd, fmt: ",".join(("%s:" + fmt) % (mark(w, d["bridge"]), v)  # noqa: E731
+                                      for w, v in sorted(dd.items())) or "-"
+        row += [(node + "_delivered_per_s", mk(d["rate"], "%.0f")),
+                (node + "_delivered_first_last_per_s", mk(d["rate_ff"], "%.0f")),
+                (node + "_first_after_ms", mk(d["first_ms"], "%.1f")),
+                (node + "_drain_after_post_ms", mk(d["drain"], "%.1f")),
+                (node + "_received", mk(d["seen"], "%d")), (node + "_lost", mk(d["lost"], "%d")),
+                (node + "_lost_reported", d["lost_rep"]), (node + "_ooo", d["ooo"]), (node + "_gaps", d["gaps"]),
+                (node + "_bad", d["bad"]), (node + "_remote", d["remote"])]
+    row += [("a_events_out", pr.ca.get("events_out")), ("a_waiting_end", pr.ca.get("waiting")),
+            ("a_waiting_peak", peaks["a_waiting"]), ("a_refused", pr.ca.get("refused")),
+            ("a_lost_out", pr.ca.get("lost_out")), ("a_cluster_errors", pr.ca.get("errors")),
+            ("b_events_in", pr.cb.get("events_in")), ("b_lost_in", pr.cb.get("lost_in")),
+            ("b_duplicates", pr.cb.get("duplicates")), ("b_lag_peak_s", "%.3f" % peaks["b_lag_s"]),
+            ("b_cluster_errors", pr.cb.get("errors")),
+            ("window_ms", "%.1f" % (window_s * 1000)),
+            ("cpu_ms", ",".join("%s:%.0f" % (k, v) for k, v in cpu.items())), *pr.error_kv()]
+    if timed_out:
+        row.append(("timeout", "1(a:%s b:%s)" % (",".join(map(str, a["incomplete"])) or "-",
+                                                   ",".join(map(str, b["incomplete"])) or "-")))
+    emit(row)
+    pr.report_errors()
+    return dict(post_rate=post_rate, a=a, b=b, timed_out=timed_out, errors=pr.n_errors(), fails=int(p["fails"]),
+                lost_in=int(pr.cb.get("lost_in") or 0), dups=int(pr.cb.get("duplicates") or 0),
+                waiting_peak=peaks["a_waiting"], cpu=cpu, window_s=window_s)
+
+
+# ---------------------------------------------------------------------------
+# rows
+# ---------------------------------------------------------------------------
+def rng(vals, fmt):
+    vals = sorted(vals)
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return "%s (%s–%s)" % (fmt(median(vals)), fmt(vals[0]), fmt(vals[-1]))
+
+
+def us(x):
+    return "%.0f µs" % x if x >= 100 else "%.1f µs" % x
+
+
+def rate(x):
+    return human_rate(x) + "/s"
+
+
+def latency_row(add_row, placement, rs):
+    n = len(rs)
+    params = "latency, %s, %d × %d B table every %g ms%s" % (
+        POSTER_LABELS[placement], LAT_COUNT, SIZE, PERIOD * 1000,
+        "; median (range) of %d runs" % n if n > 1 else "")
+    b = lambda k: [r["b"][k] for r in rs]  # noqa: E731
+    a = lambda k: [r["a"][k] for r in rs]  # noqa: E731
+    result = "cross-node (B's workers) p50 %s, p99 %s, max %s; same-node (A's other worker%s) p50 %s, p99 %s" % (
+        rng(b("p50"), us), rng(b("p99"), us), rng(b("max"), us), "s" if WORKERS > 2 else "",
+        rng(a("p50"), us), rng(a("p99"), us))
+    result += "; missing %d, lost_in %d, duplicates %d, remote pid nil %s; errors %d" % (
+        sum(r["missing"] for r in rs), sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
+        "yes" if all(r["remote_ok"] for r in rs) else "NO", sum(r["errors"] for r in rs))
+    if any(r["fails"] for r in rs):
+        result += "; post failures %d" % sum(r["fails"] for r in rs)
+    if any(r["timed_out"] for r in rs):
+        result += " (TIMEOUT in %d)" % sum(1 for r in rs if r["timed_out"])
+    add_row(("cluster", WORKERS, params, result))
+
+
+def throughput_row(add_row, placement, rs):
+    n = len(rs)
+    params = "throughput, %s, K=%d × %d B table, batches of %d + ngx.sleep(%g)%s" % (
+        POSTER_LABELS[placement], COUNT, SIZE, BATCH, PAUSE, "; median (range) of %d runs" % n if n > 1 else "")
+    slow = lambda r, node, k: min(r[node][k].values()) if r[node][k] else 0  # noqa: E731
+    result = ("post %s on A; same-node (A's other worker%s) %s; cross-node (B, slowest worker) %s first→last, "
+              "%s first post→last receive" % (
+                  rng([r["post_rate"] for r in rs], rate), "s" if WORKERS > 2 else "",
+                  rng([slow(r, "a", "rate_ff") for r in rs], rate),
+                  rng([slow(r, "b", "rate_ff") for r in rs], rate),
+                  rng([slow(r, "b", "rate") for r in rs], rate)))
+    lost = sum(sum(r["b"]["lost"].values()) + sum(r["a"]["lost"].values()) for r in rs)
+    result += "; lost %d (B lost_in %d), duplicates %d, out of order %d; peak waiting on A %s; errors %d" % (
+        lost, sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
+        sum(r["a"]["ooo"] + r["b"]["ooo"] for r in rs),
+        rng([r["waiting_peak"] for r in rs], lambda x: "%.0f" % x), sum(r["errors"] for r in rs))
+    if any(r["fails"] for r in rs):
+        result += "; post failures %d" % sum(r["fails"] for r in rs)
+    if any(r["timed_out"] for r in rs):
+        result += " (TIMEOUT in %d)" % sum(1 for r in rs if r["timed_out"])
+    add_row(("cluster", WORKERS, params, result))
+
+
+def run(add_row, zone_for):
+    """zone_for(count, size): the throughput scenario's zone size in bytes."""
+    for t in TESTS:
+        if t not in ("latency", "throughput"):
+            raise BenchError("unknown BENCH_CLUSTER_TESTS entry %r; known: latency,throughput" % t)
+    for p in POSTERS:
+        if p not in POSTER_LABELS:
+            raise BenchError("unknown BENCH_CLUSTER_POSTER entry %r; known: other,bridge" % p)
+    if WORKERS < 2:
+        raise BenchError("the cluster scenario needs WORKERS >= 2 (a same-node receiver next to the poster)")
+    if not shutil.which(REDIS_SERVER):
+        raise BenchError("%s not found (Debian: apt-get install redis-server)" % REDIS_SERVER)
+    results = {(t, p): [] for t in TESTS for p in POSTERS}
+    failed = {}
+    with Redis() as redis:
+        print("# cluster: redis-server %s on 127.0.0.1:%d (no persistence); nodes A 127.0.0.1:%d, B 127.0.0.1:%d, "
+              "%d workers each; load average at start %s" % (redis.version(), redis.port, PORT, PORT + 1, WORKERS,
+                                                            loadavg()), flush=True)
+        for rnd in range(1, REPEAT + 1):
+            for t in TESTS:
+                for p in POSTERS:
+                    try:
+                        if t == "latency":
+                            results[(t, p)].append(run_latency(redis, p, rnd))
+                        else:
+                            results[(t, p)].append(run_throughput(redis, p, rnd, zone_for))
+                    except BenchError as e:
+                        note("cluster %s (%s, round %d) failed: %s" % (t, p, rnd, e))
+                        print("scenario=cluster_%s %s poster=%s round=%d failed=1" % (
+                            t, " ".join("%s=%s" % kv_ for kv_ in impl_kv()), p, rnd), flush=True)
+                        failed.setdefault((t, p), []).append(str(e).splitlines()[0])
+        print("# cluster: load average at end %s" % loadavg(), flush=True)
+    for t in TESTS:
+        for p in POSTERS:
+            rs = results[(t, p)]
+            if not rs:
+                continue
+            if t == "latency":
+                latency_row(add_row, p, rs)
+            else:
+                throughput_row(add_row, p, rs)
+    if failed:
+        raise BenchError("; ".join("%s/%s failed in %d of %d runs: %s" % (t, p, len(f), REPEAT, f[0])
+                                   for (t, p), f in failed.items()))
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
