@@ -79,7 +79,23 @@ local function connect(c, timeout)
     ok, err = red:select(c.db)
     if not ok then red:close() return nil, "select: " .. tostring(err) end
   end
+  -- a restarted server accepts connections while it loads its dataset and
+  -- answers LOADING to every command until then: not ready yet
+  if red:get_reused_times() == 0 then
+    ok, err = red:ping()
+    if not ok then red:close() return nil, "ping: " .. tostring(err) end
+  end
   return red
+end
+
+-- error replies that say "not now" (the server is loading, busy, a replica,
+-- failing over, out of memory or unable to persist): the batch is sent again
+-- later, as after a broken connection
+local TRANSIENT = { LOADING = true, BUSY = true, TRYAGAIN = true, READONLY = true,
+                    MASTERDOWN = true, MISCONF = true, OOM = true, CLUSTERDOWN = true,
+                    NOAUTH = true, NOREPLICAS = true }
+local function transient(err)
+  return TRANSIENT[tostring(err):match("^(%u+)")] == true
 end
 
 local function failed(what, err)
@@ -177,14 +193,34 @@ local function out_loop(tok)
         backoff = min(backoff * 2, BACKOFF_MAX)
         goto continue
       end
-      local sent = 0
+      -- an error reply that says "not now" fails the whole batch: it goes
+      -- again (receivers drop what already reached the stream)
+      local retry
+      for i = 1, n do
+        local r = res[i]
+        if type(r) == "table" and r[1] == false and transient(r[2]) then
+          retry = r[2]
+          break
+        end
+      end
+      if retry then
+        failed("XADD", retry)
+        red:close()
+        red = nil
+        native.cluster_rewind(consumer)
+        pause(backoff, tok)
+        backoff = min(backoff * 2, BACKOFF_MAX)
+        goto continue
+      end
+      local sent, refused, refusal = 0, 0, nil
       for i = 1, n do
         local it, r = items[i], res[i]
         if type(r) == "table" and r[1] == false then
-          -- an error reply for this command (e.g. WRONGTYPE): dropping it
-          -- is all that can be done; the receivers count the gap
-          native.cluster_count(consumer, "errors", 1)
-          log(ERR, PREFIX, "redis refused a cluster event: ", tostring(r[2]))
+          -- a permanent error reply (e.g. WRONGTYPE: the key is not a
+          -- stream): dropping it is all that can be done; the receivers
+          -- count the gap
+          refused, refusal = refused + 1, r[2]
+          if it[6] then native.cluster_count(consumer, "unique_failed", 1) end
         elseif it[6] then
           if r == "OK" then
             native.cluster_count(consumer, "unique_won", 1)
@@ -200,6 +236,11 @@ local function out_loop(tok)
         else
           sent = sent + 1
         end
+      end
+      if refused > 0 then
+        native.cluster_count(consumer, "errors", refused)
+        log(ERR, PREFIX, "redis refused ", refused, " cluster event(s) of a batch of ", n,
+            ": ", tostring(refusal))
       end
       if not native.cluster_ack(consumer, tok, last, sent) then break end
     end
@@ -275,7 +316,7 @@ local function in_loop(tok)
           ok = r ~= "stale"
           if r == "ok" and lost > 0 then
             log(ERR, PREFIX, "lost ", lost, " event(s) from node \"", f.n,
-                "\": the stream was trimmed past them (or they never reached it)")
+                "\": they are not in the stream (trimmed by maxlen, or they never reached it)")
             local pok, perr = native.post(consumer, "resty-worker-events", "lost",
                                           { count = lost, node = f.n, cluster = true },
                                           nil, 1, native.POST_OWN)

@@ -138,15 +138,19 @@ sub stop_node_b {
     my $pidf = "$Dir/b/logs/nginx.pid";
     return unless -f $pidf;
     chomp(my $pid = `cat $pidf`);
+    unlink $pidf;
     return unless $pid;
+    # a block may have stopped B's workers (SIGSTOP): wake them to exit
+    system("pkill -CONT -P $pid 2>/dev/null");
     kill 'QUIT', $pid;
     for (1 .. 100) {
         last unless kill 0, $pid;
         sleep 0.05;
     }
-    kill 'KILL', $pid if kill 0, $pid;
-    system("pkill -KILL -f 'nginx: worker process' -P $pid 2>/dev/null");
-    unlink $pidf;
+    if (kill 0, $pid) {
+        system("pkill -KILL -P $pid 2>/dev/null");
+        kill 'KILL', $pid;
+    }
 }
 
 # (re)starts node B with `cluster_http("b", %o)`; waits for its 4 workers
