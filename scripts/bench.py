@@ -460,13 +460,17 @@ SCENARIOS = {
 }
 
 
+# rows of reference measurements (no implementation): their impl column
+REFERENCE_IMPLS = {"latency_floor": "os-pipe", "cluster_redis_floor": "redis-xread"}
+
+
 def print_table():
     print()
     if len(APIS) == 1:
         print("| scenario | impl | api | workers | parameters | result |")
         print("| --- | --- | --- | --- | --- | --- |")
         for scenario, workers, params, result, label in ROWS:
-            impl, label = ("os-pipe", "-") if scenario == "latency_floor" else (IMPL_NAME, label)
+            impl, label = (REFERENCE_IMPLS[scenario], "-") if scenario in REFERENCE_IMPLS else (IMPL_NAME, label)
             print("| %s | %s | %s | %d | %s | %s |" % (scenario, impl, label, workers, params, result))
         return
     # BENCH_API=both: one row per measurement, one column per API

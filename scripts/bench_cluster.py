@@ -10,6 +10,9 @@ measurement, two fresh nginx instances with this module: node A
 (BENCH_CLUSTER_PREFIX-b, port + 1), WORKERS workers each, one zone
 (`worker_events_zone ev`) with `worker_events_cluster` on its own stream.
 nginx-conf/bench/cluster.conf.tmpl, nginx-conf/bench/cluster_harness.lua.
+The module's .so is copied to BENCH_CLUSTER_PREFIX-module.so first, so that
+a rebuild during the run does not mix builds (IMPL_* do not apply: the
+cluster is this module's own extension).
 Before each measurement the driver waits until both bridges are connected
 and a warm-up cluster event from A reached every worker of B. One worker of
 A posts (the driver picks it, BENCH_CLUSTER_POSTER): every worker of A gets
@@ -29,6 +32,10 @@ each event locally, every worker of B through Redis.
               last receive), lost (K - received, B's cluster lost_in,
               the lost events), duplicates / out of order, Redis's and the
               workers' CPU time
+  cluster_redis_floor  (with latency, each round) a reference without
+              nginx: 500 stamps, one every 5 ms, XADDed by this process and
+              read by a child blocked in XREAD BLOCK on the same redis-server,
+              i.e. what one Redis hop between two processes costs here
 BENCH_CLUSTER_POSTER: "other" (the poster is not A's bridge worker),
 "bridge" (the poster is A's bridge worker), or both, comma-separated
 (default other,bridge). Each of BENCH_CLUSTER_REPEAT (3) rounds runs every
@@ -45,6 +52,7 @@ posting faster than the bridge sends does not fail), BENCH_CLUSTER_MAXLEN
 (maxlen=; default max(100000, 2 x count)), REDIS_SERVER (redis-server).
 """
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -77,7 +85,7 @@ REDIS_SERVER = ENV.get("REDIS_SERVER", "redis-server")
 SIZE = 64
 # ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
 AVOID_PORTS = {1984, 1985, 1986, 2085, 2086, 2087, 19400, 7385, 7485, 2290}
-POSTER_LABELS = {"other": "poster ≠ A's bridge worker", "bridge": "poster = A's bridge worker"}
+POSTER_LABELS = {"other": "poster: a worker of A without the bridge", "bridge": "poster: A's bridge worker"}
 
 
 def queue_for(count):
@@ -211,6 +219,19 @@ def _resp(f):
 # ---------------------------------------------------------------------------
 # the nodes
 # ---------------------------------------------------------------------------
+_module = [None]  # the run's copy of the module (a rebuild meanwhile does not mix builds)
+
+
+def snapshot_module():
+    """Copies the module's .so to BENCH_CLUSTER_PREFIX-module.so for this run; its sha256."""
+    src, dst = module_so(), PREFIX + "-module.so"
+    shutil.copyfile(src, dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
+    _module[0] = dst
+    with open(dst, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
 def render_conf(node, name, workers, zone, stream, redis_port, maxlen, queue):
     with open(TEMPLATE) as f:
         tmpl = f.read()
@@ -220,7 +241,7 @@ def render_conf(node, name, workers, zone, stream, redis_port, maxlen, queue):
         "ERROR_LOG": node.error_log,
         "USER": "user root;" if os.geteuid() == 0 else "",
         "MODULES_DIR": MODULES_DIR,
-        "MODULE": module_so(),
+        "MODULE": _module[0] or module_so(),
         "LUA_PATH": HARNESS_DIR + "/?.lua;;",
         "SIZE": zone,
         "REDIS_PORT": str(redis_port),
@@ -334,8 +355,11 @@ class Node:
         return None
 
     def error_lines(self):
-        """([error] lines, [alert]/[crit]/[emerg] lines), the text after the level"""
-        errors, alerts = [], []
+        """([error] lines, [alert]/[crit]/[emerg] lines, [warn] lines, count of
+        [warn] lines of ngx.sleep(0): Debian's nginx lacks OpenResty's delayed
+        events patch, so lua-nginx-module warns on every sleep(0), the
+        throughput poster's yield, and makes it a 0 ms timer)"""
+        errors, alerts, warns, sleep0 = [], [], [], 0
         try:
             with open(self.error_log, errors="replace") as f:
                 for line in f:
@@ -343,9 +367,14 @@ class Node:
                         errors.append(line.strip())
                     elif "[alert]" in line or "[crit]" in line or "[emerg]" in line:
                         alerts.append(line.strip())
+                    elif "[warn]" in line:
+                        if "ngx.sleep(0) called without delayed events patch" in line:
+                            sleep0 += 1
+                        else:
+                            warns.append(line.strip())
         except OSError:
             pass
-        return errors, alerts
+        return errors, alerts, warns, sleep0
 
     def stop(self):
         master = self.master or read_pid(self.pid_file)
@@ -427,6 +456,8 @@ class Pair:
     """Nodes A and B on a fresh stream, warmed up; the poster picked."""
 
     def __init__(self, redis, name, zone, count, placement):
+        if api() != "worker.events":
+            name = api() + "-" + name
         self.redis, self.name, self.placement = redis, name, placement
         self.stream = "bench:%s:%d" % (name, os.getpid())
         maxlen, queue = maxlen_for(count), queue_for(count)
@@ -484,24 +515,33 @@ class Pair:
     def error_kv(self):
         out = []
         for n in ("a", "b"):
-            errors, alerts = self.errors[n]
+            errors, alerts, warns, sleep0 = self.errors[n]
             out.append(("errors_" + n, len(errors)))
             if alerts:
                 out.append(("alerts_" + n, len(alerts)))
+            if warns:
+                out.append(("warns_" + n, len(warns)))
+            if sleep0:
+                out.append(("sleep0_warns_" + n, sleep0))
         return out
 
     def report_errors(self):
-        """Notes (stderr) the first few [error]/[alert] lines of each node."""
+        """Notes (stderr) the first few [alert]/[error]/[warn] lines of each node."""
         for n in ("a", "b"):
-            errors, alerts = self.errors[n]
-            for line in (alerts + errors)[:5]:
+            errors, alerts, warns, _ = self.errors[n]
+            lines = alerts + errors + warns
+            for line in lines[:5]:
                 note("%s node %s: %s" % (self.name, n, line))
-            if len(errors) + len(alerts) > 5:
-                note("%s node %s: ... %d more; see %s" % (self.name, n, len(errors) + len(alerts) - 5,
-                                                          getattr(self, n).error_log))
+            if len(lines) > 5:
+                note("%s node %s: ... %d more; see %s" % (self.name, n, len(lines) - 5, getattr(self, n).error_log))
 
     def n_errors(self):
-        return sum(len(e) + len(al) for e, al in self.errors.values())
+        """[error] and [alert]/[crit]/[emerg] lines of both nodes"""
+        return sum(len(e[0]) + len(e[1]) for e in self.errors.values())
+
+    def n_warns(self):
+        """[warn] lines of both nodes (but the ngx.sleep(0) ones)"""
+        return sum(len(e[2]) for e in self.errors.values())
 
 
 def mark(w, bridge):
@@ -557,7 +597,7 @@ def run_latency(redis, placement, rnd):
         row.append(("timeout", 1))
     emit(row)
     pr.report_errors()
-    return dict(b=b, a=a, timed_out=timed_out, errors=pr.n_errors(), fails=int(p["fails"]),
+    return dict(b=b, a=a, timed_out=timed_out, errors=pr.n_errors(), warns=pr.n_warns(), fails=int(p["fails"]),
                 lost_in=int(pr.cb.get("lost_in") or 0), dups=int(pr.cb.get("duplicates") or 0),
                 missing=sum(LAT_COUNT - n for n in b["received"].values()) + sum(
                     LAT_COUNT - n for n in a["received"].values()),
@@ -610,7 +650,8 @@ def run_throughput(redis, placement, rnd, zone_for):
     row = [("scenario", "cluster_throughput"), *impl_kv(), ("workers", WORKERS), ("poster", placement),
            ("round", rnd), *pr.kv(), ("count", COUNT), ("size", SIZE), ("batch", BATCH), ("pause", PAUSE),
            ("zone", zone), ("maxlen", pr.params["maxlen"]), ("queue", pr.params["queue"]),
-           ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate), ("post_ms", "%.1f" % ((t1 - t0) / 1000))]
+           ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
+           ("post_ms", "%.1f" % ((t1 - t0) / 1000))]
     for node, d in (("a", a), ("b", b)):
         mk = lambda dd, fmt: ",".join(("%s:" + fmt) % (mark(w, d["bridge"]), v)  # noqa: E731
                                       for w, v in sorted(dd.items())) or "-"
@@ -634,14 +675,97 @@ def run_throughput(redis, placement, rnd, zone_for):
                                                    ",".join(map(str, b["incomplete"])) or "-")))
     emit(row)
     pr.report_errors()
-    return dict(post_rate=post_rate, a=a, b=b, timed_out=timed_out, errors=pr.n_errors(), fails=int(p["fails"]),
+    return dict(post_rate=post_rate, a=a, b=b, timed_out=timed_out, errors=pr.n_errors(), warns=pr.n_warns(),
+                fails=int(p["fails"]),
                 lost_in=int(pr.cb.get("lost_in") or 0), dups=int(pr.cb.get("duplicates") or 0),
                 waiting_peak=peaks["a_waiting"], cpu=cpu, window_s=window_s)
+
+
+def redis_floor(redis, rnd, count=500, period=0.005):
+    """Reference, not a measurement of the module: one Redis hop on this host
+    (what the bridges add at least). A child process blocks in XREAD BLOCK
+    on a stream; this process XADDs its CLOCK_MONOTONIC stamp every `period`
+    s; the child records receive minus stamp. (Python adds a few µs on both
+    sides; TCP_NODELAY as lua-resty-redis' cosockets.)"""
+    stream = "bench:floor:%d:%d" % (os.getpid(), rnd)
+    note("cluster redis floor (round %d): XADD in one process -> XREAD BLOCK returns in another, %d × %g s"
+         % (rnd, count, period))
+
+    def conn():
+        s = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s, s.makefile("rb")
+
+    def send(s, *args):
+        s.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(str(a)), a) for a in args)).encode())
+
+    r, w = os.pipe()
+    rr, rw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(rr)
+            s, f = conn()
+            last, out = "$", []
+            send(s, "XREAD", "BLOCK", "10000", "STREAMS", stream, last)
+            os.write(w, b"r")  # blocked (the request is sent)
+            for i in range(count):
+                if i:
+                    send(s, "XREAD", "BLOCK", "10000", "STREAMS", stream, last)
+                res = _resp(f)
+                t = time.monotonic_ns()
+                if not res:
+                    break
+                e = res[0][1][0]
+                last = e[0]
+                out.append((t - int(e[1][1])) / 1000.0)
+            os.write(rw, ",".join("%.1f" % x for x in out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(rw)
+    os.read(r, 1)
+    os.close(r)
+    time.sleep(0.2)
+    s, f = conn()
+    try:
+        for _ in range(count):
+            send(s, "XADD", stream, "*", "t", str(time.monotonic_ns()))
+            _resp(f)
+            time.sleep(period)
+    finally:
+        s.close()
+    data = b""
+    while True:
+        chunk = os.read(rr, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(rr)
+    os.waitpid(pid, 0)
+    redis.cmd("DEL", stream)
+    samples = sorted(float(x) for x in data.decode().split(",") if x)
+    if not samples:
+        raise BenchError("redis floor: no samples")
+    p50, p99, mx = lat_stats(samples)
+    emit([("scenario", "cluster_redis_floor"), ("impl", "redis-xread"), ("round", rnd), ("sent", count),
+          ("p50_us", "%.1f" % p50), ("p99_us", "%.1f" % p99), ("max_us", "%.1f" % mx), ("received", len(samples))])
+    return dict(p50=p50, p99=p99, max=mx, received=len(samples), count=count, period=period)
 
 
 # ---------------------------------------------------------------------------
 # rows
 # ---------------------------------------------------------------------------
+def floor_row(add_row, rs):
+    n = len(rs)
+    params = "reference (no nginx): one Redis hop, XADD in one process → XREAD BLOCK returns in another, " \
+             "%d × every %g ms%s" % (rs[0]["count"], rs[0]["period"] * 1000,
+                                     "; median (range) of %d runs" % n if n > 1 else "")
+    result = "p50 %s, p99 %s, max %s" % (rng([r["p50"] for r in rs], us), rng([r["p99"] for r in rs], us),
+                                          rng([r["max"] for r in rs], us))
+    add_row(("cluster_redis_floor", 2, params, result))
+
 def rng(vals, fmt):
     vals = sorted(vals)
     if len(vals) == 1:
@@ -654,7 +778,17 @@ def us(x):
 
 
 def rate(x):
+    """human_rate with one decimal below 100k (cross-node rates are ~10^4)"""
+    if 1e3 <= x < 1e5:
+        return "%.1fk/s" % (x / 1e3)
     return human_rate(x) + "/s"
+
+
+def same_node(placement):
+    """Who A's same-node figures are from."""
+    if WORKERS == 2:
+        return "A's other worker, %s" % ("the bridge" if placement == "other" else "no bridge")
+    return "A's other workers%s" % (", one is the bridge" if placement == "other" else "")
 
 
 def latency_row(add_row, placement, rs):
@@ -664,12 +798,14 @@ def latency_row(add_row, placement, rs):
         "; median (range) of %d runs" % n if n > 1 else "")
     b = lambda k: [r["b"][k] for r in rs]  # noqa: E731
     a = lambda k: [r["a"][k] for r in rs]  # noqa: E731
-    result = "cross-node (B's workers) p50 %s, p99 %s, max %s; same-node (A's other worker%s) p50 %s, p99 %s" % (
-        rng(b("p50"), us), rng(b("p99"), us), rng(b("max"), us), "s" if WORKERS > 2 else "",
+    result = "cross-node (B's workers) p50 %s, p99 %s, max %s; same-node (%s) p50 %s, p99 %s" % (
+        rng(b("p50"), us), rng(b("p99"), us), rng(b("max"), us), same_node(placement),
         rng(a("p50"), us), rng(a("p99"), us))
     result += "; missing %d, lost_in %d, duplicates %d, remote pid nil %s; errors %d" % (
         sum(r["missing"] for r in rs), sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
         "yes" if all(r["remote_ok"] for r in rs) else "NO", sum(r["errors"] for r in rs))
+    if any(r["warns"] for r in rs):
+        result += "; [warn] lines %d" % sum(r["warns"] for r in rs)
     if any(r["fails"] for r in rs):
         result += "; post failures %d" % sum(r["fails"] for r in rs)
     if any(r["timed_out"] for r in rs):
@@ -682,9 +818,9 @@ def throughput_row(add_row, placement, rs):
     params = "throughput, %s, K=%d × %d B table, batches of %d + ngx.sleep(%g)%s" % (
         POSTER_LABELS[placement], COUNT, SIZE, BATCH, PAUSE, "; median (range) of %d runs" % n if n > 1 else "")
     slow = lambda r, node, k: min(r[node][k].values()) if r[node][k] else 0  # noqa: E731
-    result = ("post %s on A; same-node (A's other worker%s) %s; cross-node (B, slowest worker) %s first→last, "
+    result = ("post %s on A; same-node (%s) %s first→last; cross-node (B, slowest worker) %s first→last, "
               "%s first post→last receive" % (
-                  rng([r["post_rate"] for r in rs], rate), "s" if WORKERS > 2 else "",
+                  rng([r["post_rate"] for r in rs], rate), same_node(placement),
                   rng([slow(r, "a", "rate_ff") for r in rs], rate),
                   rng([slow(r, "b", "rate_ff") for r in rs], rate),
                   rng([slow(r, "b", "rate") for r in rs], rate)))
@@ -693,6 +829,8 @@ def throughput_row(add_row, placement, rs):
         lost, sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
         sum(r["a"]["ooo"] + r["b"]["ooo"] for r in rs),
         rng([r["waiting_peak"] for r in rs], lambda x: "%.0f" % x), sum(r["errors"] for r in rs))
+    if any(r["warns"] for r in rs):
+        result += "; [warn] lines %d" % sum(r["warns"] for r in rs)
     if any(r["fails"] for r in rs):
         result += "; post failures %d" % sum(r["fails"] for r in rs)
     if any(r["timed_out"] for r in rs):
@@ -714,11 +852,20 @@ def run(add_row, zone_for):
         raise BenchError("%s not found (Debian: apt-get install redis-server)" % REDIS_SERVER)
     results = {(t, p): [] for t in TESTS for p in POSTERS}
     failed = {}
+    digest = snapshot_module()
+    print("# cluster: module %s sha256:%s, copied to %s for this run" % (
+        os.path.relpath(module_so(), ROOT), digest, os.path.relpath(_module[0], ROOT)), flush=True)
     with Redis() as redis:
         print("# cluster: redis-server %s on 127.0.0.1:%d (no persistence); nodes A 127.0.0.1:%d, B 127.0.0.1:%d, "
               "%d workers each; load average at start %s" % (redis.version(), redis.port, PORT, PORT + 1, WORKERS,
                                                             loadavg()), flush=True)
+        floors = []
         for rnd in range(1, REPEAT + 1):
+            if "latency" in TESTS:
+                try:
+                    floors.append(redis_floor(redis, rnd))
+                except (BenchError, OSError) as e:
+                    note("cluster redis floor (round %d) failed: %s" % (rnd, e))
             for t in TESTS:
                 for p in POSTERS:
                     try:
@@ -732,6 +879,8 @@ def run(add_row, zone_for):
                             t, " ".join("%s=%s" % kv_ for kv_ in impl_kv()), p, rnd), flush=True)
                         failed.setdefault((t, p), []).append(str(e).splitlines()[0])
         print("# cluster: load average at end %s" % loadavg(), flush=True)
+    if floors:
+        floor_row(add_row, floors)
     for t in TESTS:
         for p in POSTERS:
             rs = results[(t, p)]

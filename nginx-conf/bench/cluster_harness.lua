@@ -139,7 +139,10 @@ local function init_worker_events(opts)
   local ev = require "resty.worker.events"
   local evpost, cl = ev.post, { cluster = true }
   post = function(event, data) return evpost("bench", event, data, nil, cl) end
-  status = function() return ev.stats().status end
+  status = function()
+    local st = ev.stats()
+    return st and st.status
+  end
   ev.register(function(data, event, _, from) on_bench(data, event, from) end, "bench")
   ev.register(on_lost, "resty-worker-events", "lost")
   return ev.configure { shm = opts.shm }
@@ -154,7 +157,10 @@ local function init_events(opts)
   if not ok then return nil, ev end
   local publish = ev.publish
   post = function(event, data) return publish(ev, "cluster", "bench", event, data) end
-  status = function() return require("resty.worker.events").stats().status end
+  status = function()
+    local st = ev:stats()
+    return st and st.status
+  end
   lost_of = function()
     local st = ev:stats()
     return st and st.lost
