@@ -368,6 +368,7 @@ the rest in order: true
         content_by_lua_block {
             local c = require "t.cluster"
             local wev = require "resty.worker.events"
+            assert(require("t.we").wait_ready())
             local n, err = 0
             for i = 1, 60 do
                 local ok, e = wev.post("s", "q", { i = i }, nil, { cluster = true })

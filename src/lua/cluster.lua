@@ -26,6 +26,8 @@ local exiting = ngx.worker.exiting
 local sleep = ngx.sleep
 local tostring, tonumber, type, pairs, ipairs = tostring, tonumber, type, pairs, ipairs
 local min, floor = math.min, math.floor
+local byte, sub = string.byte, string.sub
+local new_tab = require "table.new" 
 local fmt = string.format
 local null = ngx.null
 
@@ -137,6 +139,37 @@ end
 -- out: local cluster records -> the stream
 ---------------------------------------------------------------------------
 
+-- one reply of a command the bridge sent itself: a status or bulk string,
+-- an integer, null (ngx.null), or false, msg for an error reply; nil, err
+-- when the connection failed
+local function read_reply(sock)
+  local line, err = sock:receive()
+  if not line then return nil, err end
+  local p = byte(line)
+  if p == 36 then -- "$": bulk
+    local size = tonumber(sub(line, 2))
+    if not size then return nil, "bad reply" end
+    if size < 0 then return null end
+    local data, derr = sock:receive(size + 2)
+    if not data then return nil, derr end
+    return sub(data, 1, size)
+  elseif p == 43 then -- "+": status
+    return sub(line, 2)
+  elseif p == 45 then -- "-": error
+    return false, sub(line, 2)
+  elseif p == 58 then -- ":": integer
+    return tonumber(sub(line, 2))
+  elseif p == 42 then -- "*": an array (not sent by XADD or SET): read past it
+    local n = tonumber(sub(line, 2)) or 0
+    for _ = 1, n do
+      local r, rerr = read_reply(sock)
+      if r == nil then return nil, rerr end
+    end
+    return n < 0 and null or true
+  end
+  return nil, "bad reply"
+end
+
 local function out_loop(tok)
   local sema = semaphore.new(0)
   c_set_sema(consumer, sema.sem)
@@ -157,9 +190,10 @@ local function out_loop(tok)
       backoff = BACKOFF_MIN
     end
     do
-      local items, last, lost = native.cluster_out(consumer, BATCH)
-      if not items then
-        log(ERR, PREFIX, "reading the local log failed: ", tostring(last))
+      local n, payload, held, last, lost = native.cluster_out(consumer, BATCH, stream, node,
+                                                             maxlen, epoch)
+      if not n then
+        log(ERR, PREFIX, "reading the local log failed: ", tostring(payload))
         pause(1, tok)
         goto continue
       end
@@ -167,23 +201,22 @@ local function out_loop(tok)
         log(ERR, PREFIX, lost, " cluster event(s) were overwritten in the zone before",
             " they reached redis (the zone is too small for the outage or the rate)")
       end
-      local n = #items
       if n == 0 then
         if lost > 0 then native.cluster_ack(consumer, tok, last, 0) end
         sema:wait(1)
         goto continue
       end
-      red:init_pipeline(n)
-      for i = 1, n do
-        local it = items[i]
-        if it[6] then
-          red:set(stream .. ":unique:" .. it[4], node, "NX", "PX", floor(it[7] or 5000))
-        else
-          red:xadd(stream, "MAXLEN", "~", maxlen, "*", "n", node, "e", epoch, "o", it[1],
-                   "s", it[2], "v", it[3], "d", it[5])
+      -- the batch, built natively, in one write; then its n replies
+      local sock = rawget(red, "_sock")
+      local res, err = sock:send(payload)
+      if res then
+        res = new_tab(n, 0)
+        for i = 1, n do
+          local r, rerr = read_reply(sock)
+          if r == nil then res, err = nil, rerr break end
+          res[i] = r == false and { false, rerr } or r
         end
       end
-      local res, err = red:commit_pipeline()
       if not res then
         failed("XADD", err)
         red:close()
@@ -214,18 +247,17 @@ local function out_loop(tok)
       end
       local sent, refused, refusal = 0, 0, nil
       for i = 1, n do
-        local it, r = items[i], res[i]
+        local h, r = held[i], res[i]
         if type(r) == "table" and r[1] == false then
           -- a permanent error reply (e.g. WRONGTYPE: the key is not a
           -- stream): dropping it is all that can be done; the receivers
           -- count the gap
           refused, refusal = refused + 1, r[2]
-          if it[6] then native.cluster_count(consumer, "unique_failed", 1) end
-        elseif it[6] then
+          if h then native.cluster_count(consumer, "unique_failed", 1) end
+        elseif h then
           if r == "OK" then
             native.cluster_count(consumer, "unique_won", 1)
-            local ok, perr = native.cluster_post_won(consumer, it[2], it[3], it[4],
-                                                     (it[7] or 5000) / 1000, it[5])
+            local ok, perr = native.cluster_post_won(consumer, h[1], h[2], h[3], h[5] / 1000, h[4])
             if not ok then
               log(ERR, PREFIX, "posting a won cluster unique event failed: ", perr)
             end

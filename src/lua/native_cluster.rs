@@ -79,37 +79,60 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "cluster_rewind",
         lua.create_function(|_, c: u32| Ok(cluster::rewind(c).is_ok()))?,
     )?;
-    // cluster_out(c, max) -> { {o, s, v, u|false, d, held, ttl_ms}, ... }, last_ordinal, lost
+    // cluster_out(c, max, stream, node, maxlen, epoch)
+    //   -> n, payload, held, last_ordinal, lost
+    // `payload`: n commands in RESP (XADD per event, SET NX PX per held
+    // unique event); `held[i]` = { source, event, unique, data, ttl_ms } for
+    // the held ones (the i-th reply decides them)
     t.set(
         "cluster_out",
-        lua.create_function(|lua, (c, max): (u32, usize)| {
-            let (items, last, lost) = match cluster::next_out(c, max.clamp(1, 4096)) {
-                Ok(r) => r,
-                Err(e) => return fail(lua, e),
-            };
-            let list = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, it) in items.into_iter().enumerate() {
-                let e = lua.create_table_with_capacity(6, 0)?;
-                e.raw_set(1, it.ordinal as f64)?;
-                e.raw_set(2, lua.create_string(&it.source)?)?;
-                e.raw_set(3, lua.create_string(&it.event)?)?;
-                match it.unique {
-                    Some(u) => e.raw_set(4, lua.create_string(&u)?)?,
-                    None => e.raw_set(4, false)?,
+        lua.create_function(
+            |lua,
+             (c, max, stream, node, maxlen, epoch): (
+                u32,
+                usize,
+                LuaString,
+                LuaString,
+                f64,
+                LuaString,
+            )| {
+                let (items, last, lost) = match cluster::next_out(c, max.clamp(1, 4096)) {
+                    Ok(r) => r,
+                    Err(e) => return fail(lua, e),
+                };
+                let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
+                let st = crate::resp::Stream {
+                    stream: &stream,
+                    maxlen: maxlen.clamp(1.0, 9e15) as u64,
+                    node: &node,
+                    epoch: &epoch,
+                };
+                let mut payload = Vec::with_capacity(items.len() * 160);
+                let held = lua.create_table()?;
+                for (i, it) in items.iter().enumerate() {
+                    match (it.hold, &it.unique) {
+                        (Some(ttl), Some(u)) => {
+                            st.unique_claim(&mut payload, u, ttl);
+                            let e = lua.create_table_with_capacity(5, 0)?;
+                            e.raw_set(1, lua.create_string(&it.source)?)?;
+                            e.raw_set(2, lua.create_string(&it.event)?)?;
+                            e.raw_set(3, lua.create_string(u)?)?;
+                            e.raw_set(4, lua.create_string(&it.data)?)?;
+                            e.raw_set(5, ttl as f64)?;
+                            held.raw_set(i + 1, e)?;
+                        }
+                        _ => st.xadd(&mut payload, it.ordinal, &it.source, &it.event, &it.data),
+                    }
                 }
-                e.raw_set(5, lua.create_string(&it.data)?)?;
-                e.raw_set(6, it.hold.is_some())?;
-                if let Some(ttl) = it.hold {
-                    e.raw_set(7, ttl as f64)?;
-                }
-                list.raw_set(i + 1, e)?;
-            }
-            Ok(MultiValue::from_vec(vec![
-                Value::Table(list),
-                Value::Number(last as f64),
-                Value::Number(lost as f64),
-            ]))
-        })?,
+                Ok(MultiValue::from_vec(vec![
+                    Value::Integer(items.len() as i64),
+                    Value::String(lua.create_string(&payload)?),
+                    Value::Table(held),
+                    Value::Number(last as f64),
+                    Value::Number(lost as f64),
+                ]))
+            },
+        )?,
     )?;
     t.set(
         "cluster_ack",
