@@ -255,16 +255,16 @@ local function worker_name()
   return id and ("worker #" .. id) or "privileged agent"
 end
 
+-- the library's argument checks of publish(): the message, or nil
+local function check_publish(target, source, event)
+  if type(target) ~= "string" or target == "" then return "target is required" end
+  if type(source) ~= "string" or source == "" then return "source is required" end
+  if type(event) ~= "string" or event == "" then return "event is required" end
+end
+
 function _MT:publish(target, source, event, data)
-  if type(target) ~= "string" or target == "" then
-    error("target is required", 2)
-  end
-  if type(source) ~= "string" or source == "" then
-    error("source is required", 2)
-  end
-  if type(event) ~= "string" or event == "" then
-    error("event is required", 2)
-  end
+  local bad = check_publish(target, source, event)
+  if bad then error(bad, 2) end
 
   if self.opts.testing then
     if DEBUG_ON then log(DEBUG, "event published to 1 workers") end
@@ -312,15 +312,8 @@ end
 -- unique key (one worker in the cluster). publish("cluster", ...) is
 -- publish_cluster("all", ...).
 function _MT:publish_cluster(target, source, event, data)
-  if type(target) ~= "string" or target == "" then
-    error("target is required", 2)
-  end
-  if type(source) ~= "string" or source == "" then
-    error("source is required", 2)
-  end
-  if type(event) ~= "string" or event == "" then
-    error("event is required", 2)
-  end
+  local bad = check_publish(target, source, event)
+  if bad then error(bad, 2) end
   if target == "current" then
     error('target "current" is not a cluster target (use "all" or a unique key)', 2)
   end
