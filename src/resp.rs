@@ -93,3 +93,132 @@ mod tests {
         );
     }
 }
+
+/// One parsed reply (borrowing the buffer).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply<'a> {
+    Status(&'a [u8]),
+    Error(&'a [u8]),
+    Int(i64),
+    /// `None`: the null bulk string.
+    Bulk(Option<&'a [u8]>),
+    /// `None`: the null array (XREAD BLOCK that timed out).
+    Array(Option<Vec<Reply<'a>>>),
+}
+
+/// A reply that is not RESP2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadReply;
+
+/// Parses one complete reply at the start of `buf`: the reply and the bytes
+/// it took, `Ok(None)` when `buf` holds only part of it.
+pub fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, BadReply> {
+    parse_at(buf, 0, 0)
+}
+
+fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    Some((&rest[..end], at + end + 2))
+}
+
+fn int(s: &[u8]) -> Result<i64, BadReply> {
+    core::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(BadReply)
+}
+
+fn parse_at(buf: &[u8], at: usize, depth: u32) -> Result<Option<(Reply<'_>, usize)>, BadReply> {
+    if depth > 8 {
+        return Err(BadReply);
+    }
+    let Some((l, next)) = line(buf, at) else {
+        return Ok(None);
+    };
+    let (&kind, body) = l.split_first().ok_or(BadReply)?;
+    Ok(Some(match kind {
+        b'+' => (Reply::Status(body), next),
+        b'-' => (Reply::Error(body), next),
+        b':' => (Reply::Int(int(body)?), next),
+        b'$' => {
+            let n = int(body)?;
+            if n < 0 {
+                return Ok(Some((Reply::Bulk(None), next)));
+            }
+            let n = usize::try_from(n).map_err(|_| BadReply)?;
+            let end = next + n;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(BadReply);
+            }
+            (Reply::Bulk(Some(&buf[next..end])), end + 2)
+        }
+        b'*' => {
+            let n = int(body)?;
+            if n < 0 {
+                return Ok(Some((Reply::Array(None), next)));
+            }
+            let n = usize::try_from(n).map_err(|_| BadReply)?;
+            let mut items = Vec::with_capacity(n.min(4096));
+            let mut at = next;
+            for _ in 0..n {
+                match parse_at(buf, at, depth + 1)? {
+                    Some((r, after)) => {
+                        items.push(r);
+                        at = after;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            (Reply::Array(Some(items)), at)
+        }
+        _ => return Err(BadReply),
+    }))
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn replies_whole_and_in_parts() {
+        let xread =
+            b"*1\r\n*2\r\n$2\r\nst\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nn\r\n$4\r\na\r\nb\r\n";
+        let (r, used) = parse(xread).unwrap().unwrap();
+        assert_eq!(used, xread.len());
+        let Reply::Array(Some(streams)) = r else {
+            panic!()
+        };
+        let Reply::Array(Some(s)) = &streams[0] else {
+            panic!()
+        };
+        assert_eq!(s[0], Reply::Bulk(Some(b"st")));
+        let Reply::Array(Some(entries)) = &s[1] else {
+            panic!()
+        };
+        let Reply::Array(Some(e)) = &entries[0] else {
+            panic!()
+        };
+        assert_eq!(e[0], Reply::Bulk(Some(b"1-0")));
+        let Reply::Array(Some(kv)) = &e[1] else {
+            panic!()
+        };
+        assert_eq!(kv[1], Reply::Bulk(Some(b"a\r\nb")));
+        // every prefix is incomplete, never an error
+        for cut in 0..xread.len() {
+            assert_eq!(parse(&xread[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(parse(b"*-1\r\n"), Ok(Some((Reply::Array(None), 5))));
+        assert_eq!(parse(b"$-1\r\n+OK\r\n"), Ok(Some((Reply::Bulk(None), 5))));
+        assert_eq!(
+            parse(b"-LOADING x\r\n"),
+            Ok(Some((Reply::Error(b"LOADING x"), 12)))
+        );
+        assert_eq!(parse(b":42\r\n"), Ok(Some((Reply::Int(42), 5))));
+        assert_eq!(parse(b"?x\r\n"), Err(BadReply));
+        assert_eq!(parse(b"$3\r\nabcd\r\n"), Err(BadReply));
+    }
+}
