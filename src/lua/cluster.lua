@@ -2,11 +2,13 @@
 --
 -- Every worker runs a lease timer; the one worker holding the zone's lease
 -- (see src/zone/cluster.rs) runs the bridge: two light threads, each with
--- its own Redis connection (cosockets, lua-resty-redis):
+-- its own Redis connection (cosockets; lua-resty-redis connects and
+-- authenticates, the batches are RESP built and parsed natively):
 --   out: cluster records of the local log -> XADD (or, for a cluster
---        `unique` event, SET NX PX: the node that gets the key runs it);
+--        `unique` event, SET NX PX: the node that gets the key runs it),
+--        256 commands per write (native cluster_out);
 --   in:  XREAD BLOCK from the last id handled -> the local log, exactly
---        once, other nodes' events only.
+--        once, other nodes' events only (native cluster_feed).
 -- Positions live in the zone, so a reload or a killed bridge worker hands
 -- over without losing or repeating events. Started by the Lua APIs when
 -- they open the cluster's zone in init_worker; start() may be called too.
