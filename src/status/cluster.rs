@@ -42,6 +42,7 @@ pub fn json(c: &ClusterStats, info: Option<ClusterInfo<'_>>) -> Value {
         "errors": c.errors,
         "unique_won": c.unique_won,
         "unique_lost": c.unique_lost,
+        "unique_failed": c.unique_failed,
         "nodes_heard": c.nodes_heard,
     })
 }
