@@ -418,7 +418,59 @@ wrong
 
 
 
-=== TEST 11: nginx -t refuses bad worker_events_cluster lines with a clear message
+=== TEST 11: a copy of an entry already delivered (what a bridge that died between XADD and saving its position makes) is dropped; an ordinal jump is reported as exactly that many lost
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::reset_stream(); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            for i = 1, 3 do assert(wev.post("s", "d", { i = i }, nil, { cluster = true })) end
+            ngx.say("B: ", c.b("wait?key=wev%20s/d&n=3"))
+            -- the stream as node A's bridge wrote it
+            local redis = require "nginx.redis"
+            local red = redis:new()
+            assert(red:connect("127.0.0.1", c.redis_port))
+            local entries = assert(red:xrange("t_events", "-", "+"))
+            local mine = {}
+            for _, e in ipairs(entries) do
+                local f = {}
+                for k = 1, #e[2], 2 do f[e[2][k]] = e[2][k + 1] end
+                if f.n == "a" and f.v == "d" then mine[#mine + 1] = f end
+            end
+            ngx.say("A's entries in the stream: ", #mine)
+            local function xadd(f, ordinal)
+                assert(red:xadd("t_events", "*", "n", f.n, "e", f.e, "o", ordinal, "s", f.s,
+                                "v", f.v, "d", f.d))
+            end
+            -- resend ordinals 2 and 3: duplicates
+            xadd(mine[2], mine[2].o)
+            xadd(mine[3], mine[3].o)
+            -- ordinal 3 + 5: 4 events of A "never reached the stream"
+            xadd(mine[3], tonumber(mine[3].o) + 5)
+            ngx.sleep(0.5)
+            ngx.say("B after: ", c.b("counts?key=wev%20s/d"))
+            ngx.say("B lost per worker: ", c.b("lostw"))
+            local st = c.b("status")
+            ngx.say("B duplicates: ", st:match('"duplicates":(%d+)'), ", lost_in: ", st:match('"lost_in":(%d+)'))
+            local log = io.open(c.dir .. "/b/logs/error.log"):read("*a")
+            local _, lines = log:gsub('ngx_worker_events: cluster: lost 4 event%(s%) from node "a": they are not in the stream', "")
+            ngx.say("B logged the loss: ", lines, " line(s)")
+        }
+    }
+--- response_body
+B: true w0=3 w1=3 w2=3 w3=3
+A's entries in the stream: 3
+B after: w0=4 w1=4 w2=4 w3=4
+B lost per worker: w0=4 w1=4 w2=4 w3=4
+B duplicates: 2, lost_in: 4
+B logged the loss: 1 line(s)
+
+
+
+=== TEST 12: nginx -t refuses bad worker_events_cluster lines with a clear message
 --- http_config
     worker_events_cluster redis://127.0.0.1:99999;
 --- must_die
@@ -427,7 +479,7 @@ ngx_worker_events: invalid port in "redis://127.0.0.1:99999"
 
 
 
-=== TEST 12: nginx -t refuses an unknown option
+=== TEST 13: nginx -t refuses an unknown option
 --- http_config
     worker_events_cluster redis://127.0.0.1 maxlen=10 sream=x;
 --- must_die
@@ -436,7 +488,7 @@ ngx_worker_events: unknown option "sream=x" (known: stream=, maxlen=, node=, pas
 
 
 
-=== TEST 13: nginx -t refuses a URL that is not redis://
+=== TEST 14: nginx -t refuses a URL that is not redis://
 --- http_config
     worker_events_cluster http://127.0.0.1:6379;
 --- must_die
