@@ -64,6 +64,7 @@ import time
 import urllib.error
 import urllib.request
 
+from soak_proc import port_free
 from bench_lib import (
     ENV, MODULES_DIR, NGINX_BIN, ROOT, WORKERS, BenchError, api, emit, human_rate, impl_kv,
     kill_nginx, kv, median, module_so, note, pct, per_worker, proc_cpu, read_pid, stop_stale, tail,
@@ -94,18 +95,6 @@ def queue_for(count):
 
 def maxlen_for(count):
     return int(ENV.get("BENCH_CLUSTER_MAXLEN", str(max(100000, 2 * count))))
-
-
-def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def free_port():

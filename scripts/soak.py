@@ -24,17 +24,10 @@ import urllib.request
 
 import soak_report
 from soak_events import kv
-from soak_proc import alive, fd_count, read_pid, rss_kb, signal_pid, where, workers_of
+from soak_proc import alive, env_num, fd_count, read_pid, rss_kb, signal_pid, where, workers_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = os.environ
-
-
-def env_num(name, default, kind=float):
-    try:
-        return kind(ENV.get(name, default))
-    except ValueError:
-        sys.exit("error: %s=%r is not a number" % (name, ENV.get(name)))
 
 
 NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")

@@ -53,17 +53,10 @@ import time
 import urllib.error
 import urllib.request
 
-from soak_proc import alive, read_pid, signal_pid, workers_of
+from soak_proc import alive, env_num, port_free, read_pid, signal_pid, workers_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = os.environ
-
-
-def env_num(name, default, kind=float):
-    try:
-        return kind(ENV.get(name, default))
-    except ValueError:
-        sys.exit("error: %s=%r is not a number" % (name, ENV.get(name)))
 
 
 NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
@@ -107,18 +100,6 @@ class SoakError(Exception):
 
 def note(msg):
     print("==> " + msg, file=sys.stderr, flush=True)
-
-
-def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 # --- redis-server ---------------------------------------------------------

@@ -1,6 +1,9 @@
-"""Process helpers of the soak driver (scripts/soak.py): signals, and what
-/proc says about nginx's processes."""
+"""Process helpers of the soak drivers (scripts/soak.py, scripts/soak_cluster.py;
+scripts/bench_cluster.py uses port_free): signals, what /proc says about
+nginx's processes, free ports, numeric settings from the environment."""
 import os
+import socket
+import sys
 
 
 def signal_pid(pid, sig):
@@ -74,3 +77,25 @@ def rss_kb(pid):
     except OSError:
         pass
     return -1
+
+
+def port_free(port):
+    """True when nothing listens on 127.0.0.1:port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def env_num(name, default, kind=float):
+    """The environment variable `name` (or `default`) as a number; exits with
+    a clear message when it is not one."""
+    try:
+        return kind(os.environ.get(name, default))
+    except ValueError:
+        sys.exit("error: %s=%r is not a number" % (name, os.environ.get(name)))
