@@ -20,11 +20,13 @@
 //! taken over ([`TaskClaim::Retry`]). A task's run lock is a key that is
 //! **released** when the run ends.
 //!
-//! Expiry times are kept in ticks of [`TICK_MS`] milliseconds of the
-//! monotonic clock, in 32 bits (wrapping after 8.7 years of uptime, which
-//! comparisons tolerate), so an entry is 16 bytes.
+//! Expiry times are exact milliseconds of the monotonic clock: a claim
+//! for `ttl` ms taken at `now` is live while the clock reads less than
+//! `now + ttl`, so a 1 ms timeout means 1 ms. The expiry (40 bits: 34
+//! years of uptime) and the owner's pid (24 bits: Linux's `PID_MAX_LIMIT`
+//! is 2^22) share one word, so an entry is still 16 bytes.
 
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::lock::{Guard, ZoneLock};
 
@@ -32,8 +34,57 @@ use super::lock::{Guard, ZoneLock};
 #[repr(C)]
 pub struct Claim {
     hash: AtomicU64,
-    expires: AtomicU32,
-    pid: AtomicI32,
+    /// `expires_ms << PID_BITS | owner` (see [`pack`]).
+    word: AtomicU64,
+}
+
+/// Bits of [`Claim::word`] that hold the owner.
+const PID_BITS: u32 = 24;
+const PID_MASK: u64 = (1 << PID_BITS) - 1;
+/// Largest expiry a word holds (ms); later ones are clamped to it.
+const EXPIRES_MAX: u64 = (1 << (64 - PID_BITS)) - 1;
+
+/// The owner as stored: 0 nobody, [`DONE`] all ones, a pid as itself.
+fn pack(expires_ms: u64, pid: i32) -> u64 {
+    let owner = if pid == DONE {
+        PID_MASK
+    } else {
+        pid as u64 & PID_MASK
+    };
+    (expires_ms.min(EXPIRES_MAX) << PID_BITS) | owner
+}
+
+impl Claim {
+    fn expires(&self) -> u64 {
+        self.word.load(Ordering::Relaxed) >> PID_BITS
+    }
+
+    fn pid(&self) -> i32 {
+        match self.word.load(Ordering::Relaxed) & PID_MASK {
+            PID_MASK => DONE,
+            p => p as i32,
+        }
+    }
+
+    fn set(&self, hash: u64, expires_ms: u64, pid: i32) {
+        self.hash.store(hash, Ordering::Relaxed);
+        self.word.store(pack(expires_ms, pid), Ordering::Relaxed);
+    }
+
+    fn set_pid(&self, pid: i32) {
+        self.word
+            .store(pack(self.expires(), pid), Ordering::Relaxed);
+    }
+
+    fn set_expires(&self, expires_ms: u64) {
+        self.word
+            .store(pack(expires_ms, self.pid()), Ordering::Relaxed);
+    }
+
+    /// Holds a key whose claim has not expired at `now` (ms).
+    fn is_live(&self, now: u64) -> bool {
+        self.hash.load(Ordering::Relaxed) != 0 && live(self.expires(), now)
+    }
 }
 
 /// Result of trying to claim a unique value.
@@ -82,8 +133,6 @@ pub struct Claims<'a>(pub(crate) &'a [Claim]);
 
 /// Entries probed from a key's home position.
 pub const PROBE: usize = 256;
-/// Resolution of expiry times.
-pub const TICK_MS: u64 = 64;
 
 /// FNV-1a, never 0 (0 marks an empty entry).
 pub fn hash(bytes: &[u8]) -> u64 {
@@ -95,12 +144,14 @@ pub fn hash(bytes: &[u8]) -> u64 {
     h.max(1)
 }
 
-fn ticks(ms: u64) -> u32 {
-    ms.div_ceil(TICK_MS) as u32
+/// An expiry at `expires` is live at `now` (both ms): `now` is before it.
+fn live(expires: u64, now: u64) -> bool {
+    expires > now
 }
 
-fn live(expires: u32, now: u32) -> bool {
-    (expires.wrapping_sub(now) as i32) > 0
+/// When a claim taken at `now` for `ttl` ms expires (at least 1 ms).
+fn until(now: u64, ttl: u64) -> u64 {
+    now.saturating_add(ttl.max(1))
 }
 
 /// Where a key is, or where it can go, in its window.
@@ -123,16 +174,10 @@ impl Claims<'_> {
 
     /// Live entries at `now_ms` (a full scan, for stats).
     pub fn live(&self, now_ms: u64) -> usize {
-        let now = ticks(now_ms);
-        self.0
-            .iter()
-            .filter(|e| {
-                e.hash.load(Ordering::Relaxed) != 0 && live(e.expires.load(Ordering::Relaxed), now)
-            })
-            .count()
+        self.0.iter().filter(|e| e.is_live(now_ms)).count()
     }
 
-    fn probe(&self, h: u64, now: u32) -> Probe {
+    fn probe(&self, h: u64, now: u64) -> Probe {
         let table = self.0;
         let start = (h % table.len() as u64) as usize;
         let mut free = None;
@@ -140,7 +185,7 @@ impl Claims<'_> {
             let at = (start + i) % table.len();
             let e = &table[at];
             let eh = e.hash.load(Ordering::Relaxed);
-            let is_live = eh != 0 && live(e.expires.load(Ordering::Relaxed), now);
+            let is_live = e.is_live(now);
             if is_live && eh == h {
                 return Probe::Found(at);
             }
@@ -164,16 +209,11 @@ impl Claims<'_> {
         ttl_ms: u64,
     ) -> Result<Reserved, Full> {
         let h = hash(unique);
-        let now = ticks(now_ms);
         let _g = Guard::new(lock);
-        match self.probe(h, now) {
+        match self.probe(h, now_ms) {
             Probe::Found(_) => Ok(Reserved::Live),
             Probe::Free(at) => {
-                let e = &self.0[at];
-                e.hash.store(h, Ordering::Relaxed);
-                e.pid.store(0, Ordering::Relaxed);
-                e.expires
-                    .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
+                self.0[at].set(h, until(now_ms, ttl_ms), 0);
                 Ok(Reserved::New)
             }
             Probe::Full => Err(Full),
@@ -196,18 +236,17 @@ impl Claims<'_> {
         posted_ms: u64,
     ) -> ClaimOutcome {
         let h = hash(unique);
-        let now = ticks(now_ms);
         let _g = Guard::new(lock);
-        let at = match self.probe(h, now) {
+        let at = match self.probe(h, now_ms) {
             Probe::Found(at) => {
-                let owner = self.0[at].pid.load(Ordering::Relaxed);
+                let owner = self.0[at].pid();
                 if owner != 0 {
                     return ClaimOutcome::Taken(owner);
                 }
                 at
             }
             Probe::Free(at) => {
-                if let Some(owner) = self.expired_owner(h, ticks(posted_ms.max(1))) {
+                if let Some(owner) = self.expired_owner(h, posted_ms.max(1)) {
                     return ClaimOutcome::Taken(owner);
                 }
                 // The reservation expired before anyone read the event.
@@ -216,21 +255,17 @@ impl Claims<'_> {
             Probe::Full => return ClaimOutcome::Full,
         };
         let e = &self.0[at];
-        let until = ticks(now_ms + ttl_ms.max(1));
-        let reserved = e.expires.load(Ordering::Relaxed);
-        let keep =
-            e.hash.load(Ordering::Relaxed) == h && live(reserved, now) && live(reserved, until);
-        e.hash.store(h, Ordering::Relaxed);
-        e.pid.store(pid, Ordering::Relaxed);
+        let mine = until(now_ms, ttl_ms);
+        let reserved = e.expires();
+        let keep = e.hash.load(Ordering::Relaxed) == h && live(reserved, now_ms) && reserved > mine;
         // a reader's shorter ttl never cuts the poster's window short
-        e.expires
-            .store(if keep { reserved } else { until }, Ordering::Relaxed);
+        e.set(h, if keep { reserved } else { mine }, pid);
         ClaimOutcome::Mine
     }
 
     /// The owner of an expired entry still holding key hash `h` whose claim
-    /// outlived the event's post time `posted` (ticks), if any.
-    fn expired_owner(&self, h: u64, posted: u32) -> Option<i32> {
+    /// outlived the event's post time `posted` (ms), if any.
+    fn expired_owner(&self, h: u64, posted: u64) -> Option<i32> {
         let table = self.0;
         let start = (h % table.len() as u64) as usize;
         for i in 0..PROBE.min(table.len()) {
@@ -239,9 +274,8 @@ impl Claims<'_> {
             if eh == 0 {
                 return None;
             }
-            let owner = e.pid.load(Ordering::Relaxed);
-            let covered = live(e.expires.load(Ordering::Relaxed), posted);
-            if eh == h && owner != 0 && owner != DONE && covered {
+            let owner = e.pid();
+            if eh == h && owner != 0 && owner != DONE && live(e.expires(), posted) {
                 return Some(owner);
             }
         }
@@ -262,10 +296,9 @@ impl Claims<'_> {
         alive: impl Fn(i32) -> bool,
     ) -> TaskClaim {
         let h = hash(key);
-        let now = ticks(now_ms);
         let _g = Guard::new(lock);
-        let (at, out) = match self.probe(h, now) {
-            Probe::Found(at) => match self.0[at].pid.load(Ordering::Relaxed) {
+        let (at, out) = match self.probe(h, now_ms) {
+            Probe::Found(at) => match self.0[at].pid() {
                 DONE => return TaskClaim::Done,
                 0 => (at, TaskClaim::Mine),
                 owner if owner == pid || alive(owner) => return TaskClaim::Busy(owner),
@@ -274,30 +307,23 @@ impl Claims<'_> {
             Probe::Free(at) => (at, TaskClaim::Mine),
             Probe::Full => return TaskClaim::Full,
         };
-        let e = &self.0[at];
-        e.hash.store(h, Ordering::Relaxed);
-        e.pid.store(pid, Ordering::Relaxed);
-        e.expires
-            .store(ticks(now_ms + ttl_ms.max(1)), Ordering::Relaxed);
+        self.0[at].set(h, until(now_ms, ttl_ms), pid);
         out
     }
 
     /// Marks task key `key` finished (kept until it expires).
     pub fn finish(&self, lock: &(impl ZoneLock + ?Sized), key: &[u8], now_ms: u64) {
         let _g = Guard::new(lock);
-        if let Probe::Found(at) = self.probe(hash(key), ticks(now_ms)) {
-            self.0[at].pid.store(DONE, Ordering::Relaxed);
+        if let Probe::Found(at) = self.probe(hash(key), now_ms) {
+            self.0[at].set_pid(DONE);
         }
     }
 
     /// Frees task key `key` (a run lock, when the run ends).
     pub fn release(&self, lock: &(impl ZoneLock + ?Sized), key: &[u8], now_ms: u64) {
-        let now = ticks(now_ms);
         let _g = Guard::new(lock);
-        if let Probe::Found(at) = self.probe(hash(key), now) {
-            self.0[at]
-                .expires
-                .store(now.wrapping_sub(1), Ordering::Relaxed);
+        if let Probe::Found(at) = self.probe(hash(key), now_ms) {
+            self.0[at].set_expires(now_ms);
         }
     }
 }
@@ -311,8 +337,7 @@ mod tests {
         let table: Vec<Claim> = (0..entries)
             .map(|_| Claim {
                 hash: AtomicU64::new(0),
-                expires: AtomicU32::new(0),
-                pid: AtomicI32::new(0),
+                word: AtomicU64::new(0),
             })
             .collect();
         Claims(Box::leak(table.into_boxed_slice()))
@@ -338,7 +363,7 @@ mod tests {
             z.claim(&l, b"k", 10, 1400, 512, 1400),
             ClaimOutcome::Taken(10)
         );
-        // expired (to within a tick): a late reader of that event still sees
+        // expired: a late reader of that event still sees
         // its owner; a new post of the key opens a new window
         assert_eq!(
             z.claim(&l, b"k", 11, 1600, 512, 1000),
@@ -412,29 +437,62 @@ mod tests {
     }
 
     #[test]
-    fn expiry_survives_the_tick_counter_wrapping() {
+    fn expiry_is_exact_to_the_millisecond() {
         let z = zone(64);
         let l = TestLock::default();
-        let near_wrap = (u32::MAX as u64 - 2) * TICK_MS;
+        // Kong's suites use 40 ms: a claim taken at any ms is live for
+        // exactly 40 ms (under 64 ms ticks it was often dead on arrival)
+        for t0 in [1u64, 63, 64, 65, 127, 1_000_001] {
+            let k = format!("k{t0}");
+            assert_eq!(z.reserve(&l, k.as_bytes(), t0, 40), Ok(Reserved::New));
+            assert_eq!(z.claim(&l, k.as_bytes(), 1, t0, 40, t0), ClaimOutcome::Mine);
+            for dt in [0, 1, 20, 39] {
+                assert_eq!(
+                    z.reserve(&l, k.as_bytes(), t0 + dt, 40),
+                    Ok(Reserved::Live),
+                    "{t0}+{dt}"
+                );
+                assert_eq!(
+                    z.claim(&l, k.as_bytes(), 2, t0 + dt, 40, t0),
+                    ClaimOutcome::Taken(1)
+                );
+            }
+            assert_eq!(
+                z.reserve(&l, k.as_bytes(), t0 + 40, 40),
+                Ok(Reserved::New),
+                "{t0}+40"
+            );
+        }
+        // 1 ms means 1 ms
+        assert_eq!(z.reserve(&l, b"one", 500, 1), Ok(Reserved::New));
+        assert_eq!(z.reserve(&l, b"one", 500, 1), Ok(Reserved::Live));
+        assert_eq!(z.reserve(&l, b"one", 501, 1), Ok(Reserved::New));
+        // a ttl of 0 is taken as 1 ms, never as "already expired"
+        assert_eq!(z.reserve(&l, b"zero", 7, 0), Ok(Reserved::New));
+        assert_eq!(z.reserve(&l, b"zero", 7, 0), Ok(Reserved::Live));
+    }
+
+    #[test]
+    fn owner_and_expiry_share_a_word_without_clobbering() {
+        let z = zone(64);
+        let l = TestLock::default();
+        let max_pid = (1 << 22) as i32; // Linux PID_MAX_LIMIT
         assert_eq!(
-            z.claim(&l, b"k", 1, near_wrap, 10 * TICK_MS, near_wrap),
-            ClaimOutcome::Mine
+            z.take(&l, b"w", max_pid, 10, 1000, |_| true),
+            TaskClaim::Mine
         );
-        let later = near_wrap + 5 * TICK_MS; // past the wrap, before expiry
         assert_eq!(
-            z.claim(&l, b"k", 2, later, 10, later),
-            ClaimOutcome::Taken(1)
+            z.take(&l, b"w", 5, 20, 1000, |_| true),
+            TaskClaim::Busy(max_pid)
         );
-        let expired = near_wrap + 20 * TICK_MS;
-        assert_eq!(
-            z.claim(&l, b"k", 2, expired, 10, near_wrap),
-            ClaimOutcome::Taken(1)
-        );
-        assert_eq!(z.reserve(&l, b"k", expired, 10), Ok(Reserved::New));
-        assert_eq!(
-            z.claim(&l, b"k", 2, expired, 10, expired),
-            ClaimOutcome::Mine
-        );
+        z.finish(&l, b"w", 30);
+        assert_eq!(z.take(&l, b"w", 5, 1009, 1000, |_| true), TaskClaim::Done);
+        assert_eq!(z.take(&l, b"w", 5, 1010, 1000, |_| true), TaskClaim::Mine);
+        // an uptime of decades still compares right
+        let late = 30 * 365 * 24 * 3600 * 1000u64;
+        assert_eq!(z.reserve(&l, b"late", late, 5), Ok(Reserved::New));
+        assert_eq!(z.reserve(&l, b"late", late + 4, 5), Ok(Reserved::Live));
+        assert_eq!(z.reserve(&l, b"late", late + 5, 5), Ok(Reserved::New));
     }
 
     #[test]
