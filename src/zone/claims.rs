@@ -476,7 +476,7 @@ mod tests {
     fn owner_and_expiry_share_a_word_without_clobbering() {
         let z = zone(64);
         let l = TestLock::default();
-        let max_pid = (1 << 22) as i32; // Linux PID_MAX_LIMIT
+        let max_pid: i32 = 1 << 22; // Linux PID_MAX_LIMIT
         assert_eq!(
             z.take(&l, b"w", max_pid, 10, 1000, |_| true),
             TaskClaim::Mine
