@@ -42,7 +42,7 @@ BENCH_CLUSTER_POSTER: "other" (the poster is not A's bridge worker),
 test once per poster placement; with more than one round the summary rows
 give median (range).
 
-Environment: WORKERS, BENCH_API (worker.events | events: publish("cluster", ...)),
+Environment: WORKERS, BENCH_API (worker.events | events: publish_cluster("all", ...)),
 BENCH_CLUSTER_TESTS (latency,throughput), BENCH_CLUSTER_POSTER,
 BENCH_CLUSTER_REPEAT, BENCH_CLUSTER_COUNT, BENCH_CLUSTER_LAT_COUNT,
 BENCH_CLUSTER_PERIOD, BENCH_CLUSTER_BATCH, BENCH_CLUSTER_PAUSE,

@@ -130,7 +130,7 @@ ngx_worker_events: worker_events_compat: invalid value "1.0", expected "1.x" or 
 } }"
 --- response_body
 before: 2.0.1 2.x post=true, 2.0.1 2.x post=true
-after: 1.0.0 1.x post=done, 1.0.0 1.x post=done
+after: 0.3.3 1.x post=done, 0.3.3 1.x post=done
 
 
 
@@ -149,8 +149,8 @@ after: 1.0.0 1.x post=done, 1.0.0 1.x post=done
     ngx.say('respawned: ', table.concat(starts(1), ', '))
 } }"
 --- response_body
-before: 1.0.0 1.x post=done, 1.0.0 1.x post=done
-respawned: 1.0.0 1.x post=done
+before: 0.3.3 1.x post=done, 0.3.3 1.x post=done
+respawned: 0.3.3 1.x post=done
 --- no_error_log eval
 [qr/\[alert\](?!.*exited on signal 9)/, "[crit]"]
 --- error_log

@@ -302,7 +302,7 @@ quick
 --- http_config eval: $::DefaultsHttpConfig
 --- config eval: $::DefaultsConfig
 --- response_body
-1.0.0 1.x
+0.3.3 1.x
 {["interval"]=1,["shm_retries"]=5,["timeout"]=2,["wait_interval"]=0.01,["wait_max"]=0.5}
 2
 
@@ -313,7 +313,7 @@ quick
 --- http_config eval: $::DefaultsHttpConfig
 --- config eval: $::DefaultsConfig
 --- response_body
-1.0.0 1.x
+0.3.3 1.x
 {["interval"]=1,["shm_retries"]=5,["timeout"]=2,["wait_interval"]=0.01,["wait_max"]=0.5}
 4
 

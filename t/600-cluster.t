@@ -49,7 +49,7 @@ B resty.events: w0=100 w1=100 w2=100 w3=100
 --- no_error_log
 [error]
 
-=== TEST 2: resty.events publish("cluster") on node B reaches A's workers through both APIs; remote events carry no pid or wid
+=== TEST 2: resty.events publish_cluster("all") on node B reaches A's workers through both APIs; remote events carry no pid or wid
 --- http_config eval: $::HttpA
 --- init
 ClusterTest::reset_stream(); ClusterTest::start_node_b();

@@ -84,7 +84,9 @@ ngx_worker_events_cluster_events_out_total{zone="ev",node="a"} 20
             ngx.say(select(2, wev.post("s", "e", 1, nil, "cluster")))
             local ev = require("resty.events").new { listening = "unix:/x" }
             assert(ev:init_worker())
-            ngx.say(select(2, ev:publish("cluster", "s", "e", 1)))
+            ngx.say(select(2, ev:publish_cluster("all", "s", "e", 1)))
+            -- as in lua-resty-events, "cluster" is just a unique key
+            ngx.say("publish(\"cluster\"): ", ev:publish("cluster", "s", "e", 1))
             local ok, e = pcall(ev.publish_cluster, ev, "current", "s", "e")
             ngx.say(ok, " ", e)
         }
@@ -95,4 +97,5 @@ cluster families: false
 failed posting event "e" by "s"; no worker_events_cluster is configured
 failed posting event "e" by "s"; opts must be a table, got string
 failed to publish event: no worker_events_cluster is configured
+publish("cluster"): true
 false target "current" is not a cluster target (use "all" or a unique key)

@@ -66,17 +66,30 @@ local _M = {
   POST_HOLD = native.POST_HOLD,   -- with POST_CLUSTER and a unique key: one worker in the cluster
 }
 
--- debug lines cost a C call per event: skip them unless error_log is at debug
--- (the level is fixed for the life of this Lua VM; a reload makes a new one)
-_M.DEBUG_ON = true
-do
+-- The libraries' debug lines: logged exactly when this process's error_log
+-- lets debug through. The level is read from the running cycle, and only
+-- outside init_by_lua* (there ngx_cycle is still the cycle being replaced,
+-- whose level is not the configured one): when the bus opens a consumer or
+-- starts its loop, once per process. The APIs read `bus.debug_on` per event
+-- (a table field, no C call), so a worker not at debug pays nothing else.
+_M.debug_on = false
+local debug_pid -- the process whose level debug_on holds
+
+function _M.refresh_debug()
+  if ngx.get_phase() == "init" then return _M.debug_on end
+  local p = n_pid()
+  if debug_pid == p then return _M.debug_on end
+  debug_pid = p
+  local on = true -- no way to tell: log them, nginx filters them
   local ok, errlog = pcall(require, "ngx.errlog")
   if ok and errlog.get_sys_filter_level then
     local ok2, level = pcall(errlog.get_sys_filter_level)
-    if ok2 and type(level) == "number" then _M.DEBUG_ON = level >= DEBUG end
+    if ok2 and type(level) == "number" then on = level >= DEBUG end
   end
+  _M.debug_on = on
+  return on
 end
-local DEBUG_ON = _M.DEBUG_ON
+_M.refresh_debug()
 
 -- an error value as text: an error object whose __tostring throws must not
 -- stop the other handlers
@@ -143,6 +156,7 @@ function _M.new(spec)
     local id, z = n_open(name, ngx.get_phase() == "init", agent)
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
+    _M.refresh_debug()
     -- with worker_events_cluster on this zone, this worker joins the
     -- bridge's lease (once per worker, whichever API opens first)
     local cluster = native.cluster_config()
@@ -278,7 +292,7 @@ function _M.new(spec)
             -- its reservation expired unread and the table is full: running
             -- it could run it twice
             log(ERR, PREFIX, "skipping unique event ", f, ": no room to record who runs it")
-          elseif DEBUG_ON then
+          elseif _M.debug_on then
             log(DEBUG, api_prefix, "skipping event ", f, " was handled by worker ", owner)
           end
         end
@@ -360,6 +374,7 @@ function _M.new(spec)
     end
     sema = sema or semaphore.new(0)
     has_run = true
+    _M.refresh_debug()
     local me = consumer
     local push = c_set_sema(me, sema.sem) == 1
     while not exiting() and consumer == me do

@@ -23,7 +23,6 @@ local worker_id, worker_count = ngx.worker.id, ngx.worker.count
 local str_sub = string.sub
 
 local bus = require "ngx_worker_events.bus"
-local DEBUG_ON = bus.DEBUG_ON
 local POST_DEDUP = bus.POST_DEDUP
 local POST_CLUSTER, POST_HOLD = bus.POST_CLUSTER, bus.POST_HOLD
 local post -- below
@@ -133,7 +132,7 @@ local function run_list(funcs, list, data, event, source, wid)
 end
 
 local function do_event(self, source, event, data, wid)
-  if DEBUG_ON then
+  if bus.debug_on then
     log(DEBUG, "worker-events: handling event; source=", source, ", event=", event,
         ", wid=", wid)
   end
@@ -207,6 +206,7 @@ end
 
 function _MT:init_worker()
   local opts = self.opts
+  bus.refresh_debug()
   if opts.testing then
     -- the library's testing mode: events stay in this worker, handled at once
     if not self._testing_timer then
@@ -267,20 +267,17 @@ function _MT:publish(target, source, event, data)
   if bad then error(bad, 2) end
 
   if self.opts.testing then
-    if DEBUG_ON then log(DEBUG, "event published to 1 workers") end
+    if bus.debug_on then log(DEBUG, "event published to 1 workers") end
     do_event(self, source, event, data, nil)
     return true
   end
 
   if target == "current" then
     self._bus.post_local(source, event, data)
-    if DEBUG_ON then log(DEBUG, "event published to 1 workers") end
+    if bus.debug_on then log(DEBUG, "event published to 1 workers") end
     return true
   end
 
-  if target == "cluster" then
-    return self:publish_cluster("all", source, event, data)
-  end
   return post(self, target ~= "all" and target or nil, source, event, data, nil)
 end
 
@@ -297,7 +294,7 @@ function post(self, unique, source, event, data, cluster)
   if seq == nil then
     return nil, "failed to publish event: " .. tostring(err)
   end
-  if DEBUG_ON then
+  if bus.debug_on then
     if seq == false then
       log(DEBUG, "unique event is duplicate on ", worker_name(), ": ", unique)
     else
@@ -309,8 +306,8 @@ end
 
 -- Extension (not in lua-resty-events): publishes to the whole cluster
 -- (worker_events_cluster): `target` "all" (every worker of every node) or a
--- unique key (one worker in the cluster). publish("cluster", ...) is
--- publish_cluster("all", ...).
+-- unique key (one worker in the cluster). publish("cluster", ...) is, as
+-- in the library, a unique key like any other.
 function _MT:publish_cluster(target, source, event, data)
   local bad = check_publish(target, source, event)
   if bad then error(bad, 2) end

@@ -18,7 +18,7 @@ local events = require "resty.events"
 local NOT_CONFIGURED = "events not configured, call configure() first"
 local WEAK_VALUES = { __mode = "v" }
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = events._VERSION } -- as the library: resty.events' version
 
 local ev -- the resty.events instance, from configure()
 local _configured = false

@@ -25,7 +25,6 @@ local type, error, tostring, xpcall = type, error, tostring, xpcall
 local traceback = debug.traceback
 
 local bus = require "ngx_worker_events.bus"
-local DEBUG_ON = bus.DEBUG_ON
 local error_text = bus.error_text
 
 local SOURCE = "resty-worker-manager"
@@ -57,7 +56,7 @@ local function call(which, cb, ...)
 end
 
 local function debug_counts(id, what, prev, mine, nxt)
-  if DEBUG_ON then
+  if bus.refresh_debug() then
     log(DEBUG, tracker(id), what, " #workers; previous: ", prev, " mine: ", mine, " next: ", nxt)
   end
 end

@@ -20,7 +20,6 @@ local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
 local huge = math.huge
 
 local bus = require "ngx_worker_events.bus"
-local DEBUG_ON = bus.DEBUG_ON
 local run_handler = bus.run_handler
 
 local SOURCE = "resty-worker-events"
@@ -33,7 +32,9 @@ local DEFAULTS = {
   shm_retries = SYNC and 5 or 999,
 }
 
-local _M = { _VERSION = SYNC and "1.0.0" or "2.0.1" }
+-- what each version reports: 1.0.0's tag never bumped its `_VERSION`, and
+-- consumers (lua-resty-healthcheck) check for "0.3.3"
+local _M = { _VERSION = SYNC and "0.3.3" or "2.0.1" }
 
 -- configuration (per worker process)
 local _shm, _opts
@@ -102,8 +103,15 @@ local function run_list(lvl, data, event, source, pid)
 end
 
 local function do_event(source, event, data, pid)
-  if DEBUG_ON then
-    log(DEBUG, "worker-events: handling event; source=", source, ", event=", event, ", pid=", pid)
+  if bus.debug_on then
+    if SYNC then
+      -- 1.0.0's line, payload included: 1.x code and its tests grep it
+      -- (the only place the module logs a payload; README "1.x code")
+      log(DEBUG, "worker-events: handling event; source=", source, ", event=", event,
+          ", pid=", pid, ", data=", tostring(data))
+    else
+      log(DEBUG, "worker-events: handling event; source=", source, ", event=", event, ", pid=", pid)
+    end
   end
   run_list(_callbacks, data, event, source, pid)
   local s = _callbacks.subs[source]
@@ -372,18 +380,27 @@ end
 ---------------------------------------------------------------------------
 -- event lists
 ---------------------------------------------------------------------------
-function _M.event_list(source, ...)
-  local events = { _source = source }
-  for _, event in pairs({ ... }) do
-    events[event] = event
+-- `hidden`: events that resolve but are not enumerated (pairs() sees what
+-- the library's list holds)
+local function event_list(source, events, hidden)
+  local list = { _source = source }
+  for _, event in pairs(events) do
+    list[event] = event
   end
-  return setmetatable(events, {
+  return setmetatable(list, {
     __index = function(_, key)
+      if hidden and hidden[key] then return key end
       error("event '" .. tostring(key) .. "' is an unknown event", 2)
     end,
   })
 end
 
-_M.events = _M.event_list(SOURCE, "started", "stopping", "lost")
+function _M.event_list(source, ...)
+  return event_list(source, { ... })
+end
+
+-- the library's own events; "lost" is ours (see README), so it resolves
+-- (events.lost) without showing up in pairs(events)
+_M.events = event_list(SOURCE, { "started", "stopping" }, { lost = true })
 
 return _M

@@ -177,10 +177,14 @@ impl Claims<'_> {
         self.0.iter().filter(|e| e.is_live(now_ms)).count()
     }
 
+    /// Finds key hash `h`'s live entry, or the entry a new one goes in:
+    /// the first one not live, sparing the key's own expired claims (who
+    /// ran its earlier windows, which [`Self::expired_owner`] reads) while
+    /// another entry is free.
     fn probe(&self, h: u64, now: u64) -> Probe {
         let table = self.0;
         let start = (h % table.len() as u64) as usize;
-        let mut free = None;
+        let (mut free, mut history) = (None, None);
         for i in 0..PROBE.min(table.len()) {
             let at = (start + i) % table.len();
             let e = &table[at];
@@ -190,13 +194,17 @@ impl Claims<'_> {
                 return Probe::Found(at);
             }
             if !is_live && free.is_none() {
-                free = Some(at);
+                if eh == h && e.pid() != 0 {
+                    history = history.or(Some(at));
+                } else {
+                    free = Some(at);
+                }
             }
             if eh == 0 {
                 break; // never used: the key is not further on
             }
         }
-        free.map_or(Probe::Full, Probe::Free)
+        free.or(history).map_or(Probe::Full, Probe::Free)
     }
 
     /// The poster's step: makes sure `unique` has a live entry until
@@ -241,6 +249,11 @@ impl Claims<'_> {
             Probe::Found(at) => {
                 let owner = self.0[at].pid();
                 if owner != 0 {
+                    return ClaimOutcome::Taken(owner);
+                }
+                // a new window's reservation; an event posted in an earlier
+                // window (read late: a busy worker) stays that window's
+                if let Some(owner) = self.expired_owner(h, posted_ms.max(1)) {
                     return ClaimOutcome::Taken(owner);
                 }
                 at
@@ -470,6 +483,21 @@ mod tests {
         // a ttl of 0 is taken as 1 ms, never as "already expired"
         assert_eq!(z.reserve(&l, b"zero", 7, 0), Ok(Reserved::New));
         assert_eq!(z.reserve(&l, b"zero", 7, 0), Ok(Reserved::Live));
+    }
+
+    #[test]
+    fn a_late_reader_of_an_earlier_window_does_not_take_the_next_one() {
+        // Kong's 40 ms: worker 1 runs the event posted at 0; worker 2 is
+        // busy and reads it at 120, after the key was posted again at 100
+        let z = zone(64);
+        let l = TestLock::default();
+        assert_eq!(z.reserve(&l, b"k", 0, 40), Ok(Reserved::New));
+        assert_eq!(z.claim(&l, b"k", 1, 2, 40, 0), ClaimOutcome::Mine);
+        assert_eq!(z.reserve(&l, b"k", 100, 40), Ok(Reserved::New));
+        assert_eq!(z.claim(&l, b"k", 2, 120, 40, 0), ClaimOutcome::Taken(1));
+        // the new window is still open for its own event
+        assert_eq!(z.claim(&l, b"k", 2, 121, 40, 100), ClaimOutcome::Mine);
+        assert_eq!(z.claim(&l, b"k", 1, 122, 40, 100), ClaimOutcome::Taken(2));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 #   worker_events_zone itself, or the block has `--- implicit_zone`, which
 #   leaves nginx.conf as a lua-resty-worker-events user wrote it);
 # - `lua_shared_dict out 8m;`, where `t.we` records what handlers saw
-#   (unless http_config declares `out`);
+#   (unless http_config declares `out`, or the block has `--- no_shared_dict`:
+#   with no lua_shared_dict at all, lua-nginx-module runs init_by_lua* while
+#   ngx_cycle is still the cycle being replaced);
 # - `--- request: GET /t` when the config has `location = /t` and the block
 #   sends nothing else;
 # - several workers, and a failure on [alert], [crit] or [emerg].
@@ -52,7 +54,9 @@ add_block_preprocessor(sub {
     }
 
     my $http = $block->http_config // '';
-    if ($http !~ /lua_shared_dict\s+out\s/ && !defined $block->must_die) {
+    if ($http !~ /lua_shared_dict\s+out\s/ && !defined $block->must_die
+        && !defined $block->no_shared_dict)
+    {
         $http = "lua_shared_dict out 8m;\n" . $http;
     }
     if ($http !~ /worker_events_zone/ && !defined $block->implicit_zone

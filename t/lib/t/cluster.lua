@@ -178,7 +178,7 @@ function _M.serve()
     ngx.say("posted")
   elseif what == "publish" then
     for i = 1, tonumber(a.n or 1) do
-      local ok, err = _G.test_events:publish("cluster", a.source or "s", a.event or "e", { i = i })
+      local ok, err = _G.test_events:publish_cluster("all", a.source or "s", a.event or "e", { i = i })
       if not ok then ngx.say("publish failed: ", err) return end
     end
     ngx.say("published")
