@@ -3,6 +3,7 @@
 # Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 MODULE_SO="$ROOT/build/ngx_http_worker_events_module.so"
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 NGINX_MODULES_DIR=${NGINX_MODULES_DIR:-/usr/lib/nginx/modules}
@@ -48,7 +49,8 @@ ensure_rust() {
 # flags, so the module's binary signature matches /usr/sbin/nginx.
 ensure_nginx_build_dir() {
   local src=/usr/share/nginx/src dir="$ROOT/target/nginx-src"
-  local stamp="$dir/.configured-$(dpkg-query -W -f='${Version}' nginx-dev)"
+  local stamp
+  stamp="$dir/.configured-$(dpkg-query -W -f='${Version}' nginx-dev)"
   if [ ! -f "$stamp" ]; then
     log "configuring nginx sources in $dir"
     rm -rf "$dir"; mkdir -p "$dir"

@@ -26,10 +26,10 @@ local log = ngx.log
 local ERR, WARN, NOTICE, INFO, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.INFO, ngx.DEBUG
 local exiting = ngx.worker.exiting
 local sleep = ngx.sleep
-local tostring, tonumber, type, pairs, ipairs = tostring, tonumber, type, pairs, ipairs
+local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
 local min, floor = math.min, math.floor
 local byte, sub = string.byte, string.sub
-local new_tab = require "table.new" 
+local new_tab = require "table.new"
 local fmt = string.format
 local null = ngx.null
 

@@ -1,7 +1,6 @@
 -- Cluster test helper (t/6xx, with t/lib/ClusterTest.pm): every node's
 -- workers record what both APIs hand them in `ngx.shared.out`; /c/* lets
 -- another node (or the test) read and drive this node over HTTP.
-local we = require "t.we"
 local cjson = require "cjson.safe"
 
 local _M = {}
@@ -126,7 +125,7 @@ end
 -- the worker pids of this node
 function _M.pids()
   local out = {}
-  for i = 0, (dict():llen("pids") or 0) - 1 do
+  for _ = 0, (dict():llen("pids") or 0) - 1 do
     local v = dict():lpop("pids")
     if v then out[#out + 1] = v; dict():rpush("pids", v) end
   end
