@@ -5,6 +5,10 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+# several workers (and a master: reloads, kills) as the real Test::Nginx needs them
+master_on();
+workers(2);
+
 # `nginx -t` itself (not only a start that fails) on each bad line
 for my $case (
     [ 'worker_events_compat 3.x;',

@@ -4,6 +4,10 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+# several workers (and a master: reloads, kills) as the real Test::Nginx needs them
+master_on();
+workers(2);
+
 log_level('warn');
 
 run_tests();

@@ -6,6 +6,10 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+# several workers (and a master: reloads, kills) as the real Test::Nginx needs them
+master_on();
+workers(2);
+
 # `from`: local (post_local), me (this worker posted it), other
 our $HttpConfig = <<'_EOC_';
     worker_events_compat 1.x;

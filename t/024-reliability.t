@@ -4,6 +4,10 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+# several workers (and a master: reloads, kills) as the real Test::Nginx needs them
+master_on();
+workers(2);
+
 # a worker that spins serves nothing: this location answers only if the
 # worker yields, and says how much CPU it burnt in 0.5 s
 our $CpuConfig = <<'_EOC_';

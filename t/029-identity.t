@@ -6,6 +6,8 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+master_on(); # TEST 4 runs 2 workers; the others one
+
 run_tests();
 
 __DATA__

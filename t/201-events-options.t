@@ -6,6 +6,7 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 
+master_on();
 workers(4);
 
 run_tests();

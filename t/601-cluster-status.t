@@ -7,6 +7,7 @@ use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 use ClusterTest;
 
+master_on();
 workers(4);
 
 our $HttpA = cluster_http("a");

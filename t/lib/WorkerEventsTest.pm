@@ -11,7 +11,10 @@
 #   ngx_cycle is still the cycle being replaced);
 # - `--- request: GET /t` when the config has `location = /t` and the block
 #   sends nothing else;
-# - several workers, and a failure on [alert], [crit] or [emerg].
+# - a failure on [alert], [crit] or [emerg].
+# The process model stays Test::Nginx's default (master_process off, one
+# process): a file that needs several workers, a reload or a killed worker
+# calls `master_on(); workers(N);` itself, as under the real Test::Nginx.
 #
 #   use lib 't/lib';
 #   use Test::Nginx::Socket 'no_plan';
@@ -40,8 +43,6 @@ _EOC_
 $ENV{TEST_NGINX_WE_MODULE} = $Module;
 $ENV{TEST_NGINX_MODULES_DIR} = $ModulesDir;
 
-master_on();
-workers(2);
 no_shuffle();
 log_level('info');
 

@@ -49,7 +49,9 @@ our @EXPORT = qw(
 our $RepeatEach        = 1;
 our $Workers           = 1;
 our $WorkerConnections = 1024;
-our $MasterProcess     = $ENV{TEST_NGINX_MASTER_PROCESS} || 'on';
+# Test::Nginx's defaults: one process, no master (master_on() and
+# workers(N) in a file, or TEST_NGINX_MASTER_PROCESS=on, change them)
+our $MasterProcess     = $ENV{TEST_NGINX_MASTER_PROCESS} || 'off';
 our $LogLevel          = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
 our $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
 our $ServerAddr        = '127.0.0.1';
@@ -256,6 +258,8 @@ sub run_test ($;$) {
     }
     $skip_reason //= 'various reasons';
 
+    check_master_for_workers($block);
+
     my $started;
     if (!$NoNginxManager && !$should_skip) {
         stop_nginx($name);
@@ -333,6 +337,45 @@ sub run_test ($;$) {
         }
     }
     report_failure($name, $failed_before);
+}
+
+# The worker count of a block: `--- workers: N` (runner extension) or the
+# file's workers(N).
+sub block_workers ($) {
+    my $block = shift;
+    my $n = $block->workers // $Workers;
+    $n =~ s/^\s+|\s+$//g;
+    return $n;
+}
+
+# `master_process` for a block: the file's (master_on()/master_off(), or
+# TEST_NGINX_MASTER_PROCESS), except that a block asking for several
+# workers with `--- workers: N` gets a master (runner extension).
+sub block_master ($) {
+    my $block = shift;
+    my $n = $block->workers;
+    return 'on' if defined $n && $n =~ /^\s*(\d+)\s*$/ && $1 > 1;
+    return $MasterProcess;
+}
+
+# Several workers need a master; the real Test::Nginx knows neither
+# `--- workers` nor a master unless the file calls master_on(). A block
+# with `--- workers: N > 1` in a file without master_on() fails (it would
+# run as one process under the real one); workers(N > 1) without a master
+# is what the real one runs too (one process, ngx.worker.count() == N),
+# so that only warns.
+sub check_master_for_workers ($) {
+    my $block = shift;
+    return if $MasterProcess eq 'on';
+    my $name = $block->name;
+    my $n = $block->workers;
+    if (defined $n && $n =~ /^\s*(\d+)\s*$/ && $1 > 1) {
+        Test::More::fail("$name - --- workers: $1 needs master_on() in the file "
+                         . "(the real Test::Nginx runs master_process off: one process)");
+    } elsif (!defined $n && $Workers > 1 && !$Warned{"workers$Workers"}++) {
+        warn "WARNING: workers($Workers) without master_on(): nginx runs one process "
+             . "(as under the real Test::Nginx), ngx.worker.count() still says $Workers\n";
+    }
 }
 
 sub report_failure ($$) {

@@ -199,8 +199,8 @@ sub write_config_file ($$$) {
         $main_config = join('', map { "load_module $_;\n" } grep { length } split /\s+/, $mods)
                        . $main_config;
     }
-    my $workers = $block->workers // $Test::Nginx::Socket::Workers;    # runner extension
-    $workers =~ s/^\s+|\s+$//g;
+    my $workers = Test::Nginx::Socket::block_workers($block);    # runner extension
+    my $master  = Test::Nginx::Socket::block_master($block);
     my $log_level = $block->log_level || $Test::Nginx::Socket::LogLevel;
     $log_level =~ s/^\s+|\s+$//g;
     my $server_name = $block->server_name // $Test::Nginx::Socket::ServerName;
@@ -211,7 +211,6 @@ sub write_config_file ($$$) {
     my $root      = $Test::Nginx::Socket::ServRoot;
     my $html_dir  = $Test::Nginx::Socket::HtmlDir;
     my $conf_file = $Test::Nginx::Socket::ConfFile;
-    my $master    = $Test::Nginx::Socket::MasterProcess;
     my $err_log   = $Test::Nginx::Socket::ErrLogFile;
     my $pid_file  = $Test::Nginx::Socket::PidFile;
     my $listen    = "$Test::Nginx::Socket::ServerAddr:$Test::Nginx::Socket::ServerPort";
