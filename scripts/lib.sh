@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libipc-run-perl libwww-perl liburi-perl wrk curl procps binutils prometheus
   redis-server redis-tools lua-nginx-redis
   dpkg-dev lintian
+  lua-check shellcheck pyflakes3
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
