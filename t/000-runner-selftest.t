@@ -7,17 +7,19 @@ repeat_each(2);
 master_on();
 no_shuffle();
 
-our $LuaModules = <<'_EOC_';
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-_EOC_
+use NginxPlatform;
+
+# ndk + lua load lines on Debian; none where lua is compiled in (OpenResty)
+our $LuaModules = $NginxPlatform::LuaLoadModules;
+our $LuaPresent = $NginxPlatform::LuaBuiltin
+    || -f "$NginxPlatform::ModulesDir/ngx_http_lua_module.so";
 
 # blocks using *_by_lua* directives get the module loads (and are skipped when
 # the module is not installed)
 add_block_preprocessor(sub {
     my $block = shift;
     if (join('', $block->config // '', $block->http_config // '') =~ /_by_lua/) {
-        if (!-f '/usr/lib/nginx/modules/ngx_http_lua_module.so') {
+        if (!$LuaPresent) {
             $block->set_value("skip_eval", "1: 1");
         }
         $block->set_value("main_config", $LuaModules . ($block->main_config // ''));

@@ -140,7 +140,7 @@ location = /end {
 $::Check . q{
 location = /t {
     content_by_lua_block {
-        local bin = os.getenv("TEST_NGINX_BINARY") or "/usr/sbin/nginx"
+        local bin = assert(os.getenv("TEST_NGINX_BINARY"), "the nginx under test")
         local prefix = ngx.config.prefix()
         local cmd = bin .. " -p " .. prefix .. " -c conf/nginx.conf"
         local p = io.popen(cmd .. " -t 2>&1")
@@ -152,8 +152,8 @@ location = /t {
     }
 }
 }
---- env
-TEST_NGINX_BINARY
+--- main_config
+env TEST_NGINX_BINARY;
 --- request eval
 ["GET /check?g=1", "GET /t", "GET /check?g=2"]
 --- response_body eval

@@ -26,19 +26,17 @@ use warnings;
 use Cwd qw(cwd);
 use File::Temp qw(tempdir);
 use Test::Nginx::Socket;
+use NginxPlatform;
 use Exporter 'import';
 
 our @EXPORT = qw(nginx_t);
 
 our $Pwd = cwd();
-our $ModulesDir = $ENV{TEST_NGINX_MODULES_DIR} // '/usr/lib/nginx/modules';
+our $ModulesDir = $NginxPlatform::ModulesDir;
 our $Module = $ENV{TEST_NGINX_WE_MODULE} // "$Pwd/build/ngx_http_worker_events_module.so";
 
-our $LoadModules = <<"_EOC_";
-load_module $ModulesDir/ndk_http_module.so;
-load_module $ModulesDir/ngx_http_lua_module.so;
-load_module $Module;
-_EOC_
+# ndk and lua as dynamic modules (Debian), or nothing (compiled in: OpenResty)
+our $LoadModules = $NginxPlatform::LuaLoadModules . "load_module $Module;\n";
 
 $ENV{TEST_NGINX_WE_MODULE} = $Module;
 $ENV{TEST_NGINX_MODULES_DIR} = $ModulesDir;
@@ -108,7 +106,7 @@ sub nginx_t {
     print $fh "${LoadModules}${user}error_log $dir/logs/error.log;\npid $dir/logs/nginx.pid;\n"
         . ($main // '') . "\nevents {}\nhttp {\n$temp$http\n}\n";
     close $fh;
-    my $bin = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+    my $bin = $NginxPlatform::Binary;
     my $out = `$bin -t -p $dir/ -c conf/nginx.conf -e $dir/logs/error.log 2>&1`;
     return ($? >> 8, $out);
 }
