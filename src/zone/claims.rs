@@ -71,11 +71,6 @@ impl Claim {
         self.word.store(pack(expires_ms, pid), Ordering::Relaxed);
     }
 
-    fn set_pid(&self, pid: i32) {
-        self.word
-            .store(pack(self.expires(), pid), Ordering::Relaxed);
-    }
-
     fn set_expires(&self, expires_ms: u64) {
         self.word
             .store(pack(expires_ms, self.pid()), Ordering::Relaxed);
@@ -285,7 +280,12 @@ impl Claims<'_> {
 
 impl Claims<'_> {
     /// Takes task key `key` for `pid` until `now_ms + ttl_ms` (see the
-    /// module doc); `alive(pid)` tells whether an owner still runs.
+    /// module doc); `alive(pid)` tells whether an owner still runs. A key
+    /// with no live entry gets one only before `new_before_ms` (the end of
+    /// its window: a finished window's entry expires then, so a worker
+    /// that looks at it later must not take it as new): at or after it,
+    /// the window is over ([`TaskClaim::Done`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn take(
         &self,
         lock: &(impl ZoneLock + ?Sized),
@@ -293,6 +293,7 @@ impl Claims<'_> {
         pid: i32,
         now_ms: u64,
         ttl_ms: u64,
+        new_before_ms: u64,
         alive: impl Fn(i32) -> bool,
     ) -> TaskClaim {
         let h = hash(key);
@@ -304,6 +305,7 @@ impl Claims<'_> {
                 owner if owner == pid || alive(owner) => return TaskClaim::Busy(owner),
                 owner => (at, TaskClaim::Retry(owner)),
             },
+            Probe::Free(_) if now_ms >= new_before_ms => return TaskClaim::Done,
             Probe::Free(at) => (at, TaskClaim::Mine),
             Probe::Full => return TaskClaim::Full,
         };
@@ -311,11 +313,23 @@ impl Claims<'_> {
         out
     }
 
-    /// Marks task key `key` finished (kept until it expires).
-    pub fn finish(&self, lock: &(impl ZoneLock + ?Sized), key: &[u8], now_ms: u64) {
+    /// Marks task key `key` finished, kept until `keep_until_ms` at most
+    /// (the end of its window: a task holds a few entries whatever its
+    /// interval), or its expiry if sooner.
+    pub fn finish(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        key: &[u8],
+        now_ms: u64,
+        keep_until_ms: u64,
+    ) {
         let _g = Guard::new(lock);
         if let Probe::Found(at) = self.probe(hash(key), now_ms) {
-            self.0[at].set_pid(DONE);
+            let e = &self.0[at];
+            e.word.store(
+                pack(e.expires().min(keep_until_ms), DONE),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -332,6 +346,9 @@ impl Claims<'_> {
 mod tests {
     use super::*;
     use crate::zone::lock::TestLock;
+
+    /// No window end: a key may always be taken as new.
+    const NEVER: u64 = u64::MAX;
 
     fn zone(entries: usize) -> Claims<'static> {
         let table: Vec<Claim> = (0..entries)
@@ -478,16 +495,22 @@ mod tests {
         let l = TestLock::default();
         let max_pid: i32 = 1 << 22; // Linux PID_MAX_LIMIT
         assert_eq!(
-            z.take(&l, b"w", max_pid, 10, 1000, |_| true),
+            z.take(&l, b"w", max_pid, 10, 1000, NEVER, |_| true),
             TaskClaim::Mine
         );
         assert_eq!(
-            z.take(&l, b"w", 5, 20, 1000, |_| true),
+            z.take(&l, b"w", 5, 20, 1000, NEVER, |_| true),
             TaskClaim::Busy(max_pid)
         );
-        z.finish(&l, b"w", 30);
-        assert_eq!(z.take(&l, b"w", 5, 1009, 1000, |_| true), TaskClaim::Done);
-        assert_eq!(z.take(&l, b"w", 5, 1010, 1000, |_| true), TaskClaim::Mine);
+        z.finish(&l, b"w", 30, NEVER);
+        assert_eq!(
+            z.take(&l, b"w", 5, 1009, 1000, NEVER, |_| true),
+            TaskClaim::Done
+        );
+        assert_eq!(
+            z.take(&l, b"w", 5, 1010, 1000, NEVER, |_| true),
+            TaskClaim::Mine
+        );
         // an uptime of decades still compares right
         let late = 30 * 365 * 24 * 3600 * 1000u64;
         assert_eq!(z.reserve(&l, b"late", late, 5), Ok(Reserved::New));
@@ -524,18 +547,97 @@ mod tests {
         let z = zone(64);
         let l = TestLock::default();
         let alive = |p: i32| p != 7;
-        assert_eq!(z.take(&l, b"w1", 5, 0, 1000, alive), TaskClaim::Mine);
-        assert_eq!(z.take(&l, b"w1", 6, 10, 1000, alive), TaskClaim::Busy(5));
-        z.finish(&l, b"w1", 20);
-        assert_eq!(z.take(&l, b"w1", 6, 30, 1000, alive), TaskClaim::Done);
+        assert_eq!(z.take(&l, b"w1", 5, 0, 1000, NEVER, alive), TaskClaim::Mine);
+        assert_eq!(
+            z.take(&l, b"w1", 6, 10, 1000, NEVER, alive),
+            TaskClaim::Busy(5)
+        );
+        z.finish(&l, b"w1", 20, NEVER);
+        assert_eq!(
+            z.take(&l, b"w1", 6, 30, 1000, NEVER, alive),
+            TaskClaim::Done
+        );
         // owner 7 dies before finishing: taken over once
-        assert_eq!(z.take(&l, b"w2", 7, 0, 1000, alive), TaskClaim::Mine);
-        assert_eq!(z.take(&l, b"w2", 6, 10, 1000, alive), TaskClaim::Retry(7));
-        assert_eq!(z.take(&l, b"w2", 5, 20, 1000, alive), TaskClaim::Busy(6));
+        assert_eq!(z.take(&l, b"w2", 7, 0, 1000, NEVER, alive), TaskClaim::Mine);
+        assert_eq!(
+            z.take(&l, b"w2", 6, 10, 1000, NEVER, alive),
+            TaskClaim::Retry(7)
+        );
+        assert_eq!(
+            z.take(&l, b"w2", 5, 20, 1000, NEVER, alive),
+            TaskClaim::Busy(6)
+        );
         // a released run lock is free again; an expired window too
-        assert_eq!(z.take(&l, b"lock", 5, 0, 1000, alive), TaskClaim::Mine);
+        assert_eq!(
+            z.take(&l, b"lock", 5, 0, 1000, NEVER, alive),
+            TaskClaim::Mine
+        );
         z.release(&l, b"lock", 5);
-        assert_eq!(z.take(&l, b"lock", 6, 10, 1000, alive), TaskClaim::Mine);
-        assert_eq!(z.take(&l, b"w1", 6, 5000, 1000, alive), TaskClaim::Mine);
+        assert_eq!(
+            z.take(&l, b"lock", 6, 10, 1000, NEVER, alive),
+            TaskClaim::Mine
+        );
+        assert_eq!(
+            z.take(&l, b"w1", 6, 5000, 1000, NEVER, alive),
+            TaskClaim::Mine
+        );
+    }
+
+    #[test]
+    fn a_finished_window_expires_at_its_end_and_is_not_taken_again() {
+        let z = zone(64);
+        let l = TestLock::default();
+        // window [1000, 1500): taken at 1100 for a long ttl, finished at 1200
+        assert_eq!(
+            z.take(&l, b"w", 5, 1100, 10_000, 1500, |_| true),
+            TaskClaim::Mine
+        );
+        assert_eq!(
+            z.take(&l, b"w", 6, 1150, 10_000, 1500, |_| true),
+            TaskClaim::Busy(5)
+        );
+        z.finish(&l, b"w", 1200, 1500);
+        assert_eq!(
+            z.take(&l, b"w", 6, 1499, 10_000, 1500, |_| true),
+            TaskClaim::Done
+        );
+        assert_eq!(z.live(1499), 1);
+        // its entry is free at the window's end, and a late look is not a new window
+        assert_eq!(z.live(1500), 0);
+        assert_eq!(
+            z.take(&l, b"w", 6, 1500, 10_000, 1500, |_| true),
+            TaskClaim::Done
+        );
+        // a recheck of a held key (no new entry) after the owner finished late
+        assert_eq!(
+            z.take(&l, b"x", 5, 1100, 10_000, 1500, |_| true),
+            TaskClaim::Mine
+        );
+        z.finish(&l, b"x", 1700, 1500);
+        assert_eq!(
+            z.take(&l, b"x", 6, 1700, 10_000, 0, |_| true),
+            TaskClaim::Done
+        );
+        assert_eq!(z.live(1700), 0);
+    }
+
+    #[test]
+    fn a_1ms_task_on_two_workers_holds_a_few_entries() {
+        // one task at interval 1 ms, 2 workers looking every ms for 2 s,
+        // windows taken with the old ttl (2 * interval + 5 s)
+        let z = zone(10_922);
+        let l = TestLock::default();
+        let mut most = 0;
+        for now in 0..2_000u64 {
+            for pid in [5, 6] {
+                let key = format!("ngx_tasks:p:t:{now}");
+                if z.take(&l, key.as_bytes(), pid, now, 5_002, now + 1, |_| true) == TaskClaim::Mine
+                {
+                    z.finish(&l, key.as_bytes(), now, now + 1);
+                }
+            }
+            most = most.max(z.live(now));
+        }
+        assert!(most <= 2, "held {most}");
     }
 }
