@@ -305,7 +305,7 @@ impl Claims<'_> {
                 owner if owner == pid || alive(owner) => return TaskClaim::Busy(owner),
                 owner => (at, TaskClaim::Retry(owner)),
             },
-            Probe::Free(_) if now_ms >= new_before_ms => return TaskClaim::Done,
+            Probe::Free(_) | Probe::Full if now_ms >= new_before_ms => return TaskClaim::Done,
             Probe::Free(at) => (at, TaskClaim::Mine),
             Probe::Full => return TaskClaim::Full,
         };
@@ -619,6 +619,23 @@ mod tests {
             TaskClaim::Done
         );
         assert_eq!(z.live(1700), 0);
+        // a full table: a look after the window's end is still just "over"
+        let full = zone(64);
+        for i in 0..64 {
+            let k = format!("k{i}");
+            assert_eq!(
+                full.reserve(&l, k.as_bytes(), 0, 1_000_000),
+                Ok(Reserved::New)
+            );
+        }
+        assert_eq!(
+            full.take(&l, b"w", 6, 10, 1000, 0, |_| true),
+            TaskClaim::Done
+        );
+        assert_eq!(
+            full.take(&l, b"w", 6, 10, 1000, 11, |_| true),
+            TaskClaim::Full
+        );
     }
 
     #[test]
