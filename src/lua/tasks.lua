@@ -15,7 +15,7 @@ local native = ...
 local ngx = ngx
 local log = ngx.log
 local ERR, WARN, NOTICE = ngx.ERR, ngx.WARN, ngx.NOTICE
-local type, error, tostring, xpcall, pcall = type, error, tostring, xpcall, pcall
+local type, error, tostring, xpcall, pcall, next = type, error, tostring, xpcall, pcall, next
 local setmetatable, ipairs, pairs, tinsert, tremove = setmetatable, ipairs, pairs, table.insert,
                                                       table.remove
 local floor, min, huge = math.floor, math.min, math.huge
@@ -346,6 +346,8 @@ local function consider(self, task, zone, threaded)
     key = "ngx_tasks:n:" .. tostring(name) .. ":" .. tostring(ngx.worker.id()) .. ":" .. tostring(w)
   end
   try_window(task, zone, key, threaded, false, ends)
+  -- a window just found held is looked at again soon, in case its worker dies
+  if again == huge and next(st.held) then again = RECHECK end
   return min(again, wait)
 end
 
