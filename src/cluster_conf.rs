@@ -56,6 +56,8 @@ pub enum ClusterConfError {
     Unknown(String),
     #[error("invalid value in \"{0}\"")]
     Value(String),
+    #[error("option \"{0}\" is given twice")]
+    Duplicate(String),
 }
 
 fn number(opt: &str, v: &str, min: u64, max: u64) -> Result<u64, ClusterConfError> {
@@ -130,7 +132,8 @@ impl ClusterConf {
             queue: DEFAULT_QUEUE,
             timeout_ms: DEFAULT_TIMEOUT_MS,
         };
-        for opt in &args[1.min(args.len())..] {
+        let opts = &args[1.min(args.len())..];
+        for (i, opt) in opts.iter().enumerate() {
             if *opt == "tls" {
                 c.tls = true;
                 continue;
@@ -138,6 +141,10 @@ impl ClusterConf {
             let Some((k, v)) = opt.split_once('=') else {
                 return Err(ClusterConfError::Unknown(opt.to_string()));
             };
+            let given_before = |o: &&str| o.split_once('=').is_some_and(|(seen, _)| seen == k);
+            if opts[..i].iter().any(given_before) {
+                return Err(ClusterConfError::Duplicate(opt.to_string()));
+            }
             let bad = || ClusterConfError::Value(opt.to_string());
             match k {
                 "stream" if name_ok(v) => c.stream = v.to_string(),
@@ -263,6 +270,10 @@ mod tests {
         assert_eq!(
             e(&["redis://h", "timeout=1"]),
             "invalid value in \"timeout=1\""
+        );
+        assert_eq!(
+            e(&["redis://h", "node=a", "stream=s", "node=b"]),
+            "option \"node=b\" is given twice"
         );
     }
 

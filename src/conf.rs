@@ -110,6 +110,8 @@ pub struct MainConf {
     pub compat: Option<Compat>,
     /// `worker_events_cluster`, when set.
     pub cluster: Option<crate::cluster_conf::ClusterConf>,
+    /// Zones named by directives, checked at the end of `http {}`.
+    pub zone_refs: Vec<crate::conf_refs::ZoneRef>,
 }
 
 /// A bad `worker_events_zone` line.
@@ -170,7 +172,58 @@ mod handlers {
     use crate::conf::{
         check_zone, implicit_name, publish_parsed, Compat, MainConf, DEFAULT_ZONE_SIZE,
     };
+    use crate::conf_refs::{self, ZoneRef};
     use crate::ngx::shm;
+
+    /// Where `cf` is in the configuration: the file and line of the
+    /// directive being parsed (copied: an included file's name does not
+    /// outlive its parse).
+    ///
+    /// # Safety
+    /// `cf` is the configuration being parsed, inside a directive handler.
+    unsafe fn here(cf: *mut ngx_conf_t, directive: &'static str, name: String) -> ZoneRef {
+        // SAFETY: per the contract, `conf_file` is the file being parsed.
+        let (file, line) = unsafe {
+            let f = (*cf).conf_file;
+            if f.is_null() {
+                (String::new(), 0)
+            } else {
+                ((*f).file.name.to_string(), (*f).line)
+            }
+        };
+        ZoneRef {
+            directive,
+            name,
+            file,
+            line,
+        }
+    }
+
+    /// Logs `msg` at `emerg` as nginx words a directive's error, at the
+    /// directive's place rather than where parsing is now.
+    ///
+    /// # Safety
+    /// `cf` is the configuration being parsed.
+    unsafe fn emerg_at(cf: *mut ngx_conf_t, at: &ZoneRef, msg: &str) {
+        let line = format!(
+            "{}{msg} in {}:{}",
+            crate::ngx::log::PREFIX,
+            at.file,
+            at.line
+        );
+        // SAFETY: `cf->log` is the configuration's log; the format takes a
+        // length and a pointer to `line`, which outlives the call.
+        unsafe {
+            ngx::ffi::ngx_log_error_core(
+                NGX_LOG_EMERG as ngx::ffi::ngx_uint_t,
+                (*cf).log,
+                0,
+                c"%*s".as_ptr(),
+                line.len(),
+                line.as_ptr(),
+            );
+        }
+    }
 
     /// Handler of `worker_events_zone`.
     ///
@@ -265,13 +318,20 @@ mod handlers {
                 }
                 let zone = args
                     .get(1)
-                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned());
-                sc.zone = Some(zone.unwrap_or_default());
+                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                sc.zone = Some(zone.clone());
                 let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
                 // our index: the slot that holds `conf`
                 if let Some(i) = (0..ngx_http_max_module).find(|&i| *(*ctx).loc_conf.add(i) == conf)
                 {
                     crate::status::set_ctx_index(i);
+                    // the same index holds our main conf: the zone is checked
+                    // at the end of http {}
+                    let mcf = *(*ctx).main_conf.add(i) as *mut MainConf;
+                    if let Some(mcf) = mcf.as_mut() {
+                        mcf.zone_refs.push(here(cf, "worker_events_status", zone));
+                    }
                 }
                 let clcf = *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index)
                     as *mut ngx_http_core_loc_conf_t;
@@ -318,6 +378,9 @@ mod handlers {
             let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
             match ClusterConf::parse(&refs, &hostname()) {
                 Ok(c) => {
+                    // SAFETY: inside this directive's handler.
+                    let at = unsafe { here(cf, "worker_events_cluster", c.zone.clone()) };
+                    mcf.zone_refs.push(at);
                     mcf.cluster = Some(c);
                     NGX_CONF_OK
                 }
@@ -341,19 +404,36 @@ mod handlers {
             let mcf = unsafe { &mut *(conf as *mut MainConf) };
             publish_parsed(mcf.compat.unwrap_or_default());
             crate::cluster_conf::publish_parsed(mcf.cluster.clone());
-            if !mcf.zones.is_empty() {
-                return NGX_CONF_OK;
+            if mcf.zones.is_empty() {
+                // SAFETY: `cf` is the configuration being parsed.
+                if let Some(name) = implicit_name(|n| unsafe { shm::declared(cf, n) }) {
+                    // SAFETY: as above.
+                    if unsafe { shm::declare(cf, &name, DEFAULT_ZONE_SIZE) }.is_err() {
+                        return NGX_CONF_ERROR;
+                    }
+                    mcf.implicit = Some(name);
+                }
             }
-            // SAFETY: `cf` is the configuration being parsed.
-            let Some(name) = implicit_name(|n| unsafe { shm::declared(cf, n) }) else {
-                return NGX_CONF_OK;
-            };
-            // SAFETY: as above.
-            if unsafe { shm::declare(cf, &name, DEFAULT_ZONE_SIZE) }.is_err() {
-                return NGX_CONF_ERROR;
+            let ours: Vec<String> = mcf
+                .zones
+                .iter()
+                .map(|z| z.name.clone())
+                .chain(mcf.implicit.clone())
+                .collect();
+            let mut ok = true;
+            for r in &mcf.zone_refs {
+                // SAFETY: `cf` is the configuration being parsed.
+                if let Err(e) = conf_refs::check(r, &ours, |n| unsafe { shm::declared(cf, n) }) {
+                    // SAFETY: as above.
+                    unsafe { emerg_at(cf, r, &e.to_string()) };
+                    ok = false;
+                }
             }
-            mcf.implicit = Some(name);
-            NGX_CONF_OK
+            if ok {
+                NGX_CONF_OK
+            } else {
+                NGX_CONF_ERROR
+            }
         })
     }
 }

@@ -16,6 +16,7 @@
 pub mod cluster_conf;
 pub mod codec;
 pub mod conf;
+pub mod conf_refs;
 pub mod resp;
 pub mod status;
 pub mod zone;

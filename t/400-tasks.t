@@ -381,3 +381,147 @@ location = /t {
 ran in this worker: true
 --- no_error_log
 [error]
+
+
+
+=== TEST 12: preemption, 4 workers: a worker that finds the window taken counts no overlap (the holder runs it); a run still going at the next window is one overlap per window
+--- implicit_zone
+--- http_config eval
+my $c = $::Rules;
+$c =~ s/-- EXTRA/tasks:push { identifier = "quick", interval = 0.5, typ = "preemption", callback = count }
+        tasks:push { identifier = "nap", interval = 0.5, typ = "preemption", callback = function(self) count(self); ngx.sleep(0.1) end }
+        tasks:push { identifier = "slow", interval = 0.5, typ = "preemption", callback = function(self)
+            local w = require("ngx_tasks").keys(nil, self, require("ngx_tasks").now())
+            d:add("slow:first", w)
+            ngx.sleep(1.2)
+        end }/;
+$c
+--- config eval
+"location = /status { worker_events_status; }
+location = /t { content_by_lua_block { $::Lib
+    local cjson = require 'cjson.safe'
+    local function tasks_now()
+        local _, body = require('t.we').http_get('/status')
+        local t = {}
+        for _, x in ipairs(cjson.decode(body).tasks) do t[x.identifier] = x end
+        return t
+    end
+    -- from the second window on (the first run may start late in its window)
+    ngx.sleep(1.1)
+    local t0 = tasks_now()
+    ngx.sleep(2.6)
+    local t = tasks_now()
+    local w = window(0.5)
+    for _, id in ipairs({ 'quick', 'nap' }) do
+        ngx.say(id, ': runs>=4 ', t[id].runs - t0[id].runs >= 4, ', overlaps ', t[id].overlaps - t0[id].overlaps)
+    end
+    local windows = w - d:get('slow:first') + 1
+    ngx.say('slow: overlaps>=2 ', t.slow.overlaps >= 2, ', runs + overlaps <= windows ',
+            t.slow.runs + t.slow.overlaps <= windows,
+            (t.slow.runs + t.slow.overlaps <= windows) and '' or (' ' .. t.slow.runs .. '+' .. t.slow.overlaps .. ' > ' .. windows))
+} }"
+--- timeout: 8
+--- response_body
+quick: runs>=4 true, overlaps 0
+nap: runs>=4 true, overlaps 0
+slow: overlaps>=2 true, runs + overlaps <= windows true
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: a task's claims are bounded whatever its interval: 1 ms tasks (preemption and normal) on 4 workers hold a few entries of the claims table
+--- implicit_zone
+--- http_config eval
+my $c = $::Rules;
+$c =~ s/-- EXTRA/tasks:push { identifier = "p", interval = 0.001, typ = "preemption", callback = function() d:incr("p", 1, 0) end }
+        tasks:push { identifier = "n", interval = 0.001, typ = "normal", callback = function() d:incr("n", 1, 0) end }/;
+$c
+--- config eval
+"location = /status { worker_events_status; }
+location = /t { content_by_lua_block { $::Lib
+    ngx.sleep(2)
+    local _, body = require('t.we').http_get('/status')
+    local s = require('cjson.safe').decode(body)
+    ngx.say('ran: ', d:get('p') > 100, ' ', d:get('n') > 100)
+    ngx.say('live claims at most 20: ', s.claims.live <= 20, s.claims.live <= 20 and '' or (' ' .. s.claims.live))
+} }"
+--- timeout: 6
+--- response_body
+ran: true true
+live claims at most 20: true
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: no room in the claims table: each window skipped is counted per task (stats(), status JSON and Prometheus) and in claims.refused, logged at most once a second with a count
+--- http_config
+    worker_events_zone tiny 128k;
+    init_worker_by_lua_block {
+        local tasks = require "ngx_tasks"
+        tasks.dict = "tiny"
+        assert(tasks:start())
+    }
+--- config
+location = /status { worker_events_status tiny; }
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local cjson = require "cjson.safe"
+        -- fill the claims table: unique keys held 30 s, until 500 refusals in a row
+        local bus = require("ngx_worker_events.bus").new { dispatch = function() end }
+        assert(bus.open("tiny"))
+        bus.set_options({ timeout = 30, interval = 0 })
+        local i, refusals = 0, 0
+        while refusals < 500 do
+            i = i + 1
+            if bus.post("test", "fill", nil, "fill-" .. i) then refusals = 0 else refusals = refusals + 1 end
+        end
+        local function status(fmt)
+            local _, body = we.http_get("/status" .. (fmt or ""))
+            return body
+        end
+        local r0 = cjson.decode(status()).claims.refused
+        local tasks = require "ngx_tasks"
+        tasks:push { identifier = "starved", interval = 0.02, typ = "normal",
+                     callback = function() ngx.shared.out:incr("starved", 1, 0) end }
+        ngx.sleep(1.5)
+        tasks:remove("starved")
+        ngx.sleep(0.05)
+        local s = cjson.decode(status())
+        local t
+        for _, x in ipairs(s.tasks) do if x.identifier == "starved" then t = x end end
+        local mine = tasks.stats().starved
+        ngx.say("ran: ", ngx.shared.out:get("starved"))
+        ngx.say("skipped > 20: ", t.skipped > 20, "; stats() the same: ", mine.skipped == t.skipped)
+        ngx.say("claims.refused grew by the skipped windows: ", s.claims.refused - r0 == t.skipped,
+                s.claims.refused - r0 == t.skipped and "" or (" " .. (s.claims.refused - r0) .. " vs " .. t.skipped))
+        local prom = status("?format=prometheus")
+        ngx.say("prometheus: ", prom:match('ngx_worker_events_task_skipped_total{zone="tiny",task="starved"} (%d+)') == tostring(t.skipped))
+        local path = ngx.config.prefix() .. "/metrics.txt"
+        local f = assert(io.open(path, "w"))
+        f:write(prom)
+        f:close()
+        local p = io.popen("promtool check metrics < " .. path .. " 2>&1; echo rc=$?")
+        local out = p:read("*a")
+        p:close()
+        ngx.say("promtool: ", out:match("rc=(%d+)"), (out:match("rc=0") and "" or (" " .. out)))
+        -- the log: a line when the first window is skipped, then at most one a second
+        local lines, counts = 0, {}
+        for l in io.lines(ngx.config.prefix() .. "/logs/error.log") do
+            local n = l:match("ngx_tasks: task 'starved': no room in the zone's claims table, (%d+) window%(s%) skipped since the last such line %(logged at most once a second per task%)")
+            if n then lines = lines + 1; counts[#counts + 1] = tonumber(n) end
+        end
+        ngx.say("log lines (1.5 s): 1 or 2: ", lines == 1 or lines == 2, ", first counts 1: ", counts[1] == 1,
+                ", then more: ", counts[2] == nil or counts[2] > 1)
+    }
+}
+--- timeout: 8
+--- response_body
+ran: nil
+skipped > 20: true; stats() the same: true
+claims.refused grew by the skipped windows: true
+prometheus: true
+promtool: 0
+log lines (1.5 s): 1 or 2: true, first counts 1: true, then more: true

@@ -315,3 +315,16 @@ location = /t {
 worker.events: zone ev, 4 workers, posted >= 4: true
 resty.events: zone ev, same generation: true
 histogram buckets: 13
+
+
+
+=== TEST 9: a long bad argument is quoted cut short in the 400, not echoed whole
+--- http_config eval: $::HttpConfig
+--- config eval: $::Status
+--- request eval
+["GET /status?format=" . ("x" x 5000), "GET /status?" . ("k" x 3000) . "=1"]
+--- error_code eval
+[400, 400]
+--- response_body eval
+["bad format \"" . ("x" x 32) . "...\" (5000 bytes): use format=json or format=prometheus\n",
+ "unknown argument \"" . ("k" x 32) . "...\" (3000 bytes): the only one is format=json|prometheus\n"]

@@ -15,7 +15,7 @@ local native = ...
 local ngx = ngx
 local log = ngx.log
 local ERR, WARN, NOTICE = ngx.ERR, ngx.WARN, ngx.NOTICE
-local type, error, tostring, xpcall, pcall = type, error, tostring, xpcall, pcall
+local type, error, tostring, xpcall, pcall, next = type, error, tostring, xpcall, pcall, next
 local setmetatable, ipairs, pairs, tinsert, tremove = setmetatable, ipairs, pairs, table.insert,
                                                       table.remove
 local floor, min, huge = math.floor, math.min, math.huge
@@ -29,7 +29,7 @@ local semaphore = require "ngx.semaphore"
 local error_text = require("ngx_worker_events.bus").error_text
 
 local n_take, n_finish, n_release = native.tasks_take, native.tasks_finish, native.tasks_release
-local n_record = native.tasks_record
+local n_record, n_resolve = native.tasks_record, native.tasks_resolve
 local now_us = native.now_us
 
 local PREFIX = native.LOG_PREFIX .. "ngx_tasks: "
@@ -44,6 +44,8 @@ local _M = { _VERSION = "0.1.0", dict = DEFAULT_DICT }
 local state = setmetatable({}, { __mode = "k" })
 -- per identifier, this worker's counters
 local counters = {}
+-- per identifier, the "no room" log's state: { at = last line, n = since }
+local skip_log = {}
 -- per rules table: its loop's semaphore (false while the loop starts)
 local loops = setmetatable({}, { __mode = "k" })
 
@@ -125,7 +127,8 @@ end
 local function counter(id)
   local c = counters[id]
   if not c then
-    c = { runs = 0, failures = 0, overlaps = 0, retries = 0, filtered = 0, max_duration = 0 }
+    c = { runs = 0, failures = 0, overlaps = 0, retries = 0, filtered = 0, skipped = 0,
+          max_duration = 0 }
     counters[id] = c
   end
   return c
@@ -138,7 +141,7 @@ local function zone_of(self)
   if type(dict) ~= "string" then return "" end -- a shared dict object: the default zone
   local z = resolved[dict]
   if z then return z end
-  local ok, err = n_take(dict, "ngx_tasks:probe", 0.001)
+  local ok, err = n_resolve(dict)
   if ok then
     z = dict
   elseif dict == DEFAULT_DICT then
@@ -151,8 +154,9 @@ local function zone_of(self)
 end
 
 -- runs one window of `task` (its keys are taken); `lock`: the run lock of a
--- preemption task, released after
-local function execute(task, zone, key, lock)
+-- preemption task, released after; `ends`: the window's end (monotonic s,
+-- nil for a custom keys generator), when its finished key expires
+local function execute(task, zone, key, lock, ends)
   local st = state[task]
   local c = counter(task.identifier)
   st.running = true
@@ -169,19 +173,41 @@ local function execute(task, zone, key, lock)
   c.last = { time = ngx.now(), pid = ngx.worker.pid(), duration = dur }
   if dur > c.max_duration then c.max_duration = dur end
   n_record(zone, tostring(task.identifier), "ran", dur, not ok)
-  n_finish(zone, key)
+  n_finish(zone, key, ends)
   if lock then n_release(zone, lock) end
 end
 
-local function start_run(task, zone, key, lock, threaded)
+local function start_run(task, zone, key, lock, threaded, ends)
   if threaded then
-    local co, err = ngx.thread.spawn(execute, task, zone, key, lock)
+    local co, err = ngx.thread.spawn(execute, task, zone, key, lock, ends)
     if not co then
       log(ERR, PREFIX, "task '", tostring(task.identifier), "' not started: ", err)
+      n_release(zone, key)
       if lock then n_release(zone, lock) end
     end
   else
-    execute(task, zone, key, lock)
+    execute(task, zone, key, lock, ends)
+  end
+end
+
+-- a window of `task` skipped: no room for a key in the zone's claims table
+-- (counted there in claims.refused); logged at most once a second per task
+local function skipped(task, zone)
+  local id = tostring(task.identifier)
+  local c = counter(task.identifier)
+  c.skipped = c.skipped + 1
+  n_record(zone, id, "skipped")
+  local l = skip_log[task.identifier]
+  if not l then
+    l = { at = -huge, n = 0 }
+    skip_log[task.identifier] = l
+  end
+  l.n = l.n + 1
+  local now = now_s()
+  if now - l.at >= 1 then
+    log(ERR, PREFIX, "task '", id, "': no room in the zone's claims table, ", l.n,
+        " window(s) skipped since the last such line (logged at most once a second per task)")
+    l.at, l.n = now, 0
   end
 end
 
@@ -207,51 +233,62 @@ local function cluster_window(task, key)
   return ok
 end
 
--- takes `key` (a window of `task`) and runs it if this worker gets it
-local function try_window(task, zone, key, threaded, held)
+-- takes `key` (a window of `task`, ending at `ends`) and runs it if this
+-- worker gets it. `held`: a window another worker held, looked at again in
+-- case it died (its key is never taken as new). A preemption task also
+-- takes its run lock, after the window: a worker that finds the window held
+-- runs nothing and counts nothing (its owner runs it); one that gets the
+-- window but finds the lock held skips the window: an earlier one still
+-- runs (an overlap, counted once: the window is marked done).
+local function try_window(task, zone, key, threaded, held, ends)
   local st = state[task]
   local c = counter(task.identifier)
-  local lock
-  if task.typ == "preemption" then
-    lock = "ngx_tasks:run:" .. tostring(task.identifier)
-    local got = n_take(zone, lock, RUN_LOCK_TTL)
-    if got == "busy" then
-      if not held then
-        -- still running (in some worker) when its next window came
-        c.overlaps = c.overlaps + 1
-        n_record(zone, tostring(task.identifier), "overlapped")
-      end
-      return
-    end
-  end
-  local got, owner = n_take(zone, key, 2 * task.interval + 5)
-  if got == "mine" or got == "retry" then
-    if got == "retry" then
-      c.retries = c.retries + 1
-      n_record(zone, tostring(task.identifier), "retried")
-      log(WARN, PREFIX, "task '", tostring(task.identifier), "': worker ", owner,
-          " died before it finished ", key, ", running it again")
-    end
-    if held then st.held[key] = nil end
-    if task.cluster and not cluster_window(task, key) then
-      -- another node runs this window, or Redis could not say: not here
-      n_finish(zone, key)
-      if lock then n_release(zone, lock) end
-      return
-    end
-    return start_run(task, zone, key, lock, threaded)
-  end
-  if lock then n_release(zone, lock) end
+  local id = tostring(task.identifier)
+  local got, owner = n_take(zone, key, 2 * task.interval + 5, held and -1 or ends)
   if got == "busy" then
     -- another worker runs it: look again later, in case it dies
-    st.held[key] = true
-  elseif got == "done" then
-    if held then st.held[key] = nil end
-  elseif got == "full" then
-    log(ERR, PREFIX, "task '", tostring(task.identifier), "': no room in the zone's claims table")
-  else
-    log(ERR, PREFIX, "task '", tostring(task.identifier), "': ", owner)
+    st.held[key] = ends or false
+    return
   end
+  if held then st.held[key] = nil end
+  if got == "done" then return end
+  if got == "full" then return skipped(task, zone) end
+  if got ~= "mine" and got ~= "retry" then
+    log(ERR, PREFIX, "task '", id, "': ", owner)
+    return
+  end
+  local lock
+  if task.typ == "preemption" then
+    lock = "ngx_tasks:run:" .. id
+    local l, err = n_take(zone, lock, RUN_LOCK_TTL)
+    if l == "busy" then
+      -- an earlier window still runs (here or in another worker)
+      c.overlaps = c.overlaps + 1
+      n_record(zone, id, "overlapped")
+      n_finish(zone, key, ends)
+      return
+    elseif l == "full" then
+      n_finish(zone, key, ends)
+      return skipped(task, zone)
+    elseif l ~= "mine" and l ~= "retry" then
+      n_release(zone, key)
+      log(ERR, PREFIX, "task '", id, "': ", err)
+      return
+    end
+  end
+  if got == "retry" then
+    c.retries = c.retries + 1
+    n_record(zone, id, "retried")
+    log(WARN, PREFIX, "task '", id, "': worker ", owner, " died before it finished ", key,
+        ", running it again")
+  end
+  if task.cluster and not cluster_window(task, key) then
+    -- another node runs this window, or Redis could not say: not here
+    n_finish(zone, key, ends)
+    if lock then n_release(zone, lock) end
+    return
+  end
+  return start_run(task, zone, key, lock, threaded, ends)
 end
 
 -- looks at `task` now; returns seconds until it wants another look
@@ -263,18 +300,21 @@ local function consider(self, task, zone, threaded)
   end
   -- windows another worker held: taken over if it died
   local again = huge
-  for key in pairs(st.held) do
-    try_window(task, zone, key, threaded, true)
+  for key, ends in pairs(st.held) do
+    try_window(task, zone, key, threaded, true, ends or nil)
     again = RECHECK
   end
 
-  local w, name, wait
+  local w, name, wait, ends
   if self.keys == default_keys then
     -- cluster tasks count windows on the wall clock: every node the same
     if task.cluster then ngx.update_time() end
-    local now = task.cluster and ngx.now() or now_s()
+    local mono = now_s()
+    local now = task.cluster and ngx.now() or mono
     w, name = default_keys(self, task, now)
-    wait = (w + 1) * task.interval - now
+    ends = (w + 1) * task.interval
+    wait = ends - now
+    if task.cluster then ends = mono + wait end
   else
     w, name = self:keys(task, ngx.time())
     wait = min(task.interval, 1)
@@ -282,8 +322,9 @@ local function consider(self, task, zone, threaded)
   if st.last == w then return min(again, wait) end
   st.last = w
   local c = counter(task.identifier)
-  if st.running then
-    -- its previous window is still running here
+  if st.running and task.typ == "normal" then
+    -- its previous window is still running here (preemption: its run lock
+    -- says so, to whichever worker takes the window)
     c.overlaps = c.overlaps + 1
     n_record(zone, tostring(task.identifier), "overlapped")
     return min(again, wait)
@@ -304,7 +345,9 @@ local function consider(self, task, zone, threaded)
   else
     key = "ngx_tasks:n:" .. tostring(name) .. ":" .. tostring(ngx.worker.id()) .. ":" .. tostring(w)
   end
-  try_window(task, zone, key, threaded, false)
+  try_window(task, zone, key, threaded, false, ends)
+  -- a window just found held is looked at again soon, in case its worker dies
+  if again == huge and next(st.held) then again = RECHECK end
   return min(again, wait)
 end
 
@@ -373,7 +416,8 @@ end
 
 --- Counters of this worker, per identifier: runs, failures, overlaps
 --- (windows skipped: the previous run still going), retries (windows run
---- again: their worker died), filtered, last = { time, pid, duration },
+--- again: their worker died), filtered, skipped (windows skipped: no room
+--- in the zone's claims table), last = { time, pid, duration },
 --- max_duration.
 function _M.stats()
   local out = {}

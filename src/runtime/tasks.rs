@@ -16,23 +16,44 @@ fn now_ms() -> u64 {
     crate::ngx::monotonic_us() / 1000
 }
 
-/// Takes task key `key` in zone `zone` ("" for the default zone) for `ttl_ms`.
-pub fn take(zone: &str, key: &[u8], ttl_ms: u64) -> Result<TaskClaim, AttachError> {
+/// Attaches to zone `zone` ("" for the default zone): it exists.
+pub fn resolve(zone: &str) -> Result<(), AttachError> {
+    attach::attach_named(zone).map(|_| ())
+}
+
+/// Takes task key `key` in zone `zone` ("" for the default zone) for
+/// `ttl_ms`; a key with no entry gets one only before `new_before_ms`
+/// (monotonic). No room is counted in the zone's `claims_refused`.
+pub fn take(
+    zone: &str,
+    key: &[u8],
+    ttl_ms: u64,
+    new_before_ms: u64,
+) -> Result<TaskClaim, AttachError> {
     let (_, handle, _) = attach::attach_named(zone)?;
-    Ok(handle.zone.claims().take(
+    let out = handle.zone.claims().take(
         &handle,
         key,
         process::pid(),
         now_ms(),
         ttl_ms,
+        new_before_ms,
         process::alive,
-    ))
+    );
+    if out == TaskClaim::Full {
+        let refused = &handle.zone.header().claims_refused;
+        refused.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(out)
 }
 
-/// Marks task key `key` finished.
-pub fn finish(zone: &str, key: &[u8]) -> Result<(), AttachError> {
+/// Marks task key `key` finished, kept until `keep_until_ms` (monotonic) at most.
+pub fn finish(zone: &str, key: &[u8], keep_until_ms: u64) -> Result<(), AttachError> {
     let (_, handle, _) = attach::attach_named(zone)?;
-    handle.zone.claims().finish(&handle, key, now_ms());
+    handle
+        .zone
+        .claims()
+        .finish(&handle, key, now_ms(), keep_until_ms);
     Ok(())
 }
 

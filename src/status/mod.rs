@@ -23,6 +23,28 @@ pub enum Format {
     Prometheus,
 }
 
+/// Bytes of a bad argument quoted back in a 400 (the rest is cut).
+pub const QUOTED: usize = 32;
+
+/// `v` as a 400 quotes it: its first [`QUOTED`] bytes, printable ASCII as
+/// itself and other bytes as `\xNN`, then `..." (N bytes)` when cut.
+fn quote(v: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for &b in v.iter().take(QUOTED) {
+        if (b.is_ascii_graphic() && b != b'"' && b != b'\\') || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if v.len() > QUOTED {
+        out.push_str(&format!("...\" ({} bytes)", v.len()));
+    } else {
+        out.push('"');
+    }
+    out
+}
+
 /// The query string's verdict: a format (or none asked), or a one-line
 /// reason for a 400.
 pub fn parse_args(args: &[u8]) -> Result<Option<Format>, String> {
@@ -39,16 +61,16 @@ pub fn parse_args(args: &[u8]) -> Result<Option<Format>, String> {
                     b"prometheus" => Format::Prometheus,
                     _ => {
                         return Err(format!(
-                            "bad format \"{}\": use format=json or format=prometheus",
-                            String::from_utf8_lossy(v)
+                            "bad format {}: use format=json or format=prometheus",
+                            quote(v)
                         ))
                     }
                 })
             }
             _ => {
                 return Err(format!(
-                    "unknown argument \"{}\": the only one is format=json|prometheus",
-                    String::from_utf8_lossy(k)
+                    "unknown argument {}: the only one is format=json|prometheus",
+                    quote(k)
                 ))
             }
         }
@@ -81,6 +103,20 @@ mod tests {
         assert_eq!(
             parse_args(b"a=1").unwrap_err(),
             "unknown argument \"a\": the only one is format=json|prometheus"
+        );
+        // a long value is cut, odd bytes escaped
+        let long = [b"x".as_slice(), &[b'y'; 5000]].concat();
+        let e = parse_args(&[b"format=", long.as_slice()].concat()).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "bad format \"x{}...\" (5001 bytes): use format=json or format=prometheus",
+                "y".repeat(QUOTED - 1)
+            )
+        );
+        assert_eq!(
+            parse_args(b"a\"\x01=1").unwrap_err(),
+            "unknown argument \"a\\x22\\x01\": the only one is format=json|prometheus"
         );
         assert!(wants_prometheus(b"text/plain; version=0.0.4; q=1"));
         assert!(!wants_prometheus(b"application/json"));

@@ -103,6 +103,7 @@ pub fn json(v: &View) -> Value {
                 "failures": t.failures,
                 "retries": t.retries,
                 "overlaps": t.overlaps,
+                "skipped": t.skipped,
                 "last_duration_seconds": t.last_duration_us as f64 / 1e6,
                 "last_run": secs_ms(t.last_ms),
                 "last_pid": t.last_pid,
@@ -391,6 +392,13 @@ pub fn prometheus(v: &View) -> String {
     );
     family(
         &mut out,
+        "task_skipped_total",
+        "counter",
+        "Windows skipped: no room in the claims table.",
+        &per_task(&|i| t[i].skipped as f64),
+    );
+    family(
+        &mut out,
         "task_last_duration_seconds",
         "gauge",
         "Duration of the task's last run.",
@@ -415,6 +423,7 @@ mod tests {
         let a = z.slots().acquire(&l, 5, 2, 1, 1000, |_| true).unwrap();
         z.slots().beat(a, 500);
         z.tasks().record(&l, b"a\"b", TaskEvent::Retried);
+        z.tasks().record(&l, b"a\"b", TaskEvent::Skipped);
         let stats = z.stats();
         let v = View {
             zone: "ev",
@@ -433,10 +442,12 @@ mod tests {
         assert_eq!(j["workers"][0]["heartbeat_age_seconds"], 1.0);
         assert_eq!(j["workers"][0]["behind_events"], Value::Null);
         assert_eq!(j["tasks"][0]["identifier"], "a\"b");
+        assert_eq!(j["tasks"][0]["skipped"], 1);
         assert_eq!(j["delivery_delay_seconds"]["buckets"][12]["le"], "+Inf");
         let p = prometheus(&v);
         assert!(p.contains("ngx_worker_events_events_posted_total{zone=\"ev\"} 1\n"));
         assert!(p.contains("ngx_worker_events_task_retries_total{zone=\"ev\",task=\"a\\\"b\"} 1\n"));
+        assert!(p.contains("ngx_worker_events_task_skipped_total{zone=\"ev\",task=\"a\\\"b\"} 1\n"));
         assert!(p.contains(
             "ngx_worker_events_delivery_delay_seconds_bucket{zone=\"ev\",le=\"+Inf\"} 0\n"
         ));
