@@ -532,3 +532,29 @@ B joined at: 0-0
 B took over: true, takeovers: 2
 B events_in: 10, lost_in: 0, duplicates: 0
 --- timeout: 20
+
+
+
+=== TEST 16: a node receives what is appended after its bridge joined the stream, so start_node_b waits for that (Redis holds every client for 1.5 s while B starts): B gets all 20 events A posts at once
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::reset_stream(); ClusterTest::redis_cli("CLIENT", "PAUSE", "1500", "ALL"); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            for i = 1, 20 do assert(wev.post("s", "j", { i = i }, nil, { cluster = true })) end
+            local b
+            c.until_true(function()
+                b = c.b("status")
+                return tonumber(b:match('"events_in":(%d+)')) >= 20
+            end, 5)
+            ngx.say("B events_in: ", b:match('"events_in":(%d+)'), ", lost_in: ", b:match('"lost_in":(%d+)'))
+            ngx.say("B: ", c.b("wait?key=wev%20s/j&n=20"))
+        }
+    }
+--- response_body
+B events_in: 20, lost_in: 0
+B: true w0=20 w1=20 w2=20 w3=20
+--- timeout: 20
