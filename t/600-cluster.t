@@ -495,3 +495,67 @@ ngx_worker_events: unknown option "sream=x" (known: stream=, maxlen=, node=, pas
 --- must_die
 --- error_log
 ngx_worker_events: invalid redis URL "http://127.0.0.1:6379": expected redis://[:password@]host[:port][/db] or rediss://...
+
+
+
+=== TEST 15: a bridge that hands over before the stream's first entry keeps the start it joined at: the next bridge of B gets what A posted meanwhile
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::reset_stream(); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            -- B's bridge joined the empty stream; then every B worker stops
+            assert(c.until_true(function() return c.b("bridge") ~= "none" end))
+            ngx.say("B joined at: ", c.b("status"):match('"last_id":"([%d-]+)"'))
+            local victim, pids = c.b("bridge"), c.b("pids")
+            os.execute("kill -STOP " .. pids)
+            for i = 1, 10 do assert(wev.post("s", "e0", { i = i }, nil, { cluster = true })) end
+            assert(c.until_true(function() return c.cluster_status().waiting == 0 end))
+            -- the bridge dies with the 10 entries unread; another worker takes over
+            os.execute("kill -9 " .. victim .. "; kill -CONT " .. pids)
+            local b
+            c.until_true(function()
+                b = c.b("status")
+                return tonumber(b:match('"events_in":(%d+)')) >= 10
+            end, 5)
+            ngx.sleep(0.3)
+            b = c.b("status")
+            ngx.say("B took over: ", c.b("bridge") ~= victim, ", takeovers: ", b:match('"bridge_takeovers":(%d+)'))
+            ngx.say("B events_in: ", b:match('"events_in":(%d+)'), ", lost_in: ", b:match('"lost_in":(%d+)'),
+                    ", duplicates: ", b:match('"duplicates":(%d+)'))
+        }
+    }
+--- response_body
+B joined at: 0-0
+B took over: true, takeovers: 2
+B events_in: 10, lost_in: 0, duplicates: 0
+--- timeout: 20
+
+
+
+=== TEST 16: a node receives what is appended after its bridge joined the stream, so start_node_b waits for that (Redis holds every client for 1.5 s while B starts): B gets all 20 events A posts at once
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::reset_stream(); ClusterTest::redis_cli("CLIENT", "PAUSE", "1500", "ALL"); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local wev = require "resty.worker.events"
+            for i = 1, 20 do assert(wev.post("s", "j", { i = i }, nil, { cluster = true })) end
+            local b
+            c.until_true(function()
+                b = c.b("status")
+                return tonumber(b:match('"events_in":(%d+)')) >= 20
+            end, 5)
+            ngx.say("B events_in: ", b:match('"events_in":(%d+)'), ", lost_in: ", b:match('"lost_in":(%d+)'))
+            ngx.say("B: ", c.b("wait?key=wev%20s/j&n=20"))
+        }
+    }
+--- response_body
+B events_in: 20, lost_in: 0
+B: true w0=20 w1=20 w2=20 w3=20
+--- timeout: 20

@@ -84,9 +84,12 @@ pub struct ClusterBlock {
     pub lease_pid: AtomicU64,
     pub lease_token: AtomicU64,
     pub lease_until_ms: AtomicU64,
-    /// The last stream id this node handled (`ms-seq`; both 0: none yet).
+    /// The last stream id this node handled (`ms-seq`), valid when
+    /// `in_joined` is 1: the first bridge joined the stream there (an empty
+    /// stream's start is `0-0`, so the id alone cannot tell).
     pub in_ms: AtomicU64,
     pub in_seq: AtomicU64,
+    pub in_joined: AtomicU64,
     /// Where the bridge is in the local log (saved after each XADD batch):
     /// the next record's position and seq, valid when `out_saved` is 1.
     pub out_pos: AtomicU64,
@@ -112,6 +115,7 @@ impl Default for ClusterBlock {
             lease_until_ms: AtomicU64::new(0),
             in_ms: AtomicU64::new(0),
             in_seq: AtomicU64::new(0),
+            in_joined: AtomicU64::new(0),
             out_pos: AtomicU64::new(0),
             out_next_seq: AtomicU64::new(0),
             out_saved: AtomicU64::new(0),
@@ -204,15 +208,18 @@ impl ClusterBlock {
         }
     }
 
-    /// The last stream id handled, if any.
+    /// The last stream id handled, or where the first bridge joined the
+    /// stream; `None` until a bridge did.
     pub fn last_id(&self) -> Option<(u64, u64)> {
         let (ms, seq) = (self.in_ms.load(Relaxed), self.in_seq.load(Relaxed));
-        (ms != 0 || seq != 0).then_some((ms, seq))
+        (self.in_joined.load(Relaxed) == 1).then_some((ms, seq))
     }
 
-    /// Moves the last handled stream id forward (never back). Caller holds
-    /// the lock.
+    /// Moves the last handled stream id forward (never back); the first
+    /// call records where this zone joined the stream, even `0-0`. Caller
+    /// holds the lock.
     pub fn advance_locked(&self, id: (u64, u64)) -> bool {
+        self.in_joined.store(1, Relaxed);
         let cur = (self.in_ms.load(Relaxed), self.in_seq.load(Relaxed));
         if id <= cur {
             return false;
@@ -426,6 +433,9 @@ mod tests {
     fn stream_ids_only_move_forward_and_saves_need_the_lease() {
         let (b, l) = (block(), TestLock::default());
         assert_eq!(b.last_id(), None);
+        // joining an empty stream: its start is kept, not "none yet"
+        assert!(!b.advance_locked((0, 0)));
+        assert_eq!(b.last_id(), Some((0, 0)));
         assert!(b.advance_locked((5, 0)));
         assert!(!b.advance_locked((4, 9)));
         assert!(b.advance_locked((5, 1)));

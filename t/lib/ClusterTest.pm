@@ -153,7 +153,32 @@ sub stop_node_b {
     }
 }
 
+# GET /c/<path> on 127.0.0.1:port (a node's t.cluster locations): the body,
+# or undef when nothing answers
+sub node_get {
+    my ($port, $path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 0.2) or return undef;
+    print $s "GET /c/$path HTTP/1.0\r\n\r\n";
+    local $/;
+    my $r = <$s> // '';
+    return $r =~ /\r\n\r\n(.*)\z/s ? $1 : '';
+}
+
+# waits until the bridge of the node on `port` has joined the stream (its
+# status has a last_id): a node receives only what is appended after that,
+# so a block posting earlier would miss events by design
+sub wait_joined {
+    my ($port, $name) = @_;
+    for (1 .. 200) {
+        my $st = node_get($port, "status") // '';
+        return 1 if $st =~ /"last_id":"\d+-\d+"/;
+        sleep 0.05;
+    }
+    die "node $name did not join the stream in 10 s";
+}
+
 # (re)starts node B with `cluster_http("b", %o)`; waits for its 4 workers
+# and for both nodes' bridges to join the stream
 sub start_node_b {
     my (%o) = @_;
     stop_node_b();
@@ -164,17 +189,17 @@ sub start_node_b {
     close $fh;
     my $out = `nginx -p $Dir/b/ -c $Dir/b/conf/nginx.conf -e $Dir/b/logs/error.log 2>&1`;
     die "node B failed to start: $out" if $?;
+    my $ready;
     for (1 .. 100) {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$NodeBPort", Timeout => 0.2);
-        if ($s) {
-            print $s "GET /c/ready HTTP/1.0\r\n\r\n";
-            local $/;
-            my $r = <$s> // '';
-            return 1 if $r =~ /ready 4/;
-        }
+        last if ($ready = (node_get($NodeBPort, "ready") // '') =~ /ready 4/);
         sleep 0.05;
     }
-    die "node B did not get ready";
+    die "node B did not get ready" unless $ready;
+    wait_joined($NodeBPort, "B");
+    # node A (the Test::Nginx instance, started before the block's init)
+    wait_joined($ENV{TEST_NGINX_CLUSTER_PORT}, "A")
+        if defined node_get($ENV{TEST_NGINX_CLUSTER_PORT}, "ready");
+    return 1;
 }
 
 # every block: a fresh stream
