@@ -14,9 +14,11 @@
 
 // Pure logic: unit-tested with `cargo test`.
 pub mod cluster_conf;
+pub mod cluster_sign;
 pub mod codec;
 pub mod conf;
 pub mod resp;
+pub mod resp_reader;
 pub mod status;
 pub mod zone;
 
