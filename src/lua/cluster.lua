@@ -367,7 +367,10 @@ local function in_loop(tok)
         broken("XREVRANGE", r and (type(v) == "table" and v[2] or "unexpected reply") or err)
         goto continue
       end
-      last = (type(v[1]) == "table" and type(v[1][1]) == "string" and v[1][1]) or "0-0"
+      -- (an empty stream: "0-1", all of it, saved in the zone like any
+      -- position, so a bridge that takes over later does not start at the
+      -- end of what was posted meanwhile)
+      last = (type(v[1]) == "table" and type(v[1][1]) == "string" and v[1][1]) or "0-1"
       native.cluster_skip(consumer, tok, last, false)
     end
     do
