@@ -88,6 +88,12 @@ INJECT = re.sub(r"[^a-z]", "", ENV.get("SOAK_CLUSTER_INJECT", ""))  # self-test:
 ALLOW_LOSS = ENV.get("SOAK_CLUSTER_ALLOW_LOSS") == "1"
 DRAIN = env_num("SOAK_CLUSTER_DRAIN_SECONDS", "60")         # the longest wait for the end state
 SEED = env_num("SOAK_SEED", str(int(time.time())), int)
+# fault mode (issue 21): forged and malformed stream entries added to the stream
+# while the chaos runs (missing and unknown fields, an undecodable payload, a bad
+# ordinal, a poisoned ordinal of a real node); each node must drop and count the
+# malformed ones and lose nothing real. Off by default.
+FAULTS = env_num("SOAK_CLUSTER_FAULTS", "0", int)
+FAULT_EVERY = env_num("SOAK_CLUSTER_FAULT_EVERY", "0.5")   # s between injected entries
 NODES = ("a", "b")
 # ports other setups on this host use (t/, scripts/soak, bench, test-package, valgrind)
 AVOID = set(range(1984, 1991)) | set(range(2085, 2091)) | {2290, 7385, 7485} \
@@ -325,6 +331,8 @@ class Chaos:
         self.nodes, self.redis = nodes, redis
         self.rng = random.Random(SEED)
         self.c = {"kills": 0, "bridge_kills": 0, "hups": 0, "redis_restarts": 0, "stops": 0}
+        if FAULTS:
+            self.c.update({"forged_malformed": 0, "forged_poisoned": 0})
         self.redis_down_until = None
         self.stopped = None  # (node, pids, until)
         self.bridge_gone = []  # (node, old bridge pid, when killed): hand-over times measured
@@ -345,7 +353,8 @@ class Chaos:
         end = self.t0 + SECONDS
         nxt = {k: self.t0 + self.jitter(v) for k, v in (("kill", KILL_EVERY), ("bridge", BRIDGE_EVERY),
                                                          ("hup", HUP_EVERY), ("redis", REDIS_EVERY),
-                                                         ("stop", STOP_EVERY)) if v > 0}
+                                                         ("stop", STOP_EVERY),
+                                                         ("fault", FAULT_EVERY if FAULTS else 0)) if v > 0}
         nxt["report"] = self.t0 + 10
         while True:
             now = time.time()
@@ -398,12 +407,40 @@ class Chaos:
                     signal_pid(p, signal.SIGSTOP)
                 self.stopped = (n, pids, now + self.rng.uniform(*STOP_SECONDS))
                 self.c["stops"] += 1
+            if "fault" in nxt and now >= nxt["fault"]:
+                nxt["fault"] = now + self.jitter(FAULT_EVERY)
+                if self.redis_down_until is None:
+                    self.inject()
             self.watch_handover()
             if now >= nxt["report"]:
                 nxt["report"] = now + 30
                 note("t=%.0f s: %s" % (now - self.t0, self.counts_str()))
             time.sleep(0.02)
         self.resume()
+
+    def inject(self):
+        """Adds one forged or malformed entry to the stream (fault mode)."""
+        # a real node's epoch, from the newest entry
+        last = subprocess.run(["redis-cli", "-p", str(self.redis.port), "XREVRANGE", "soak", "+", "-",
+                               "COUNT", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=10).stdout.decode("utf-8", "replace").strip().split("\n")
+        f = dict(zip(last[1::2], last[2::2])) if len(last) > 2 else {}
+        epoch, node = f.get("e", "1"), f.get("n", "a")
+        good = "\x02"  # the codec's `true`
+        kinds = [
+            ["n", "z", "e", epoch, "s", "soak", "v", "forged", "d", good],                      # no o
+            ["n", "z", "e", epoch, "o", "1", "s", "soak", "v", "forged", "d", good, "zz", "1"],  # unknown field
+            ["n", "z", "e", epoch, "o", "1", "s", "soak", "v", "forged", "d", "garbage"],        # bad d
+            ["n", "z", "e", epoch, "o", "x", "s", "soak", "v", "forged", "d", good],             # bad o
+        ]
+        if self.rng.random() < 0.25 and f:
+            fields = ["n", node, "e", epoch, "o", str(self.rng.randrange(10 ** 11, 10 ** 12)),
+                      "s", "soak", "v", "forged", "d", good]
+            self.c["forged_poisoned"] += 1
+        else:
+            fields = self.rng.choice(kinds)
+            self.c["forged_malformed"] += 1
+        self.redis.cli("XADD", "soak", "*", *fields)
 
     def watch_handover(self):
         """Measures how long a killed bridge takes to be replaced (reported, not checked:
@@ -440,7 +477,9 @@ class Chaos:
         return ("SIGKILLs %d (+ %d of bridge workers), HUPs %d (a %d, b %d), redis restarts %d, "
                 "SIGSTOPs of a node %d" % (self.c["kills"], self.c["bridge_kills"], self.c["hups"],
                                           self.nodes[0].hups, self.nodes[1].hups, self.c["redis_restarts"],
-                                          self.c["stops"]))
+                                          self.c["stops"])
+                + (", forged entries %d malformed + %d poisoned ordinals" % (
+                    self.c["forged_malformed"], self.c["forged_poisoned"]) if FAULTS else ""))
 
 
 def records(node):
@@ -791,6 +830,20 @@ def report(nodes, chaos, a, status, problems, logs, accfail, redis):
                     N, f["delivered"], f["required"], f["missing"], f["reported"], f["unreported"],
                     f["node_missing"], f["blind"]) for N, f in sorted(r["from"].items()))))
     print("duplicates      %d (a seq a worker got twice); out of order %d" % (dup, ooo))
+    dropped = {R: {k: v for k, v in (status.get(R, {}).get("dropped") or {}).items() if v}
+               for R in names}
+    print("dropped entries %s; ordinal jumps %s; stream resets %s; bridge thread restarts %s" % (
+        "; ".join("%s %s" % (R, dropped[R] or "none") for R in names),
+        ", ".join("%s %s" % (R, status.get(R, {}).get("ordinal_jumps")) for R in names),
+        ", ".join("%s %s" % (R, status.get(R, {}).get("stream_resets")) for R in names),
+        ", ".join("%s %s" % (R, status.get(R, {}).get("restarts")) for R in names)))
+    if FAULTS:
+        malformed = chaos.c.get("forged_malformed", 0)
+        for R in names:
+            got = sum(v for k, v in dropped[R].items() if k != "duplicate")
+            # entries added while a node's bridge was down may be trimmed before it reads them
+            check(malformed == 0 or got > 0,
+                  "fault mode: node %s dropped none of the %d malformed entries" % (R, malformed))
     print("unreported gaps %d (per worker; %d more excused: a dead worker's gap right before its last event of "
           "that node, no worker of its node got); node-wide %d" % (
               unrep, sum(a["nodes"][R]["excused"] for R in names), node_unrep))

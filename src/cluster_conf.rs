@@ -5,7 +5,7 @@
 //! ```nginx
 //! worker_events_cluster redis://[:password@]host[:port][/db] | rediss://...
 //!                       [stream=name] [maxlen=N] [node=id] [password=secret]
-//!                       [tls] [zone=name] [queue=N] [timeout=ms];
+//!                       [tls] [zone=name] [queue=N] [timeout=ms] [secret=key];
 //! ```
 //! Like `worker_events_compat`, the value reaches Lua through the committed
 //! cycle ([`activate`], from `init_module`): a worker respawned after a
@@ -39,6 +39,9 @@ pub struct ClusterConf {
     pub queue: u64,
     /// Connect/read timeout (ms).
     pub timeout_ms: u64,
+    /// The cluster's shared key: entries carry an HMAC-SHA256 made with it,
+    /// and entries without the right one are dropped.
+    pub secret: Option<String>,
 }
 
 /// A bad `worker_events_cluster` line.
@@ -52,7 +55,7 @@ pub enum ClusterConfError {
     Port(String),
     #[error("invalid database number in \"{0}\"")]
     Db(String),
-    #[error("unknown option \"{0}\" (known: stream=, maxlen=, node=, password=, tls, zone=, queue=, timeout=)")]
+    #[error("unknown option \"{0}\" (known: stream=, maxlen=, node=, password=, tls, zone=, queue=, timeout=, secret=)")]
     Unknown(String),
     #[error("invalid value in \"{0}\"")]
     Value(String),
@@ -131,6 +134,7 @@ impl ClusterConf {
             zone: String::new(),
             queue: DEFAULT_QUEUE,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            secret: None,
         };
         let opts = &args[1.min(args.len())..];
         for (i, opt) in opts.iter().enumerate() {
@@ -151,10 +155,11 @@ impl ClusterConf {
                 "node" if name_ok(v) => c.node = v.to_string(),
                 "zone" if name_ok(v) => c.zone = v.to_string(),
                 "password" if !v.is_empty() => c.password = Some(v.to_string()),
+                "secret" if !v.is_empty() => c.secret = Some(v.to_string()),
                 "maxlen" => c.maxlen = number(opt, v, 1, u64::from(u32::MAX))?,
                 "queue" => c.queue = number(opt, v, 1, 100_000_000)?,
                 "timeout" => c.timeout_ms = number(opt, v, 10, 600_000)?,
-                "stream" | "node" | "zone" | "password" => return Err(bad()),
+                "stream" | "node" | "zone" | "password" | "secret" => return Err(bad()),
                 _ => return Err(ClusterConfError::Unknown(opt.to_string())),
             }
         }
@@ -225,8 +230,10 @@ mod tests {
             "zone=ev",
             "queue=5",
             "timeout=200",
+            "secret=k3y",
         ])
         .unwrap();
+        assert_eq!(c.secret.as_deref(), Some("k3y"));
         assert_eq!(
             (
                 c.stream.as_str(),
@@ -267,6 +274,7 @@ mod tests {
             "invalid value in \"maxlen=x\""
         );
         assert_eq!(e(&["redis://h", "stream="]), "invalid value in \"stream=\"");
+        assert_eq!(e(&["redis://h", "secret="]), "invalid value in \"secret=\"");
         assert_eq!(
             e(&["redis://h", "timeout=1"]),
             "invalid value in \"timeout=1\""

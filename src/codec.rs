@@ -253,6 +253,29 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// Checks that `buf` is exactly one encoded value (what a receiver decodes),
+/// without building it: a payload from another node is checked before it
+/// is posted here.
+pub fn check(buf: &[u8]) -> Result<(), DecodeError> {
+    let mut d = Decoder::new(buf);
+    // values still to read at each open table level
+    let mut pending: Vec<u64> = vec![1];
+    while let Some(top) = pending.last_mut() {
+        if *top == 0 {
+            pending.pop();
+            continue;
+        }
+        *top -= 1;
+        if let Token::Table { n_array, n_hash } = d.next()? {
+            if pending.len() > MAX_DEPTH {
+                return Err(DecodeError::TooDeep);
+            }
+            pending.push(n_array as u64 + 2 * n_hash as u64);
+        }
+    }
+    d.finish()
+}
+
 /// A value tree without Lua, for the unit and property tests.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -317,6 +340,27 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::{dec, enc, V};
     use super::*;
+
+    #[test]
+    fn check_accepts_what_decodes_and_nothing_else() {
+        let mut e = Encoder::new();
+        enc(
+            &mut e,
+            &V::T(
+                vec![V::I(1), V::S(b"x".to_vec())],
+                vec![(V::S(b"k".to_vec()), V::T(vec![], vec![]))],
+            ),
+        );
+        assert_eq!(check(e.as_bytes()), Ok(()));
+        let b = e.as_bytes();
+        for cut in 0..b.len() {
+            assert!(check(&b[..cut]).is_err(), "cut {cut}");
+        }
+        let mut t = b.to_vec();
+        t.push(0);
+        assert_eq!(check(&t), Err(DecodeError::Trailing));
+        assert_eq!(check(b"garbage"), Err(DecodeError::BadTag(b'g')));
+    }
 
     #[test]
     fn the_limit_stops_writing() {

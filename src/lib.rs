@@ -14,10 +14,12 @@
 
 // Pure logic: unit-tested with `cargo test`.
 pub mod cluster_conf;
+pub mod cluster_sign;
 pub mod codec;
 pub mod conf;
 pub mod conf_refs;
 pub mod resp;
+pub mod resp_reader;
 pub mod status;
 pub mod zone;
 

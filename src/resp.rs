@@ -22,36 +22,52 @@ pub struct Stream<'a> {
     pub maxlen: u64,
     pub node: &'a [u8],
     pub epoch: &'a [u8],
+    /// `secret=`: every entry gets an `h` field (see `cluster_sign`).
+    pub secret: Option<&'a [u8]>,
 }
 
 impl Stream<'_> {
-    /// `XADD stream MAXLEN ~ maxlen * n node e epoch o ordinal s source v event d data`.
+    /// `XADD stream MAXLEN ~ maxlen * n node e epoch o ordinal s source v event d data [h hmac]`.
     pub fn xadd(&self, out: &mut Vec<u8>, ordinal: u64, source: &[u8], event: &[u8], data: &[u8]) {
         let maxlen = self.maxlen.to_string();
         let ordinal = ordinal.to_string();
-        command(
-            out,
-            &[
-                b"XADD",
-                self.stream,
-                b"MAXLEN",
-                b"~",
-                maxlen.as_bytes(),
-                b"*",
-                b"n",
-                self.node,
-                b"e",
-                self.epoch,
-                b"o",
-                ordinal.as_bytes(),
-                b"s",
-                source,
-                b"v",
-                event,
-                b"d",
-                data,
-            ],
-        );
+        let h = self.secret.map(|k| {
+            crate::cluster_sign::sign(
+                k,
+                &crate::cluster_sign::Fields {
+                    node: self.node,
+                    epoch: self.epoch,
+                    ordinal: ordinal.as_bytes(),
+                    source,
+                    event,
+                    data,
+                },
+            )
+        });
+        let mut args: Vec<&[u8]> = vec![
+            b"XADD",
+            self.stream,
+            b"MAXLEN",
+            b"~",
+            maxlen.as_bytes(),
+            b"*",
+            b"n",
+            self.node,
+            b"e",
+            self.epoch,
+            b"o",
+            ordinal.as_bytes(),
+            b"s",
+            source,
+            b"v",
+            event,
+            b"d",
+            data,
+        ];
+        if let Some(h) = &h {
+            args.extend_from_slice(&[b"h", h]);
+        }
+        command(out, &args);
     }
 
     /// `SET <stream>:unique:<key> node NX PX ttl_ms`: a cluster unique claim.
@@ -78,6 +94,7 @@ mod tests {
             maxlen: 10,
             node: b"a",
             epoch: b"77",
+            secret: None,
         };
         let mut b = Vec::new();
         s.xadd(&mut b, 5, b"src", b"ev", b"\x00\r\n");

@@ -485,7 +485,7 @@ ngx_worker_events: invalid port in "redis://127.0.0.1:99999"
     worker_events_cluster redis://127.0.0.1 maxlen=10 sream=x;
 --- must_die
 --- error_log
-ngx_worker_events: unknown option "sream=x" (known: stream=, maxlen=, node=, password=, tls, zone=, queue=, timeout=)
+ngx_worker_events: unknown option "sream=x" (known: stream=, maxlen=, node=, password=, tls, zone=, queue=, timeout=, secret=)
 
 
 

@@ -8,7 +8,12 @@
 --        `unique` event, SET NX PX: the node that gets the key runs it),
 --        256 commands per write (native cluster_out);
 --   in:  XREAD BLOCK from the last id handled -> the local log, exactly
---        once, other nodes' events only (native cluster_feed).
+--        once, other nodes' events only (native cluster_feed); while idle,
+--        XINFO tells whether the stream was reset (its last id went back).
+-- Replies are read with receiveany and parsed natively, in linear time and
+-- with a limit per reply (a peer we do not control may send anything); the
+-- loops yield every YIELD_BYTES. A light thread that dies is restarted, and
+-- the lease is released when the bridge itself ends.
 -- Positions live in the zone, so a reload or a killed bridge worker hands
 -- over without losing or repeating events. Started by the Lua APIs when
 -- they open the cluster's zone in init_worker; start() may be called too.
@@ -28,8 +33,6 @@ local exiting = ngx.worker.exiting
 local sleep = ngx.sleep
 local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
 local min, floor = math.min, math.floor
-local byte, sub = string.byte, string.sub
-local new_tab = require "table.new"
 local fmt = string.format
 local null = ngx.null
 
@@ -43,6 +46,8 @@ local LEASE_EVERY = 0.25       -- lease check / renewal period (s); a lease last
 local BATCH = 256              -- entries per XADD pipeline / XREAD
 local BLOCK_MS = 1000          -- XREAD BLOCK
 local BACKOFF_MIN, BACKOFF_MAX = 0.1, 5
+local YIELD_BYTES = 256 * 1024 -- bytes read before the loops yield to the event loop
+local OUT_LIMIT = 64 * 1024    -- one XADD / SET reply
 
 local redis
 do
@@ -54,6 +59,7 @@ end
 local _M = { _VERSION = "0.1.0" }
 
 local conf, consumer, token, started
+local conns = {} -- the bridge's connections by direction (closed when a loop dies)
 local outage -- { since, attempts } while Redis cannot be used
 
 local function addr()
@@ -102,9 +108,10 @@ local function transient(err)
   return TRANSIENT[tostring(err):match("^(%u+)")] == true
 end
 
-local function failed(what, err)
+-- `dir`: "out" or "in", the direction that failed
+local function failed(what, err, dir)
   native.cluster_count(consumer, "errors", 1)
-  native.cluster_state(consumer, false)
+  native.cluster_state(consumer, dir, false)
   if not outage then
     outage = { since = ngx.now(), attempts = 0 }
     log(ERR, PREFIX, "redis ", addr(), ": ", what, " failed: ", tostring(err),
@@ -113,14 +120,56 @@ local function failed(what, err)
   outage.attempts = outage.attempts + 1
 end
 
-local function recovered()
+local function recovered(dir)
   if outage then
     log(NOTICE, PREFIX, "redis ", addr(), " is reachable again after ",
         fmt("%.1f", ngx.now() - outage.since), " s (", outage.attempts, " failed attempt(s))")
     native.cluster_count(consumer, "reconnects", 1)
     outage = nil
   end
-  native.cluster_state(consumer, true)
+  native.cluster_state(consumer, dir, true)
+end
+
+-- at most one line a second per `key`, with the count since the last one
+local ratelog_state = {}
+local function ratelog(level, key, n, ...)
+  local e = ratelog_state[key]
+  if not e then
+    e = { n = 0, at = 0 }
+    ratelog_state[key] = e
+  end
+  e.n = e.n + n
+  local now = ngx.now()
+  if now - e.at >= 1 then
+    log(level, PREFIX, e.n, " ", ...)
+    e.n, e.at = 0, now
+  end
+end
+
+-- the next `n` replies on `sock` (`which`: "out" or "in", its native
+-- reader), as Lua values ({ false, msg } for an error reply, false for
+-- null), or nil, err (the connection failed, or a bad or too large reply)
+local function read_replies(sock, which, n, limit)
+  local bytes = 0
+  while true do
+    local chunk, err = sock:receiveany(65536)
+    if not chunk then
+      native.cluster_read(which, nil)
+      return nil, err
+    end
+    local r, rerr = native.cluster_read(which, chunk, n, limit)
+    if r == nil then return nil, rerr end
+    if r ~= "more" then return r end
+    bytes = bytes + #chunk
+    if bytes >= YIELD_BYTES then
+      bytes = 0
+      sleep(0)
+      if exiting() then
+        native.cluster_read(which, nil)
+        return nil, "exiting"
+      end
+    end
+  end
 end
 
 local function holding(tok)
@@ -141,37 +190,6 @@ end
 -- out: local cluster records -> the stream
 ---------------------------------------------------------------------------
 
--- one reply of a command the bridge sent itself: a status or bulk string,
--- an integer, null (ngx.null), or false, msg for an error reply; nil, err
--- when the connection failed
-local function read_reply(sock)
-  local line, err = sock:receive()
-  if not line then return nil, err end
-  local p = byte(line)
-  if p == 36 then -- "$": bulk
-    local size = tonumber(sub(line, 2))
-    if not size then return nil, "bad reply" end
-    if size < 0 then return null end
-    local data, derr = sock:receive(size + 2)
-    if not data then return nil, derr end
-    return sub(data, 1, size)
-  elseif p == 43 then -- "+": status
-    return sub(line, 2)
-  elseif p == 45 then -- "-": error
-    return false, sub(line, 2)
-  elseif p == 58 then -- ":": integer
-    return tonumber(sub(line, 2))
-  elseif p == 42 then -- "*": an array (not sent by XADD or SET): read past it
-    local n = tonumber(sub(line, 2)) or 0
-    for _ = 1, n do
-      local r, rerr = read_reply(sock)
-      if r == nil then return nil, rerr end
-    end
-    return n < 0 and null or true
-  end
-  return nil, "bad reply"
-end
-
 local function out_loop(tok)
   local sema = semaphore.new(0)
   c_set_sema(consumer, sema.sem)
@@ -183,12 +201,13 @@ local function out_loop(tok)
       local err
       red, err = connect(conf)
       if not red then
-        failed("connect", err)
+        failed("connect", err, "out")
         pause(backoff, tok)
         backoff = min(backoff * 2, BACKOFF_MAX)
         goto continue
       end
-      recovered()
+      conns.out = red
+      recovered("out")
       backoff = BACKOFF_MIN
     end
     do
@@ -212,15 +231,10 @@ local function out_loop(tok)
       local sock = rawget(red, "_sock")
       local res, err = sock:send(payload)
       if res then
-        res = new_tab(n, 0)
-        for i = 1, n do
-          local r, rerr = read_reply(sock)
-          if r == nil then res, err = nil, rerr break end
-          res[i] = r == false and { false, rerr } or r
-        end
+        res, err = read_replies(sock, "out", n, OUT_LIMIT)
       end
       if not res then
-        failed("XADD", err)
+        failed("XADD", err, "out")
         red:close()
         red = nil
         native.cluster_rewind(consumer) -- the batch goes again
@@ -239,7 +253,7 @@ local function out_loop(tok)
         end
       end
       if retry then
-        failed("XADD", retry)
+        failed("XADD", retry, "out")
         red:close()
         red = nil
         native.cluster_rewind(consumer)
@@ -282,65 +296,119 @@ local function out_loop(tok)
   end
   c_set_sema(consumer, nil)
   if red then red:close() end
+  conns.out = nil
 end
 
 ---------------------------------------------------------------------------
 -- in: the stream -> the local log
 ---------------------------------------------------------------------------
 
+-- the last generated id of `stream` (nil: there is no such stream), or
+-- false, err
+local function last_generated(sock, stream, limit)
+  local ok, err = sock:send(native.cluster_command("XINFO", "STREAM", stream))
+  if not ok then return false, err end
+  local r
+  r, err = read_replies(sock, "in", 1, limit)
+  if not r then return false, err end
+  local info = r[1]
+  if type(info) ~= "table" then return false, "unexpected reply to XINFO" end
+  if info[1] == false then
+    if tostring(info[2]):find("no such key", 1, true) then return nil end
+    return false, info[2]
+  end
+  for k = 1, #info - 1, 2 do
+    if info[k] == "last-generated-id" and type(info[k + 1]) == "string" then
+      return info[k + 1]
+    end
+  end
+  return false, "no last-generated-id in XINFO's reply"
+end
+
 local function in_loop(tok)
   local node, stream = conf.node, conf.stream
+  local limit = native.cluster_limit(consumer)
   local red, backoff = nil, BACKOFF_MIN
   local last = native.cluster_last_id(consumer)
+  local function broken(what, err)
+    native.cluster_feed(consumer, tok, nil, node) -- forget a partial reply
+    native.cluster_read("in", nil)
+    failed(what, err, "in")
+    red:close()
+    red, conns["in"] = nil, nil
+    -- what was delivered before the failure moved the zone's id on
+    last = native.cluster_last_id(consumer) or last
+    pause(backoff, tok)
+    backoff = min(backoff * 2, BACKOFF_MAX)
+  end
   while holding(tok) do
     if not red then
       local err
       red, err = connect(conf, conf.timeout + BLOCK_MS)
       if not red then
-        failed("connect", err)
+        failed("connect", err, "in")
         pause(backoff, tok)
         backoff = min(backoff * 2, BACKOFF_MAX)
         goto continue
       end
-      recovered()
+      conns["in"] = red
+      recovered("in")
       backoff = BACKOFF_MIN
     end
     if not last then
       -- the first bridge of this zone: start at the stream's end
-      local r, err = red:xrevrange(stream, "+", "-", "COUNT", 1)
-      if not r then
-        failed("XREVRANGE", err)
-        red:close()
-        red = nil
+      local sock = rawget(red, "_sock")
+      local ok, err = sock:send(native.cluster_command("XREVRANGE", stream, "+", "-", "COUNT", "1"))
+      local r
+      if ok then r, err = read_replies(sock, "in", 1, limit) end
+      local v = r and r[1]
+      if type(v) ~= "table" or v[1] == false then
+        broken("XREVRANGE", r and (type(v) == "table" and v[2] or "unexpected reply") or err)
         goto continue
       end
-      last = (type(r) == "table" and r[1] and r[1][1]) or "0-0"
+      -- (an empty stream: "0-1", all of it, saved in the zone like any
+      -- position, so a bridge that takes over later does not start at the
+      -- end of what was posted meanwhile)
+      last = (type(v[1]) == "table" and type(v[1][1]) == "string" and v[1][1]) or "0-1"
       native.cluster_skip(consumer, tok, last, false)
     end
     do
       -- XREAD, its reply parsed and its entries delivered natively as the
       -- bytes arrive (lua-resty-redis' reply tables cost ~15 µs an entry)
       local sock = rawget(red, "_sock")
-      local state, a, n, lost, bad, why
+      local state, a, n, lost, drops, jumps
       local ok, err = sock:send(native.cluster_xread(stream, last, BATCH, BLOCK_MS))
+      local bytes = 0
       while ok do
         local chunk
         chunk, err = sock:receiveany(65536)
         if not chunk then ok = false break end
-        state, a, n, lost, bad, why = native.cluster_feed(consumer, tok, chunk, node)
+        state, a, n, lost, drops, jumps = native.cluster_feed(consumer, tok, chunk, node, BATCH)
         if state ~= "more" then break end
+        bytes = bytes + #chunk
+        if bytes >= YIELD_BYTES then
+          -- a long reply (or a flood): let the worker's other work run
+          bytes = 0
+          sleep(0)
+          if not holding(tok) then ok, err = false, "the lease was lost" break end
+        end
       end
       if not ok or state == "error" then
-        native.cluster_feed(consumer, tok, nil, node) -- forget a partial reply
-        failed("XREAD", ok and a or err)
-        red:close()
-        red = nil
-        pause(backoff, tok)
-        backoff = min(backoff * 2, BACKOFF_MAX)
+        broken("XREAD", ok and a or err)
         goto continue
       end
       if state == "null" then
-        native.cluster_state(consumer, true, 0)
+        native.cluster_state(consumer, "in", true, 0)
+        -- idle: is it still the stream we read? (FLUSHALL, a new Redis)
+        local gen, gerr = last_generated(sock, stream, limit * 3)
+        if gen == false then
+          broken("XINFO", gerr)
+        elseif native.cluster_check_reset(consumer, tok, gen) then
+          log(ERR, PREFIX, "the stream \"", stream, "\" on ", addr(), " was reset: its last id ",
+              gen or "(none: the stream is gone)", " is below the last one read here, ", last,
+              "; reading it again from its start")
+          last = native.cluster_last_id(consumer) or "0-1"
+        end
         goto continue
       end
       last = a or last
@@ -353,33 +421,98 @@ local function in_loop(tok)
                                       nil, 1, native.POST_OWN)
         if not pok then log(ERR, PREFIX, "posting the lost event failed: ", perr) end
       end
-      if bad > 0 then
-        log(WARN, PREFIX, bad, " stream entr", bad == 1 and "y" or "ies",
-            " not delivered: ", tostring(why))
+      if drops then
+        for why, d in pairs(drops) do
+          ratelog(WARN, "drop " .. why, d[1], "stream entr(y/ies) dropped (", why, "; the last: ",
+                  d[2], "); logged at most once a second")
+        end
+      end
+      if jumps then
+        ratelog(WARN, "jump", #jumps, "implausible ordinal jump(s) (node \"", jumps[#jumps],
+                "\"): taken as a new count, not as loss (a forged or corrupt entry?",
+                " secret= makes nodes drop entries they did not sign); logged at most once a second")
       end
       if state == "stale" then break end
       local ms = tonumber(last:match("^(%d+)")) or 0
       local lag = n >= BATCH and ngx.now() * 1000 - ms or 0
-      native.cluster_state(consumer, true, lag > 0 and lag or 0)
+      native.cluster_state(consumer, "in", true, lag > 0 and lag or 0)
     end
     ::continue::
   end
   if red then red:close() end
+  conns["in"] = nil
 end
 
 ---------------------------------------------------------------------------
 -- the lease
 ---------------------------------------------------------------------------
 
+-- one direction's loop, its Lua errors caught: name, ok, err
+local LOOPS = { out = out_loop, ["in"] = in_loop }
+local function run(name, tok)
+  local ok, err = pcall(LOOPS[name], tok)
+  return name, ok, err
+end
+
+-- the bridge: both loops while the lease is ours; a loop that dies (a Lua
+-- error) or ends while the lease is still ours is started again
+local function supervise(tok)
+  local threads, since, backoff = {}, {}, {}
+  for name in pairs(LOOPS) do
+    threads[name] = ngx.thread.spawn(run, name, tok)
+    since[name], backoff[name] = ngx.now(), BACKOFF_MIN
+  end
+  while threads.out or threads["in"] do
+    local wok, name, ok, err
+    if threads.out and threads["in"] then
+      wok, name, ok, err = ngx.thread.wait(threads.out, threads["in"])
+    else
+      wok, name, ok, err = ngx.thread.wait(threads.out or threads["in"])
+    end
+    if not wok then name, ok, err = nil, false, name end
+    if not name then
+      -- (cannot happen: run() catches errors) stop the bridge
+      log(ERR, PREFIX, "a bridge thread failed: ", tostring(err))
+      break
+    end
+    threads[name] = nil
+    native.cluster_state(consumer, name, false)
+    local c = conns[name]
+    if c then pcall(c.close, c) conns[name] = nil end
+    if name == "out" then c_set_sema(consumer, nil) end
+    native.cluster_read(name, nil)
+    if name == "in" then native.cluster_feed(consumer, tok, nil, conf.node) end
+    if not ok then
+      native.cluster_count(consumer, "restarts", 1)
+      log(ERR, PREFIX, "the bridge's ", name, " thread died: ", tostring(err),
+          "; restarting it")
+    end
+    if holding(tok) then
+      if ngx.now() - since[name] > 10 then backoff[name] = BACKOFF_MIN end
+      pause(backoff[name], tok)
+      backoff[name] = min(backoff[name] * 2, BACKOFF_MAX)
+      if holding(tok) then
+        if ok then native.cluster_count(consumer, "restarts", 1) end
+        since[name] = ngx.now()
+        threads[name] = ngx.thread.spawn(run, name, tok)
+      end
+    end
+  end
+  for _, t in pairs(threads) do ngx.thread.kill(t) end
+end
+
 local function bridge(premature, tok)
   if premature then return end
   log(INFO, PREFIX, "this worker holds the bridge of node \"", conf.node, "\" (stream \"",
       conf.stream, "\" on ", addr(), ")")
-  local t_out = ngx.thread.spawn(out_loop, tok)
-  local t_in = ngx.thread.spawn(in_loop, tok)
-  ngx.thread.wait(t_out)
-  ngx.thread.wait(t_in)
-  native.cluster_state(consumer, false)
+  local ok, err = pcall(supervise, tok)
+  if not ok then log(ERR, PREFIX, "the bridge failed: ", tostring(err)) end
+  native.cluster_state(consumer, "both", false)
+  -- the lease goes with the bridge (another worker, or this one, takes it)
+  if token == tok then
+    native.cluster_release(consumer, tok)
+    token = nil
+  end
 end
 
 local function tick(premature)
@@ -436,6 +569,7 @@ function _M.configured()
   local copy = {}
   for k, v in pairs(c) do copy[k] = v end
   copy.password = c.password and "(set)" or nil
+  copy.secret = c.secret or nil
   return copy
 end
 

@@ -25,6 +25,8 @@ pub mod native;
 #[cfg(not(test))]
 pub mod native_cluster;
 #[cfg(not(test))]
+pub mod native_cluster_feed;
+#[cfg(not(test))]
 pub mod native_manager;
 #[cfg(not(test))]
 pub mod native_tasks;

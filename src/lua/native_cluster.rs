@@ -4,8 +4,7 @@
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
-use crate::resp::Reply;
-use crate::runtime::cluster::{self, Entry, Incoming};
+use crate::runtime::cluster;
 use crate::zone::cluster::parse_id;
 
 fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
@@ -21,99 +20,6 @@ fn one(v: Value) -> mlua::Result<MultiValue> {
 
 fn token(t: f64) -> u64 {
     t.clamp(0.0, 9e15) as u64
-}
-
-/// The XREAD reply read so far (this worker's bridge reads one at a time).
-static FEED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
-
-/// What one whole XREAD reply did.
-#[derive(Default)]
-struct Fed {
-    last: Option<Vec<u8>>,
-    entries: usize,
-    /// (node, count) per gap.
-    lost: Vec<(Vec<u8>, u64)>,
-    /// Entries that could not be delivered, and why (the last one).
-    failed: usize,
-    why: Option<String>,
-    stale: bool,
-}
-
-/// Delivers the entries of a parsed XREAD reply (see `cluster.lua`'s in loop).
-fn feed_entries(c: u32, tok: u64, own: &[u8], entries: &[Reply<'_>]) -> Fed {
-    let mut fed = Fed::default();
-    for e in entries {
-        let Reply::Array(Some(parts)) = e else {
-            continue;
-        };
-        let (Some(Reply::Bulk(Some(id))), Some(kv)) = (parts.first(), parts.get(1)) else {
-            continue;
-        };
-        let Some(sid) = parse_id(id) else { continue };
-        let mut f: [Option<&[u8]>; 6] = [None; 6];
-        if let Reply::Array(Some(kv)) = kv {
-            for pair in kv.chunks(2) {
-                if let [Reply::Bulk(Some(k)), Reply::Bulk(Some(v))] = pair {
-                    let slot = match *k {
-                        b"n" => 0,
-                        b"e" => 1,
-                        b"o" => 2,
-                        b"s" => 3,
-                        b"v" => 4,
-                        b"d" => 5,
-                        _ => continue,
-                    };
-                    f[slot] = Some(v);
-                }
-            }
-        }
-        let number = |b: Option<&[u8]>| {
-            b.and_then(|b| core::str::from_utf8(b).ok())
-                .and_then(|s| s.parse::<u64>().ok())
-        };
-        let ok = match f {
-            [Some(n), ..] if n == own => cluster::skip(c, tok, sid, true).unwrap_or(false),
-            [Some(n), Some(_), Some(_), Some(s), Some(v), Some(d)] => {
-                let entry = Entry {
-                    id: sid,
-                    node: n,
-                    epoch: number(f[1]).unwrap_or(0),
-                    ordinal: number(f[2]).unwrap_or(0),
-                    source: s,
-                    event: v,
-                    unique: None,
-                    data: d,
-                };
-                match cluster::deliver(c, tok, &entry) {
-                    Ok(Incoming::Delivered { lost }) => {
-                        if lost > 0 {
-                            fed.lost.push((n.to_vec(), lost));
-                        }
-                        true
-                    }
-                    Ok(Incoming::Skipped) => true,
-                    Ok(Incoming::Stale) => false,
-                    Err(err) => {
-                        fed.failed += 1;
-                        fed.why = Some(err.to_string());
-                        true
-                    }
-                }
-            }
-            _ => {
-                fed.failed += 1;
-                fed.why = Some("a stream entry that is not a cluster event".into());
-                cluster::skip(c, tok, sid, false).unwrap_or(false)
-            }
-        };
-        if !ok {
-            fed.stale = true;
-            break;
-        }
-        fed.entries += 1;
-        fed.last = Some(id.to_vec());
-    }
-    fed
 }
 
 /// Adds the `cluster_*` functions to the native table `t`.
@@ -137,6 +43,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
             r.set("zone", zone)?;
             r.set("queue", c.queue)?;
             r.set("timeout", c.timeout_ms)?;
+            r.set("secret", c.secret.is_some())?;
             one(Value::Table(r))
         })?,
     )?;
@@ -195,11 +102,13 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     Err(e) => return fail(lua, e),
                 };
                 let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
+                let secret = cluster::config().ok().and_then(|(c, _)| c.secret);
                 let st = crate::resp::Stream {
                     stream: &stream,
                     maxlen: maxlen.clamp(1.0, 9e15) as u64,
                     node: &node,
                     epoch: &epoch,
+                    secret: secret.as_deref().map(str::as_bytes),
                 };
                 let mut payload = Vec::with_capacity(items.len() * 160);
                 let held = lua.create_table()?;
@@ -233,71 +142,6 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lua.create_function(|_, (c, t, acked, sent): (u32, f64, f64, f64)| {
             Ok(cluster::ack(c, token(t), token(acked), token(sent)).unwrap_or(false))
         })?,
-    )?;
-    // cluster_feed(c, token, chunk, own_node) -> "more"
-    //   | "done", last_id|nil, entries, { node, lost, ... }, failed, why|nil
-    //   | "null" (XREAD BLOCK timed out) | "stale" (lease lost) | "error", msg
-    // Parses the XREAD reply as it arrives and delivers its entries natively.
-    t.set(
-        "cluster_feed",
-        lua.create_function(
-            |lua, (c, t, chunk, own): (u32, f64, Option<LuaString>, LuaString)| {
-                let s = |v: &str| lua.create_string(v).map(Value::String);
-                let Ok(mut buf) = FEED.lock() else {
-                    return Ok(MultiValue::from_vec(vec![s("error")?, s("busy")?]));
-                };
-                let Some(chunk) = chunk else {
-                    buf.clear();
-                    return Ok(MultiValue::new());
-                };
-                buf.extend_from_slice(&chunk.as_bytes());
-                let parsed = match crate::resp::parse(&buf) {
-                    Ok(None) => return one(s("more")?),
-                    Ok(Some((r, _))) => Ok(r),
-                    Err(_) => Err("a reply that is not RESP"),
-                };
-                let own = own.as_bytes();
-                let out = match parsed {
-                    Err(e) => vec![s("error")?, s(e)?],
-                    Ok(Reply::Array(None)) => vec![s("null")?],
-                    Ok(Reply::Error(e)) => vec![s("error")?, s(&String::from_utf8_lossy(e))?],
-                    Ok(Reply::Array(Some(streams))) => {
-                        let entries = match streams.first() {
-                            Some(Reply::Array(Some(st))) => match st.get(1) {
-                                Some(Reply::Array(Some(e))) => e.as_slice(),
-                                _ => &[],
-                            },
-                            _ => &[],
-                        };
-                        let fed = feed_entries(c, token(t), &own, entries);
-                        let lost = lua.create_table()?;
-                        for (node, n) in &fed.lost {
-                            lost.raw_push(lua.create_string(node)?)?;
-                            lost.raw_push(*n as f64)?;
-                        }
-                        let last = match &fed.last {
-                            Some(l) => Value::String(lua.create_string(l)?),
-                            None => Value::Nil,
-                        };
-                        let why = match &fed.why {
-                            Some(w) => s(w)?,
-                            None => Value::Nil,
-                        };
-                        vec![
-                            s(if fed.stale { "stale" } else { "done" })?,
-                            last,
-                            Value::Integer(fed.entries as i64),
-                            Value::Table(lost),
-                            Value::Integer(fed.failed as i64),
-                            why,
-                        ]
-                    }
-                    Ok(_) => vec![s("error")?, s("unexpected reply to XREAD")?],
-                };
-                buf.clear();
-                Ok(MultiValue::from_vec(out))
-            },
-        )?,
     )?;
     // cluster_xread(stream, last_id, count, block_ms) -> the command in RESP
     t.set(
@@ -345,13 +189,32 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "cluster_epoch",
         lua.create_function(|_, c: u32| Ok(cluster::epoch(c).ok().map(|e| e.to_string())))?,
     )?;
+    // cluster_state(c, "out"|"in"|"both", up, lag_ms?)
     t.set(
         "cluster_state",
-        lua.create_function(|_, (c, up, lag): (u32, bool, Option<f64>)| {
+        lua.create_function(|_, (c, dir, up, lag): (u32, String, bool, Option<f64>)| {
+            use crate::zone::cluster::{IN_UP, OUT_UP};
+            let bits = match dir.as_str() {
+                "out" => OUT_UP,
+                "in" => IN_UP,
+                _ => OUT_UP | IN_UP,
+            };
             let lag = lag.map(|l| l.clamp(0.0, 9e15) as u64);
-            Ok(cluster::set_state(c, up, lag).is_ok())
+            Ok(cluster::set_state(c, bits, up, lag).is_ok())
         })?,
     )?;
+    // cluster_command(arg, ...) -> the command in RESP
+    t.set(
+        "cluster_command",
+        lua.create_function(|lua, args: mlua::Variadic<LuaString>| {
+            let owned: Vec<_> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+            let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            let mut out = Vec::with_capacity(64);
+            crate::resp::command(&mut out, &refs);
+            lua.create_string(&out)
+        })?,
+    )?;
+    super::native_cluster_feed::add(lua, t)?;
     t.set(
         "cluster_count",
         lua.create_function(|_, (c, name, n): (u32, String, Option<f64>)| {

@@ -13,7 +13,7 @@ use crate::cluster_conf::{self, ClusterConf};
 use crate::ngx::process;
 use crate::runtime::attach::{self, AttachError};
 use crate::runtime::state::STATE;
-use crate::zone::cluster::{name_hash, Arrival, ClusterBlock};
+use crate::zone::cluster::{name_hash, Arrival, ClusterBlock, DropReason, RESET_ID};
 use crate::zone::record::{Origin, RecordView};
 use crate::zone::ring::Ext;
 use crate::zone::{AppendError, ReadOutcome};
@@ -199,6 +199,9 @@ pub fn ack(id: u32, token: u64, acked: u64, sent: u64) -> Result<bool, BridgeErr
 pub enum Incoming {
     /// Posted on the local log; `lost` of that node's events were missed before it.
     Delivered { lost: u64 },
+    /// Posted, but its ordinal was implausibly far from the last one: a new
+    /// count starts (see `Arrival::Jump`).
+    Jumped,
     /// Seen before (a hand-over resent it), or this node's own: skipped.
     Skipped,
     /// The lease is no longer ours: stop.
@@ -219,8 +222,14 @@ pub struct Entry<'a> {
 
 /// Posts entry `e` on the local log unless it is a duplicate; in the same
 /// critical section checks the lease and moves the stream id forward, so a
-/// hand-over can neither lose nor repeat it.
-pub fn deliver(id: u32, token: u64, e: &Entry<'_>) -> Result<Incoming, BridgeError> {
+/// hand-over can neither lose nor repeat it. `max_gap`: see
+/// `ClusterBlock::arrive_locked`.
+pub fn deliver(
+    id: u32,
+    token: u64,
+    e: &Entry<'_>,
+    max_gap: Option<u64>,
+) -> Result<Incoming, BridgeError> {
     let (handle, slot) = STATE
         .with(|st| st.reader(id).map(|(_, a)| (a.handle, a.slot)))
         .ok()
@@ -235,10 +244,14 @@ pub fn deliver(id: u32, token: u64, e: &Entry<'_>) -> Result<Incoming, BridgeErr
             return false;
         }
         b.advance_locked(e.id);
-        match b.arrive_locked(hash, e.epoch, e.ordinal, now) {
+        match b.arrive_locked(hash, e.epoch, e.ordinal, now, max_gap) {
             Arrival::Duplicate => {
                 result = Incoming::Skipped;
                 false
+            }
+            Arrival::Jump => {
+                result = Incoming::Jumped;
+                true
             }
             Arrival::New { lost } => {
                 result = Incoming::Delivered { lost };
@@ -262,19 +275,27 @@ pub fn deliver(id: u32, token: u64, e: &Entry<'_>) -> Result<Incoming, BridgeErr
     match ring.append_ext(&handle, origin, e.source, e.event, e.unique, e.data, ext) {
         Ok(_) | Err(AppendError::Refused) => {}
         Err(err) => {
-            // Too large for this zone: counted lost, and the id moves on.
+            // Too large for this zone: counted lost and dropped, and the
+            // id moves on.
             let _g = crate::zone::Guard::new(&handle);
             b.advance_locked(e.id);
             drop(_g);
             b.counters.lost_in.fetch_add(1, Relaxed);
+            b.counters.dropped[DropReason::TooLarge as usize].fetch_add(1, Relaxed);
             return Err(BridgeError::Append(err));
         }
     }
     match result {
-        Incoming::Delivered { lost } => {
+        Incoming::Delivered { .. } | Incoming::Jumped => {
             b.counters.events_in.fetch_add(1, Relaxed);
-            if lost > 0 {
-                b.counters.lost_in.fetch_add(lost, Relaxed);
+            match result {
+                Incoming::Delivered { lost } if lost > 0 => {
+                    b.counters.lost_in.fetch_add(lost, Relaxed);
+                }
+                Incoming::Jumped => {
+                    b.counters.ordinal_jumps.fetch_add(1, Relaxed);
+                }
+                _ => {}
             }
             let _ = STATE.with(|st| {
                 let z = st.reader(id).map(|(c, _)| c.zone);
@@ -330,6 +351,38 @@ pub fn skip(id: u32, token: u64, stream_id: (u64, u64), own: bool) -> Result<boo
     })
 }
 
+/// Counts `n` entries dropped for `why`.
+pub fn dropped(id: u32, why: DropReason, n: u64) -> Result<(), BridgeError> {
+    with_block(id, |b, _| {
+        b.counters.dropped[why as usize].fetch_add(n, Relaxed);
+    })
+}
+
+/// Checks the stream against its last generated id (`None`: the stream is
+/// gone): when that is below the last id handled here, the stream was reset
+/// (FLUSHALL, a new Redis) and reading starts again at its beginning.
+/// True when it was reset.
+pub fn check_reset(
+    id: u32,
+    token: u64,
+    generated: Option<(u64, u64)>,
+) -> Result<bool, BridgeError> {
+    with_block(id, |b, h| {
+        let _g = crate::zone::Guard::new(h);
+        if !b.holds(token, now_ms()) {
+            return false;
+        }
+        let Some(ours) = b.last_id() else {
+            return false;
+        };
+        if ours <= RESET_ID || generated.is_some_and(|g| g >= ours) {
+            return false;
+        }
+        b.reset_in_locked();
+        true
+    })
+}
+
 /// The last stream id handled (`None`: start from the stream's end).
 pub fn last_id(id: u32) -> Result<Option<(u64, u64)>, BridgeError> {
     with_block(id, |b, _| b.last_id())
@@ -340,11 +393,19 @@ pub fn epoch(id: u32) -> Result<u64, BridgeError> {
     with_block(id, |b, _| b.epoch.load(Relaxed))
 }
 
-/// The bridge's connection state and how far behind the stream it is.
-pub fn set_state(id: u32, connected: bool, lag_ms: Option<u64>) -> Result<(), BridgeError> {
+/// Whether the bridge's direction `bits` (`OUT_UP`, `IN_UP`, or both) works,
+/// and how far behind the stream it is.
+pub fn set_state(id: u32, bits: u64, up: bool, lag_ms: Option<u64>) -> Result<(), BridgeError> {
+    use crate::zone::cluster::{IN_UP, OUT_UP};
+    let both = OUT_UP | IN_UP;
     with_block(id, |b, _| {
-        let was = b.connected.swap(u64::from(connected), Relaxed);
-        if connected && was == 0 {
+        let bits = bits & both;
+        let was = if up {
+            b.connected.fetch_or(bits, Relaxed)
+        } else {
+            b.connected.fetch_and(!bits, Relaxed)
+        };
+        if up && was != both && was | bits == both {
             b.connected_ms.store(crate::ngx::wall_ms(), Relaxed);
         }
         if let Some(l) = lag_ms {
@@ -364,6 +425,7 @@ pub fn count(id: u32, name: &str, n: u64) -> Result<bool, BridgeError> {
             "unique_won" => &c.unique_won,
             "unique_lost" => &c.unique_lost,
             "unique_failed" => &c.unique_failed,
+            "restarts" => &c.restarts,
             _ => return false,
         };
         counter.fetch_add(n, Relaxed);

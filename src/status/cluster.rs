@@ -6,7 +6,7 @@ use core::fmt::Write;
 
 use serde_json::{json, Value};
 
-use crate::zone::cluster::ClusterStats;
+use crate::zone::cluster::{ClusterStats, DropReason};
 
 /// What the zone's counters do not know: the configured node and stream.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +20,11 @@ pub fn json(c: &ClusterStats, info: Option<ClusterInfo<'_>>) -> Value {
     let Some(info) = info else {
         return Value::Null;
     };
+    let mut dropped = serde_json::Map::new();
+    for why in DropReason::ALL {
+        dropped.insert(why.name().into(), c.dropped[why as usize].into());
+    }
+    dropped.insert("duplicate".into(), c.duplicates.into());
     json!({
         "node": info.node,
         "stream": info.stream,
@@ -44,6 +49,10 @@ pub fn json(c: &ClusterStats, info: Option<ClusterInfo<'_>>) -> Value {
         "unique_lost": c.unique_lost,
         "unique_failed": c.unique_failed,
         "nodes_heard": c.nodes_heard,
+        "restarts": c.restarts,
+        "stream_resets": c.stream_resets,
+        "ordinal_jumps": c.ordinal_jumps,
+        "dropped": dropped,
     })
 }
 
@@ -135,9 +144,44 @@ pub fn prometheus(out: &mut String, labels: &str, c: &ClusterStats, info: Option
             "Cluster unique events another node had claimed.",
             c.unique_lost,
         ),
+        (
+            "cluster_restarts_total",
+            "counter",
+            "Bridge threads restarted after they died.",
+            c.restarts,
+        ),
+        (
+            "cluster_stream_resets_total",
+            "counter",
+            "Times the stream was found reset (its last id went back) and read again from its start.",
+            c.stream_resets,
+        ),
+        (
+            "cluster_ordinal_jumps_total",
+            "counter",
+            "Implausible ordinal jumps taken as a new count, not as loss.",
+            c.ordinal_jumps,
+        ),
     ] {
         family(out, name, kind, help, &[(l.clone(), v as f64)]);
     }
+    let mut dropped: Vec<(String, f64)> = DropReason::ALL
+        .iter()
+        .map(|w| {
+            (
+                format!("{l},reason=\"{}\"", w.name()),
+                c.dropped[*w as usize] as f64,
+            )
+        })
+        .collect();
+    dropped.push((format!("{l},reason=\"duplicate\""), c.duplicates as f64));
+    family(
+        out,
+        "cluster_dropped_total",
+        "counter",
+        "Stream entries the bridge dropped, by reason.",
+        &dropped,
+    );
     family(
         out,
         "cluster_lag_seconds",

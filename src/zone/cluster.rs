@@ -28,6 +28,14 @@ pub const NODES: usize = 64;
 /// How long a lease lasts without renewal (ms).
 pub const LEASE_MS: u64 = 1_000;
 
+/// `connected` bits: the sending and the reading connection work.
+pub const OUT_UP: u64 = 1;
+pub const IN_UP: u64 = 2;
+
+/// The stream id the bridge reads after once a stream was found reset: all
+/// of the new stream (ids from `XADD *` are never `0-1`; `0-0` means none).
+pub const RESET_ID: (u64, u64) = (0, 1);
+
 /// One other node as this zone last heard it.
 #[repr(C)]
 #[derive(Default)]
@@ -68,6 +76,62 @@ pub struct ClusterCounters {
     pub unique_failed: AtomicU64,
     /// Bridge hand-overs (leases taken).
     pub leases: AtomicU64,
+    /// Bridge light threads restarted after they died (a Lua error).
+    pub restarts: AtomicU64,
+    /// Streams found reset (their last id went back: FLUSHALL, a new Redis).
+    pub stream_resets: AtomicU64,
+    /// Implausible ordinal jumps taken as a new epoch (not as loss).
+    pub ordinal_jumps: AtomicU64,
+    /// Entries dropped, by [`DropReason`] (`duplicates` counts its own).
+    pub dropped: [AtomicU64; DROPS],
+}
+
+/// Why the bridge dropped a stream entry (see `ClusterCounters::dropped`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not a stream entry (no id, or not an id and fields).
+    NotAnEntry = 0,
+    /// A field of a cluster event missing (`n`, `e`, `o`, `s`, `v`, `d`).
+    MissingField,
+    /// A field no cluster event has.
+    UnknownField,
+    /// `e` or `o` is not a number.
+    BadField,
+    /// `d` does not decode.
+    BadData,
+    /// Without the right HMAC (`secret=`).
+    BadHmac,
+    /// Larger than this node's zone takes.
+    TooLarge,
+}
+
+/// Number of [`DropReason`]s.
+pub const DROPS: usize = 7;
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DROPS] = [
+        DropReason::NotAnEntry,
+        DropReason::MissingField,
+        DropReason::UnknownField,
+        DropReason::BadField,
+        DropReason::BadData,
+        DropReason::BadHmac,
+        DropReason::TooLarge,
+    ];
+
+    /// The reason's name in status and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::NotAnEntry => "not_an_entry",
+            DropReason::MissingField => "missing_field",
+            DropReason::UnknownField => "unknown_field",
+            DropReason::BadField => "bad_field",
+            DropReason::BadData => "bad_data",
+            DropReason::BadHmac => "bad_hmac",
+            DropReason::TooLarge => "too_large",
+        }
+    }
 }
 
 /// The bridge's state in the zone header.
@@ -95,7 +159,8 @@ pub struct ClusterBlock {
     pub out_pos: AtomicU64,
     pub out_next_seq: AtomicU64,
     pub out_saved: AtomicU64,
-    /// 1 while the bridge has a working connection; since when (wall ms).
+    /// The bridge's working directions ([`OUT_UP`] | [`IN_UP`]); since when
+    /// both work (wall ms).
     pub connected: AtomicU64,
     pub connected_ms: AtomicU64,
     /// How far the stream's newest entry is ahead of the last one handled (ms).
@@ -152,6 +217,9 @@ pub enum Arrival {
     New { lost: u64 },
     /// Already delivered (or older than what we have).
     Duplicate,
+    /// An ordinal too far from the last one to be real (more than the
+    /// stream holds): delivered, and taken as the start of a new epoch.
+    Jump,
 }
 
 impl ClusterBlock {
@@ -229,9 +297,25 @@ impl ClusterBlock {
         true
     }
 
+    /// Starts reading the stream again from its beginning (it was reset).
+    /// Caller holds the lock.
+    pub fn reset_in_locked(&self) {
+        self.in_ms.store(RESET_ID.0, Relaxed);
+        self.in_seq.store(RESET_ID.1, Relaxed);
+        self.counters.stream_resets.fetch_add(1, Relaxed);
+    }
+
     /// Records an entry from node `hash` (its `epoch` and `ordinal`) heard at
-    /// `now_ms`. Caller holds the lock.
-    pub fn arrive_locked(&self, hash: u64, epoch: u64, ordinal: u64, now_ms: u64) -> Arrival {
+    /// `now_ms`. `max_gap`: the largest ordinal step (either way) taken as
+    /// real; `None` trusts every ordinal (signed entries). Caller holds the lock.
+    pub fn arrive_locked(
+        &self,
+        hash: u64,
+        epoch: u64,
+        ordinal: u64,
+        now_ms: u64,
+        max_gap: Option<u64>,
+    ) -> Arrival {
         let entry = self
             .nodes
             .iter()
@@ -245,10 +329,15 @@ impl ClusterBlock {
             });
         let known = entry.name_hash.load(Relaxed) == hash;
         let (e, last) = (entry.epoch.load(Relaxed), entry.ordinal.load(Relaxed));
+        let far = |a: u64, b: u64| max_gap.is_some_and(|m| a.saturating_sub(b) > m);
         let arrival = if !known || e != epoch {
             // A node first heard of, or a new zone there: its count starts
             // here (what it posted before we knew it is not ours to count).
             Arrival::New { lost: 0 }
+        } else if far(ordinal, last) || far(last, ordinal) {
+            // Not a real step (a forged or corrupt ordinal, or the one
+            // after it): a new count starts here, none is lost or silenced.
+            Arrival::Jump
         } else if ordinal <= last {
             Arrival::Duplicate
         } else {
@@ -256,7 +345,7 @@ impl ClusterBlock {
                 lost: ordinal - last - 1,
             }
         };
-        if let Arrival::New { .. } = arrival {
+        if arrival != Arrival::Duplicate {
             entry.name_hash.store(hash, Relaxed);
             entry.epoch.store(epoch, Relaxed);
             entry.ordinal.store(ordinal, Relaxed);
@@ -328,6 +417,10 @@ pub struct ClusterStats {
     pub unique_failed: u64,
     pub last_id: Option<(u64, u64)>,
     pub nodes_heard: u64,
+    pub restarts: u64,
+    pub stream_resets: u64,
+    pub ordinal_jumps: u64,
+    pub dropped: [u64; DROPS],
 }
 
 impl ClusterBlock {
@@ -342,7 +435,7 @@ impl ClusterBlock {
                 0
             },
             leases: c.leases.load(Relaxed),
-            connected: live && self.connected.load(Relaxed) == 1,
+            connected: live && self.connected.load(Relaxed) == OUT_UP | IN_UP,
             connected_ms: self.connected_ms.load(Relaxed),
             lag_ms: self.lag_ms.load(Relaxed),
             waiting: self.waiting(),
@@ -365,6 +458,10 @@ impl ClusterBlock {
                 .iter()
                 .filter(|n| n.name_hash.load(Relaxed) != 0)
                 .count() as u64,
+            restarts: c.restarts.load(Relaxed),
+            stream_resets: c.stream_resets.load(Relaxed),
+            ordinal_jumps: c.ordinal_jumps.load(Relaxed),
+            dropped: core::array::from_fn(|i| c.dropped[i].load(Relaxed)),
         }
     }
 }
@@ -405,28 +502,61 @@ mod tests {
     fn ordinals_give_duplicates_and_exact_gaps() {
         let b = block();
         let a = name_hash(b"node-a");
-        assert_eq!(b.arrive_locked(a, 9, 5, 1), Arrival::New { lost: 0 });
-        assert_eq!(b.arrive_locked(a, 9, 6, 2), Arrival::New { lost: 0 });
-        assert_eq!(b.arrive_locked(a, 9, 6, 3), Arrival::Duplicate);
-        assert_eq!(b.arrive_locked(a, 9, 4, 3), Arrival::Duplicate);
-        assert_eq!(b.arrive_locked(a, 9, 17, 4), Arrival::New { lost: 10 });
+        assert_eq!(b.arrive_locked(a, 9, 5, 1, None), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(a, 9, 6, 2, None), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(a, 9, 6, 3, None), Arrival::Duplicate);
+        assert_eq!(b.arrive_locked(a, 9, 4, 3, None), Arrival::Duplicate);
+        assert_eq!(
+            b.arrive_locked(a, 9, 17, 4, None),
+            Arrival::New { lost: 10 }
+        );
         // the node's zone was re-created: its ordinals start again
-        assert_eq!(b.arrive_locked(a, 10, 1, 5), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(a, 10, 1, 5, None), Arrival::New { lost: 0 });
         let c = name_hash(b"node-c");
-        assert_eq!(b.arrive_locked(c, 1, 1, 6), Arrival::New { lost: 0 });
-        assert_eq!(b.arrive_locked(a, 10, 2, 7), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(c, 1, 1, 6, None), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(a, 10, 2, 7, None), Arrival::New { lost: 0 });
+    }
+
+    #[test]
+    fn implausible_jumps_start_a_new_count_and_silence_nobody() {
+        let b = block();
+        let a = name_hash(b"node-a");
+        let m = Some(100);
+        assert_eq!(b.arrive_locked(a, 9, 2, 1, m), Arrival::New { lost: 0 });
+        // a forged ordinal between real 2 and 3
+        assert_eq!(b.arrive_locked(a, 9, 999_999_999_999, 2, m), Arrival::Jump);
+        // the real ones are not duplicates
+        assert_eq!(b.arrive_locked(a, 9, 3, 3, m), Arrival::Jump);
+        assert_eq!(b.arrive_locked(a, 9, 4, 4, m), Arrival::New { lost: 0 });
+        assert_eq!(b.arrive_locked(a, 9, 4, 5, m), Arrival::Duplicate);
+        // a plausible gap is still loss
+        assert_eq!(b.arrive_locked(a, 9, 104, 6, m), Arrival::New { lost: 99 });
+        // trusted (signed): any step is real
+        assert_eq!(
+            b.arrive_locked(a, 9, 1_000_000, 7, None),
+            Arrival::New { lost: 999_895 }
+        );
     }
 
     #[test]
     fn a_full_node_table_forgets_the_least_recently_heard() {
         let b = block();
         for i in 0..NODES as u64 {
-            b.arrive_locked(1000 + i, 1, 1, 10 + i);
+            b.arrive_locked(1000 + i, 1, 1, 10 + i, None);
         }
         // node 1000 is the oldest: replaced by a newcomer
-        assert_eq!(b.arrive_locked(5, 1, 1, 500), Arrival::New { lost: 0 });
-        assert_eq!(b.arrive_locked(1001, 1, 3, 501), Arrival::New { lost: 1 });
-        assert_eq!(b.arrive_locked(1000, 1, 9, 502), Arrival::New { lost: 0 });
+        assert_eq!(
+            b.arrive_locked(5, 1, 1, 500, None),
+            Arrival::New { lost: 0 }
+        );
+        assert_eq!(
+            b.arrive_locked(1001, 1, 3, 501, None),
+            Arrival::New { lost: 1 }
+        );
+        assert_eq!(
+            b.arrive_locked(1000, 1, 9, 502, None),
+            Arrival::New { lost: 0 }
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use Time::HiRes qw(sleep time);
 use Exporter 'import';
 
 our @EXPORT = qw(cluster_http start_node_b stop_node_b redis_cli redis_stop redis_start
-                 $RedisPort $NodeBPort);
+                 fake_start fake_stop $RedisPort $NodeBPort $FakePort);
 
 our $Pwd = cwd();
 our $Dir = "$Pwd/t/servroot_cluster";
@@ -29,6 +29,17 @@ our $RedisPort = $ENV{TEST_NGINX_REDIS_PORT} // (($ENV{TEST_NGINX_PORT} // 1984)
 our $NodeBPort = ($ENV{TEST_NGINX_PORT} // 1984) + 1;
 our $Stream = "t_events";
 our $RedisPid;
+our $FakePid;
+
+# a free port for the scripted bad Redis (t/lib/fake_redis.py)
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1,
+                                  ReuseAddr => 1) or die "no free port: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+our $FakePort = $ENV{TEST_NGINX_FAKE_REDIS_PORT} // free_port();
 our $ExtraCluster = '';
 
 $ENV{TEST_NGINX_REDIS_PORT} = $RedisPort;
@@ -81,6 +92,37 @@ sub redis_stop {
     system("$Dir/redis/stop") if -x "$Dir/redis/stop";
 }
 
+# starts the scripted bad Redis on $FakePort in front of the real one: it
+# forwards everything but the first command `on`, which gets the bad reply
+# `fault` (t/lib/fake_redis.py); its report goes to $Dir/fake.json
+sub fake_stop {
+    return unless $FakePid;
+    kill 'TERM', $FakePid;
+    waitpid($FakePid, 0);
+    undef $FakePid;
+}
+
+sub fake_start {
+    my (%o) = @_;
+    fake_stop();
+    make_path($Dir);
+    unlink "$Dir/fake.json";
+    my @cmd = ("python3", "-B", "$Pwd/t/lib/fake_redis.py", "--port", $FakePort,
+               "--upstream", $RedisPort, "--on", $o{on} // "XREAD",
+               "--fault", $o{fault} // "line", "--state", "$Dir/fake.json");
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        exec(@cmd) or die "fake_redis.py: $!";
+    }
+    $FakePid = $pid;
+    for (1 .. 100) {
+        return 1 if -f "$Dir/fake.json"
+            && IO::Socket::INET->new(PeerAddr => "127.0.0.1:$FakePort", Timeout => 0.2);
+        sleep 0.05;
+    }
+    die "fake_redis.py did not start on port $FakePort";
+}
+
 # the http config of node `name`: the cluster directive, a recording
 # handler in every worker (both APIs), and the /c/* locations of t.cluster
 sub cluster_http {
@@ -89,9 +131,11 @@ sub cluster_http {
     my $maxlen = $o{maxlen} // 100000;
     my $url = $o{url} // "redis://127.0.0.1:$RedisPort";
     my $init = $o{init_worker} // '';
+    my $pre = $o{pre_init} // '';
     return <<"_EOC_";
     worker_events_cluster $url node=$name stream=$Stream maxlen=$maxlen $extra;
     init_worker_by_lua_block {
+        $pre
         require("t.cluster").init_worker("$name", $NodeBPort, "$Dir", $RedisPort)
         $init
     }
@@ -206,6 +250,7 @@ sub start_node_b {
 sub reset_stream { redis_cli("DEL", $Stream) }
 
 END {
+    fake_stop();
     stop_node_b();
     redis_stop();
 }

@@ -1,0 +1,424 @@
+//! Reading Redis replies (RESP2) as they arrive, in linear time and bounded
+//! memory, from a peer we do not trust (issue 21: a reply that never ends,
+//! or announces a giant bulk string, must neither stall the worker nor
+//! grow its memory).
+//!
+//! The [`Reader`] scans each byte once: a line's end is searched from where
+//! the previous chunk stopped, a bulk string's body is skipped by its
+//! length. Values at the chosen depth (`emit`: 0 for whole replies, 3 for
+//! the entries of an `XREAD` reply) are handed out whole as byte ranges, to
+//! be parsed with [`crate::resp::parse`]; shallower array headers and
+//! scalars are handed out one by one. Bytes before the value being read are
+//! dropped when the next chunk comes, so the buffer holds one value at a
+//! time. Over `limit` bytes for one value, a line longer than
+//! [`LINE_MAX`], or a bulk string announced longer than `limit`, is
+//! [`ReadError::TooLarge`]: the caller closes the connection and calls
+//! [`Reader::reset`], which frees the buffer.
+
+use core::ops::Range;
+
+/// The longest line (status, error, or a length) accepted.
+pub const LINE_MAX: usize = 64 * 1024;
+/// Deepest array nesting accepted.
+pub const DEPTH_MAX: usize = 8;
+/// The buffer keeps at most this capacity between replies.
+pub const KEEP: usize = 256 * 1024;
+
+/// Why a reply cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("a reply that is not RESP")]
+    Bad,
+    #[error("a reply larger than the limit ({0} bytes)")]
+    TooLarge(usize),
+}
+
+/// What [`Reader::next`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The bytes so far are read: push more.
+    More,
+    /// An array header above the `emit` depth (`n` < 0: the null array).
+    Array { depth: usize, n: i64 },
+    /// A scalar above the `emit` depth (its bytes, for `resp::parse`).
+    Scalar { depth: usize, span: Range<usize> },
+    /// One whole value at the `emit` depth (its bytes, for `resp::parse`).
+    Value(Range<usize>),
+    /// The top-level reply is complete.
+    End,
+}
+
+/// An incremental reader of replies on one connection.
+#[derive(Debug)]
+pub struct Reader {
+    buf: Vec<u8>,
+    /// The next token starts here.
+    pos: usize,
+    /// A line's end is searched from here (>= pos).
+    scan: usize,
+    /// Elements left in each open array, outermost first.
+    stack: Vec<u64>,
+    /// Where the value at the `emit` depth being read starts.
+    mark: Option<usize>,
+    /// A bulk string (its header at `pos`): its length and where its body starts.
+    bulk: Option<(usize, usize)>,
+    /// The top-level reply ended: the next call says [`Step::End`].
+    ended: bool,
+    emit: usize,
+    limit: usize,
+}
+
+fn int(s: &[u8]) -> Option<i64> {
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(s).ok()?.parse().ok()
+}
+
+impl Reader {
+    /// A reader handing out values at depth `emit`, each at most `limit` bytes.
+    pub fn new(emit: usize, limit: usize) -> Self {
+        Reader {
+            buf: Vec::new(),
+            pos: 0,
+            scan: 0,
+            stack: Vec::new(),
+            mark: None,
+            bulk: None,
+            ended: false,
+            emit,
+            limit: limit.max(64),
+        }
+    }
+
+    /// Sets the depth and limit for the next reply (between replies only).
+    pub fn expect(&mut self, emit: usize, limit: usize) {
+        if self.stack.is_empty() && self.mark.is_none() && self.bulk.is_none() {
+            self.emit = emit;
+            self.limit = limit.max(64);
+        }
+    }
+
+    /// Forgets everything (a broken connection) and frees the buffer.
+    pub fn reset(&mut self) {
+        let (emit, limit) = (self.emit, self.limit);
+        *self = Reader::new(emit, limit);
+    }
+
+    /// Bytes held (read, not yet consumed).
+    pub fn held(&self) -> usize {
+        self.buf.len() - self.mark.unwrap_or(self.pos).min(self.buf.len())
+    }
+
+    /// The buffer's capacity (for tests: it is given back).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The bytes of a span handed out by [`Reader::next`] (valid until the next push).
+    pub fn slice(&self, span: Range<usize>) -> &[u8] {
+        &self.buf[span]
+    }
+
+    /// Appends a chunk; what was handed out before is dropped first.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let keep = self.mark.unwrap_or(self.pos);
+        if keep > 0 {
+            self.buf.drain(..keep);
+            self.pos -= keep;
+            self.scan -= keep;
+            self.mark = self.mark.map(|m| m - keep);
+            self.bulk = self.bulk.map(|(n, b)| (n, b - keep));
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+            self.buf = Vec::new();
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    fn too_large(&self) -> Result<Step, ReadError> {
+        Err(ReadError::TooLarge(self.limit))
+    }
+
+    /// Bookkeeping after a value at depth `stack.len()` ended at `pos`:
+    /// the value to hand out, if it was at the `emit` depth.
+    fn value_done(&mut self) -> Option<Range<usize>> {
+        let mut out = None;
+        loop {
+            let d = self.stack.len();
+            if d == self.emit {
+                if let Some(m) = self.mark.take() {
+                    out = Some(m..self.pos);
+                }
+            }
+            let Some(top) = self.stack.last_mut() else {
+                self.ended = true;
+                break;
+            };
+            *top -= 1;
+            if *top > 0 {
+                break;
+            }
+            self.stack.pop();
+        }
+        out
+    }
+
+    /// The next step (call again until [`Step::More`]).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Step, ReadError> {
+        if self.ended {
+            self.ended = false;
+            return Ok(Step::End);
+        }
+        loop {
+            let depth = self.stack.len();
+            let start = self.pos;
+            if let Some((n, body)) = self.bulk {
+                if self.buf.len() - body < n + 2 {
+                    if let Some(m) = self.mark {
+                        if self.buf.len() - m > self.limit {
+                            return self.too_large();
+                        }
+                    }
+                    return Ok(Step::More);
+                }
+                if &self.buf[body + n..body + n + 2] != b"\r\n" {
+                    return Err(ReadError::Bad);
+                }
+                self.pos = body + n + 2;
+                self.scan = self.pos;
+                self.bulk = None;
+            } else {
+                // one line: its end searched from where the last search stopped
+                let from = self.scan.max(self.pos);
+                let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') else {
+                    self.scan = self.buf.len();
+                    if self.buf.len() - self.pos > LINE_MAX {
+                        return Err(ReadError::TooLarge(LINE_MAX));
+                    }
+                    if let Some(m) = self.mark {
+                        if self.buf.len() - m > self.limit {
+                            return self.too_large();
+                        }
+                    }
+                    return Ok(Step::More);
+                };
+                let eol = from + nl;
+                if eol < start + 2 || self.buf[eol - 1] != b'\r' {
+                    return Err(ReadError::Bad);
+                }
+                if eol - start > LINE_MAX {
+                    return Err(ReadError::TooLarge(LINE_MAX));
+                }
+                let kind = self.buf[start];
+                let body = &self.buf[start + 1..eol - 1];
+                let next = eol + 1;
+                if depth == self.emit && self.mark.is_none() {
+                    self.mark = Some(start);
+                }
+                match kind {
+                    b'+' | b'-' => {}
+                    b':' => {
+                        int(body).ok_or(ReadError::Bad)?;
+                    }
+                    b'$' => {
+                        let n = int(body).ok_or(ReadError::Bad)?;
+                        if n >= 0 {
+                            let n = n as usize;
+                            if n > self.limit {
+                                return self.too_large();
+                            }
+                            self.scan = next;
+                            self.bulk = Some((n, next));
+                            continue;
+                        }
+                    }
+                    b'*' => {
+                        let n = int(body).ok_or(ReadError::Bad)?;
+                        self.pos = next;
+                        self.scan = next;
+                        if n > 0 {
+                            if depth >= DEPTH_MAX || n as u64 > (self.limit as u64) / 4 + 16 {
+                                return Err(ReadError::Bad);
+                            }
+                            self.stack.push(n as u64);
+                            if depth < self.emit {
+                                return Ok(Step::Array { depth, n });
+                            }
+                            continue;
+                        }
+                        let done = self.value_done();
+                        if depth < self.emit {
+                            return Ok(Step::Array { depth, n });
+                        }
+                        if let Some(v) = done {
+                            return Ok(Step::Value(v));
+                        }
+                        continue;
+                    }
+                    _ => return Err(ReadError::Bad),
+                }
+                self.pos = next;
+                self.scan = next;
+            }
+            // a scalar ended at `pos`
+            if let Some(v) = self.value_done() {
+                return Ok(Step::Value(v));
+            }
+            if depth < self.emit {
+                return Ok(Step::Scalar {
+                    depth,
+                    span: start..self.pos,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::{parse, Reply};
+
+    fn all(r: &mut Reader, bytes: &[u8], chunk: usize) -> Result<Vec<Vec<u8>>, ReadError> {
+        let mut out = Vec::new();
+        for c in bytes.chunks(chunk.max(1)) {
+            r.push(c);
+            loop {
+                match r.next()? {
+                    Step::More => break,
+                    Step::Value(s) => out.push(r.slice(s).to_vec()),
+                    Step::Scalar { span, .. } => {
+                        let mut v = b"S".to_vec();
+                        v.extend_from_slice(r.slice(span));
+                        out.push(v);
+                    }
+                    Step::Array { depth, n } => out.push(format!("A{depth}:{n}").into_bytes()),
+                    Step::End => out.push(b"END".to_vec()),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    const XREAD: &[u8] = b"*1\r\n*2\r\n$2\r\nst\r\n*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nn\r\n$4\r\na\r\nb\r\n*2\r\n$3\r\n2-0\r\n*0\r\n";
+
+    #[test]
+    fn xread_entries_come_out_whole_in_any_chunking() {
+        for chunk in [1, 2, 3, 7, 1000] {
+            let mut r = Reader::new(3, 1000);
+            let got = all(&mut r, XREAD, chunk).unwrap();
+            let want: Vec<Vec<u8>> = vec![
+                b"A0:1".to_vec(),
+                b"A1:2".to_vec(),
+                b"S$2\r\nst\r\n".to_vec(),
+                b"A2:2".to_vec(),
+                b"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nn\r\n$4\r\na\r\nb\r\n".to_vec(),
+                b"*2\r\n$3\r\n2-0\r\n*0\r\n".to_vec(),
+                b"END".to_vec(),
+            ];
+            assert_eq!(got, want, "chunk {chunk}");
+            let (e, _) = parse(&got[4]).unwrap().unwrap();
+            assert!(matches!(e, Reply::Array(Some(_))));
+        }
+    }
+
+    #[test]
+    fn whole_replies_one_after_another() {
+        let mut r = Reader::new(0, 1000);
+        let got = all(
+            &mut r,
+            b"$3\r\n1-0\r\n+OK\r\n$-1\r\n-ERR x\r\n:5\r\n*-1\r\n",
+            2,
+        )
+        .unwrap();
+        let values: Vec<&[u8]> = got
+            .iter()
+            .filter(|v| v.as_slice() != b"END")
+            .map(Vec::as_slice)
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                &b"$3\r\n1-0\r\n"[..],
+                b"+OK\r\n",
+                b"$-1\r\n",
+                b"-ERR x\r\n",
+                b":5\r\n",
+                b"*-1\r\n"
+            ]
+        );
+        assert_eq!(got.iter().filter(|v| v.as_slice() == b"END").count(), 6);
+        // a null XREAD at emit depth 3: a header, then the end
+        let mut r = Reader::new(3, 1000);
+        assert_eq!(
+            all(&mut r, b"*-1\r\n", 1).unwrap(),
+            vec![b"A0:-1".to_vec(), b"END".to_vec()]
+        );
+    }
+
+    #[test]
+    fn bad_and_oversized_replies_are_errors_and_the_buffer_is_freed() {
+        let bad = |b: &[u8]| all(&mut Reader::new(0, 1000), b, 3).unwrap_err();
+        assert_eq!(bad(b"$1e300\r\n"), ReadError::Bad);
+        assert_eq!(bad(b"?x\r\n"), ReadError::Bad);
+        assert_eq!(bad(b"+a\nb\r\n"), ReadError::Bad);
+        assert_eq!(bad(b"$3\r\nabcd\r\n"), ReadError::Bad);
+        assert_eq!(bad(b"$999999999999\r\n"), ReadError::TooLarge(1000));
+        assert_eq!(bad(b":99999999999999999999\r\n"), ReadError::Bad);
+        // one entry over the limit
+        let mut big = b"*1\r\n*2\r\n$2\r\nst\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*10\r\n".to_vec();
+        for _ in 0..10 {
+            big.extend_from_slice(b"$200\r\n");
+            big.extend_from_slice(&[b'x'; 200]);
+            big.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(
+            all(&mut Reader::new(3, 1000), &big, 64).unwrap_err(),
+            ReadError::TooLarge(1000)
+        );
+        // an endless line: stopped at LINE_MAX, each byte scanned once
+        let mut r = Reader::new(3, 1 << 20);
+        r.push(b"+");
+        let chunk = vec![b'x'; 4096];
+        let mut err = None;
+        for _ in 0..100 {
+            r.push(&chunk);
+            if let Err(e) = r.next() {
+                err = Some(e);
+                break;
+            }
+        }
+        assert_eq!(err, Some(ReadError::TooLarge(LINE_MAX)));
+        assert!(r.capacity() > 0);
+        r.reset();
+        assert_eq!((r.capacity(), r.held()), (0, 0));
+    }
+
+    #[test]
+    fn consumed_bytes_are_dropped_on_the_next_push() {
+        let mut r = Reader::new(3, 1000);
+        let mut reply = b"*1\r\n*2\r\n$2\r\nst\r\n*200\r\n".to_vec();
+        let entry = b"*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nn\r\n$1\r\na\r\n";
+        for _ in 0..200 {
+            reply.extend_from_slice(entry);
+        }
+        let mut max_held = 0;
+        let mut n = 0;
+        for c in reply.chunks(50) {
+            r.push(c);
+            max_held = max_held.max(r.held());
+            loop {
+                match r.next().unwrap() {
+                    Step::More => break,
+                    Step::Value(_) => n += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(n, 200);
+        assert!(max_held < 50 + entry.len(), "{max_held}");
+    }
+}

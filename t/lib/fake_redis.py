@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""A scripted bad Redis for the cluster tests (t/602): a proxy in front of the
+test's real redis-server that forwards every command and its reply, except
+the first command named by --on, which gets one scripted bad reply instead:
+
+  line   '+' then endless bytes, no CRLF (until the client closes)
+  bulk   '$999999999999' then endless bytes
+  badlen '$1e300' (a length that is not a number), then nothing
+
+A flood stops when the client closes, after --max-bytes or --max-seconds.
+What happened is written to --state as JSON: {"fired": bool, "sent": bytes
+of the bad reply sent, "closed": the client closed it}. Commands are handled
+one at a time per connection (pipelines included); python3 stdlib only.
+
+  fake_redis.py --port P --upstream 6379 --on XREAD --fault line --state f.json
+"""
+import argparse
+import json
+import os
+import socket
+import threading
+import time
+
+LOCK = threading.Lock()
+STATE = {"fired": False, "sent": 0, "closed": False}
+
+
+def save(path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(STATE, f)
+    os.replace(tmp, path)
+
+
+def read_value(f, raw):
+    """Reads one RESP value from file `f`, appending its bytes to `raw`."""
+    line = f.readline()
+    if not line:
+        raise EOFError
+    raw += line
+    kind, body = line[:1], line[1:-2]
+    if kind == b"$":
+        n = int(body)
+        if n >= 0:
+            raw += f.read(n + 2)
+    elif kind == b"*":
+        for _ in range(max(int(body), 0)):
+            read_value(f, raw)
+    return raw
+
+
+def command_name(raw):
+    # *N\r\n$len\r\nNAME\r\n...
+    parts = raw.split(b"\r\n")
+    return parts[2].upper() if len(parts) > 2 else b""
+
+
+def flood(client, head, opts):
+    sent = 0
+    chunk = b"x" * 65536
+    deadline = time.time() + opts.max_seconds
+    try:
+        client.sendall(head)
+        sent += len(head)
+        while sent < opts.max_bytes and time.time() < deadline:
+            client.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        STATE["closed"] = True
+    return sent
+
+
+def fire(client, opts):
+    with LOCK:
+        STATE["fired"] = True
+        save(opts.state)
+    if opts.fault == "line":
+        sent = flood(client, b"+", opts)
+    elif opts.fault == "bulk":
+        sent = flood(client, b"$999999999999\r\n", opts)
+    else:
+        client.sendall(b"$1e300\r\n")
+        sent = 8
+        client.settimeout(opts.max_seconds)
+        try:
+            while client.recv(65536):
+                pass
+            STATE["closed"] = True
+        except OSError:
+            STATE["closed"] = True
+    with LOCK:
+        STATE["sent"] = sent
+        save(opts.state)
+
+
+def serve(client, opts):
+    try:
+        up = socket.create_connection(("127.0.0.1", opts.upstream))
+    except OSError:
+        client.close()
+        return
+    cf, uf = client.makefile("rb"), up.makefile("rb")
+    try:
+        while True:
+            cmd = read_value(cf, bytearray())
+            with LOCK:
+                hit = not STATE["fired"] and command_name(cmd) == opts.on.encode()
+            if hit:
+                fire(client, opts)
+                return
+            up.sendall(cmd)
+            client.sendall(read_value(uf, bytearray()))
+    except (EOFError, OSError, ValueError):
+        pass
+    finally:
+        for s in (client, up):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--upstream", type=int, required=True)
+    p.add_argument("--on", default="XREAD")
+    p.add_argument("--fault", choices=["line", "bulk", "badlen"], default="line")
+    p.add_argument("--state", required=True)
+    p.add_argument("--max-bytes", type=int, default=300 * 1024 * 1024)
+    p.add_argument("--max-seconds", type=float, default=20)
+    p.add_argument("--lifetime", type=float, default=120)
+    opts = p.parse_args()
+    save(opts.state)
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", opts.port))
+    srv.listen(64)
+    srv.settimeout(1)
+    end = time.time() + opts.lifetime
+    while time.time() < end:
+        try:
+            c, _ = srv.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve, args=(c, opts), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
