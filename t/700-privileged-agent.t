@@ -21,7 +21,8 @@ workers(2);
 
 our $MainConfig = 'load_module $TEST_NGINX_WE_MODULE;';
 
-# /t waits (up to 10 s each) until the agent is ready, runs the block's
+# /t waits (up to 10 s each) until the agent and both workers are ready
+# (configured: a consumer reads what is posted after it opened), runs the block's
 # _G.kick(), and until every worker recorded what it got, then prints it all
 our $Wait = <<'_EOC_';
     location = /t {
@@ -35,7 +36,7 @@ our $Wait = <<'_EOC_';
                     ngx.sleep(0.05)
                 end
             end
-            wait({ "agent-ready" })
+            wait({ "agent-ready", "ready0", "ready1" })
             _G.kick()
             local keys = { "w0", "w1" }
             wait(keys)
@@ -73,8 +74,10 @@ __DATA__
         end, "from-agent")
         _G.kick = function() assert(we.post("to-agent", "ping", "hello")) end
         assert(we.configure { shm = "ev" })
+        out:set("ready" .. ngx.worker.id(), true)
     }
 --- config eval: $::Wait
+--- timeout: 12
 --- response_body
 w0=hello
 w1=hello
@@ -112,8 +115,10 @@ configure() is for worker processes
         end)
         _G.kick = function() assert(ev:publish("all", "to-agent", "ping", "hello")) end
         assert(ev:init_worker())
+        out:set("ready" .. ngx.worker.id(), true)
     }
 --- config eval: $::Wait
+--- timeout: 12
 --- response_body_like
 w0=hello wid=-1
 w1=hello wid=-1
@@ -157,8 +162,10 @@ agent init_worker: true, nil
         end)
         _G.kick = function() out:set("go", true) end
         assert(ev:init_worker())
+        out:set("ready" .. ngx.worker.id(), true)
     }
 --- config eval: $::Wait
+--- timeout: 12
 --- response_body
 w0=hello
 w1=hello
@@ -166,5 +173,44 @@ agent: nil
 --- error_log
 agent init_worker: true, nil
 agent publish: true, nil, ready: false
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: resty.worker.events: the agent posts "stopping" when it exits (QUIT; the master starts a new one)
+--- main_config eval: $::MainConfig
+--- http_config
+    init_by_lua_block {
+        assert(require("ngx.process").enable_privileged_agent())
+    }
+    init_worker_by_lua_block {
+        local we = require "resty.worker.events"
+        local out = ngx.shared.out
+        if require("ngx.process").type() == "privileged agent" then
+            assert(we.configure { shm = "ev" })
+            -- the first agent only (the master starts another after the QUIT)
+            out:add("agent-ready", ngx.worker.pid())
+            return
+        end
+        we.register(function(data, event, source, pid)
+            if pid == out:get("agent-ready") then
+                out:set("w" .. ngx.worker.id(), source .. "/" .. event .. " from the agent")
+            end
+        end, "resty-worker-events", "stopping")
+        _G.kick = function()
+            local ffi = require "ffi"
+            pcall(ffi.cdef, "int kill(int pid, int sig);")
+            assert(ffi.C.kill(out:get("agent-ready"), 3) == 0) -- SIGQUIT
+        end
+        assert(we.configure { shm = "ev" })
+        out:set("ready" .. ngx.worker.id(), true)
+    }
+--- config eval: $::Wait
+--- timeout: 12
+--- response_body
+w0=resty-worker-events/stopping from the agent
+w1=resty-worker-events/stopping from the agent
+agent: nil
 --- no_error_log
 [error]
