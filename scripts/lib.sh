@@ -19,12 +19,19 @@ APT_PACKAGES=(
   lua-check shellcheck pyflakes3
 )
 
+# What building the module for another nginx (scripts/build --src) needs, and
+# what building OpenResty from sources (scripts/openresty) needs on top.
+BUILD_PACKAGES=(clang libclang-dev pkg-config binutils)
+OPENRESTY_PACKAGES=(build-essential patch perl libpcre2-dev libssl-dev zlib1g-dev)
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# ensure_apt_packages [PACKAGE...]: the given packages (default: APT_PACKAGES).
 ensure_apt_packages() {
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() p want=("$@")
+  [ $# -gt 0 ] || want=("${APT_PACKAGES[@]}")
+  for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -65,3 +72,28 @@ ensure_nginx_build_dir() {
 }
 
 nginx_signature() { strings "$1" | grep -E '^[0-9]+,[0-9]+,[0-9]+,[01]{30,}' | head -1; }
+
+# nginx_version BIN: its nginx version (1.27.1 for openresty/1.27.1.2).
+nginx_version() { "$1" -v 2>&1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1; }
+
+# nginx_luajit_dir BIN: the directory of the libluajit-5.1 BIN loads (empty
+# when it loads none).
+nginx_luajit_dir() {
+  local lib
+  lib=$(ldd "$1" 2>/dev/null | awk '/libluajit-5\.1\.so/ {print $3; exit}')
+  [ -n "$lib" ] && [ -e "$lib" ] && dirname "$(readlink -f "$lib")"
+}
+
+# check_module SO BIN: SO loads into BIN (same signature) and links no Lua
+# of its own; dies otherwise.
+check_module() {
+  local want got
+  want=$(nginx_signature "$2")
+  got=$(nginx_signature "$1")
+  if [ -z "$got" ] || [ "$want" != "$got" ]; then
+    die "module signature '$got' does not match $2 '$want': the module would be refused as not binary compatible"
+  fi
+  if nm -D --defined-only "$1" | grep -qE ' T lua_(pushinteger|call)$'; then
+    die "the module defines lua_* itself: a second LuaJIT was linked in"
+  fi
+}

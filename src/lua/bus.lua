@@ -116,6 +116,17 @@ function _M.run_handler(handler, origin, data, event, source, id)
   end
 end
 
+-- true in OpenResty's privileged agent (ngx.process), false elsewhere
+-- (Debian's nginx has no agent and no ngx.process.type)
+local process_type
+do
+  local ok, process = pcall(require, "ngx.process")
+  process_type = ok and process.type or function() return nil end
+end
+function _M.is_agent()
+  return ngx.worker.id() == nil and process_type() == "privileged agent"
+end
+
 function _M.new(spec)
   local dispatch, on_lost = spec.dispatch, spec.lost
   -- a draining (1.x) poll() handles everything up to the caller's event,
@@ -148,18 +159,21 @@ function _M.new(spec)
   end
 
   -- opens the consumer of `name` (a zone, or a lua_shared_dict meaning the
-  -- default zone): true on first open, false when already open
-  -- `agent`: this is the privileged agent, and it asks for events
-  function self.open(name, agent)
+  -- default zone): true on first open, false when already open. In the
+  -- privileged agent too (no slot: its loop polls; see README "The
+  -- privileged agent")
+  function self.open(name)
     if self.opened() then return false end
     consumer, loop_running, sema, has_run = nil, false, nil, false
+    local agent = _M.is_agent()
     local id, z = n_open(name, ngx.get_phase() == "init", agent)
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
     _M.refresh_debug()
     -- with worker_events_cluster on this zone, this worker joins the
-    -- bridge's lease (once per worker, whichever API opens first)
-    local cluster = native.cluster_config()
+    -- bridge's lease (once per worker, whichever API opens first); the
+    -- agent is no worker and never bridges
+    local cluster = not agent and native.cluster_config()
     if cluster and cluster.zone == z then
       local ok, err = require("ngx_worker_events.cluster").start()
       if not ok then log(ERR, PREFIX, "cluster: ", err) end

@@ -28,12 +28,6 @@ local POST_CLUSTER, POST_HOLD = bus.POST_CLUSTER, bus.POST_HOLD
 local post -- below
 local run_handler = bus.run_handler
 
-local process_type
-do
-  local ok, process = pcall(require, "ngx.process")
-  process_type = ok and process.type or function() return nil end
-end
-
 local UNIX_PREFIX = "unix:"
 local DEFAULT_UNIQUE_TIMEOUT = 5
 local DEFAULT_MAX_QUEUE_LEN = 1024 * 10
@@ -187,18 +181,18 @@ end
 ---------------------------------------------------------------------------
 local NOT_IN_INIT = "init_worker() is for worker processes (init_worker_by_lua* or later), not init_by_lua*"
 
-local function is_agent()
-  return worker_id() == nil and process_type() == "privileged agent"
-end
+local is_agent = bus.is_agent
 
--- opens this instance's consumer (init_worker, or a publish before it)
+-- opens this instance's consumer (init_worker, or a publish before it; in
+-- the privileged agent too: it publishes whatever enable_privileged_agent
+-- says, which only decides whether it receives)
 local function open(self)
   local b = self._bus
   if b.opened() then return true end
   if ngx.get_phase() == "init" then
     return nil, NOT_IN_INIT
   end
-  local ok, err = b.open(self.opts.shm or "", is_agent() and self.opts.enable_privileged_agent)
+  local ok, err = b.open(self.opts.shm or "")
   if ok == nil then return nil, err end
   b.set_options { timeout = self.opts.unique_timeout, interval = 1 }
   return true

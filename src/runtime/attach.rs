@@ -37,8 +37,11 @@ pub enum AttachError {
     /// A `lua_shared_dict` name, and none of our zones (cannot happen while
     /// the implicit zone exists).
     NoDefault(String),
-    /// Called in the master (`init_by_lua*`) or a helper process: zones
-    /// there belong to a configuration that a reload replaces.
+    /// Called in `init_by_lua*` (the master): zones there belong to a
+    /// configuration that a reload replaces.
+    InInit,
+    /// Called in a process that takes no part: a helper (the privileged
+    /// agent, where the caller did not ask for events, or a cache process).
     NotAWorker,
     Reentered,
 }
@@ -61,8 +64,11 @@ impl core::fmt::Display for AttachError {
                 f,
                 "shm \"{dict}\" is a lua_shared_dict and no worker_events_zone exists: declare one in http {{}} with: worker_events_zone {dict}_events 1m;"
             ),
-            AttachError::NotAWorker => f.write_str(
+            AttachError::InInit => f.write_str(
                 "configure() is for worker processes (init_worker_by_lua* or later), not init_by_lua*",
+            ),
+            AttachError::NotAWorker => f.write_str(
+                "not in a worker process: this is a helper process (the privileged agent takes events through resty.worker.events and resty.events only)",
             ),
             AttachError::Reentered => Reentered.fmt(f),
         }
@@ -129,8 +135,11 @@ fn attachment(st: &mut State, name: &str, handle: ZoneHandle) -> usize {
 /// Attaches to the zone `name` stands for (see the module doc) and returns
 /// its index in the process' attachments, its handle and this worker's slot.
 pub fn attach_named(name: &str) -> Result<(usize, ZoneHandle, Option<usize>), AttachError> {
-    if !NgxProcess::current().serves_requests() {
-        return Err(AttachError::NotAWorker);
+    match NgxProcess::current() {
+        k if k.serves_requests() => {}
+        // the master runs Lua only in init_by_lua*
+        NgxProcess::Master => return Err(AttachError::InInit),
+        _ => return Err(AttachError::NotAWorker),
     }
     let (zone, handle, _) = resolve(name)?;
     STATE
@@ -183,12 +192,15 @@ pub struct Opened {
 /// requests attaches: the master's zones belong to the configuration being
 /// replaced (a resize reload unmaps them), and its slots would never free.
 /// `agent`: the caller is OpenResty's privileged agent (a helper process
-/// that runs `init_worker_by_lua*`) and asks to receive events: it attaches
-/// without a slot (no push wake-ups: its loop polls every interval).
+/// that runs `init_worker_by_lua*`): it attaches without a slot (no push
+/// wake-ups: its loop, when it runs one, polls every interval); its posts
+/// wake the workers as any post does.
 pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachError> {
     let kind = NgxProcess::current();
-    let allowed = kind.serves_requests() || (agent && kind == NgxProcess::Helper);
-    if in_init || !allowed {
+    if in_init {
+        return Err(AttachError::InInit);
+    }
+    if !(kind.serves_requests() || (agent && kind == NgxProcess::Helper)) {
         return Err(AttachError::NotAWorker);
     }
     let (zone, handle, via_dict) = resolve(name)?;

@@ -7,7 +7,8 @@
 //! step is idempotent and Lua calls that need it attach lazily.
 //!
 //! Exit: stop receiving wake-ups, post the events consumers asked for at
-//! exit (`resty.worker.events` asks for `stopping`), free the slots.
+//! exit (`resty.worker.events` asks for `stopping`; in the privileged agent
+//! too), free the slots.
 
 use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
@@ -29,13 +30,16 @@ pub fn on_worker_start() {
     }
 }
 
-/// `exit_process`: last posts, then free the slots.
+/// `exit_process`: last posts, then free the slots. OpenResty's privileged
+/// agent (a helper that runs this hook too) makes its consumers' last posts.
 pub fn on_worker_exit() {
-    if !NgxProcess::current().serves_requests() {
+    let kind = NgxProcess::current();
+    if kind.serves_requests() {
+        notify::stop();
+        super::manager::on_worker_exit();
+    } else if kind != NgxProcess::Helper {
         return;
     }
-    notify::stop();
-    super::manager::on_worker_exit();
     let Ok((posts, zones)) = STATE.with(|st| {
         (
             core::mem::take(&mut st.exit_posts),
