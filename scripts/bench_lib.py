@@ -52,6 +52,22 @@ STATUS_PATH = "/status"
 
 _api = [APIS[0]]
 _module = [MODULE_SO]
+_harness_opts = [""]
+
+
+def set_impl(name, lua_path="", extra_modules=(), http_config="worker_events_zone ev %SIZE%;", shm="ev",
+             no_default_module=False):
+    """The implementation under test from here on (scripts/bench_compare.py
+    switches between this module and the anchors); the IMPL_* settings."""
+    global IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG, IMPL_SHM, IMPL_NO_DEFAULT_MODULE
+    IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES = name, lua_path, list(extra_modules)
+    IMPL_HTTP_CONFIG, IMPL_SHM, IMPL_NO_DEFAULT_MODULE = http_config, shm, no_default_module
+
+
+def set_harness_opts(lua):
+    """Extra fields of the harness's init_worker options table (Lua text,
+    e.g. "contend = true,") for the nginx started from here on."""
+    _harness_opts[0] = lua
 
 
 def set_api(name):
@@ -192,6 +208,7 @@ def render_conf(name, workers, zone_size, interval):
         "API": api(),
         "EVENTS_SOCK": EVENTS_SOCK,
         "EVENTS_BROKER": broker,
+        "HARNESS_OPTS": _harness_opts[0],
     }
     # single pass, so substituted text is never scanned again
     return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
@@ -203,6 +220,8 @@ class Nginx:
     def __init__(self, name, workers, zone_size, interval):
         if api() != "worker.events":
             name = api() + "-" + name
+        if IMPL_NAME != "ngx-worker-events":
+            name = IMPL_NAME + "-" + name
         self.name = name
         self.workers = workers
         self.zone_size = zone_size
