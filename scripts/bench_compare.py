@@ -22,7 +22,9 @@ from just before the first post until every worker has flushed its counters)
 gives the CPU per event: posting worker's CPU / events posted, receiving
 workers' CPU / events they received (contend: all workers' CPU / all
 deliveries). The module also runs through resty.events (latency, throughput,
-contend) for the target on that API.
+contend) for the target on that API. lua-resty-worker-events gets a
+lua_shared_dict 3x the module's zone (its JSON entries need it), except in
+burst (1 MB for every implementation).
 
 Prints the bench's key=value line per measurement, then per worker count a
 table of medians (range) per implementation, the same-round ratios (median,
@@ -57,6 +59,8 @@ def implementations(anchors):
            ("module-ev", "module (resty.events)", "events", 1, mod, ["latency", "throughput", "contend"])]
     lrwe = anchors.get("lua-resty-worker-events")
     if lrwe:
+        # its JSON entries (~230 B a 64 B event with key and node) overfill the module's
+        # zone size: then add() retries (shm_retries 999) and evicts, tens of s of CPU
         kw = dict(lua_path=lrwe[0], http_config="lua_shared_dict ev %SIZE%;", no_default_module=True)
         out.append(("lrwe-1ms", "lua-resty-worker-events 2.0.1 interval=0.001", "worker.events", 0.001,
                     dict(kw, name="lrwe-1ms"), ALL))
@@ -385,6 +389,8 @@ def main(argv):
                             continue
                         L.set_impl(**kw)
                         L.set_api(api)
+                        # lua-resty-worker-events gets 3x the zone except in burst (1 MB for all)
+                        L.set_zone_factor(3 if key.startswith("lrwe") and scen != "burst" else 1)
                         try:
                             R.setdefault((w, scen, key), {})[rnd] = MEASURE[scen](a, w, interval)
                         except BenchError as e:

@@ -53,6 +53,14 @@ STATUS_PATH = "/status"
 _api = [APIS[0]]
 _module = [MODULE_SO]
 _harness_opts = [""]
+_zone_factor = [1]
+
+
+def set_zone_factor(f):
+    """Multiplies the zone size given to IMPL_HTTP_CONFIG's %SIZE% (an
+    implementation whose format needs more room than this module's, e.g.
+    lua-resty-worker-events' JSON entries in a lua_shared_dict)."""
+    _zone_factor[0] = f
 
 
 def set_impl(name, lua_path="", extra_modules=(), http_config="worker_events_zone ev %SIZE%;", shm="ev",
@@ -201,7 +209,7 @@ def render_conf(name, workers, zone_size, interval):
         "MODULES_DIR": MODULES_DIR,
         "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
         "LUA_PATH": ";".join(lua_path) + ";;",
-        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", zone_size),
+        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", scaled_zone(zone_size)),
         "IMPL_SHM": IMPL_SHM,
         "INTERVAL": repr(interval),
         "PORT": str(PORT),
@@ -212,6 +220,13 @@ def render_conf(name, workers, zone_size, interval):
     }
     # single pass, so substituted text is never scanned again
     return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+
+
+def scaled_zone(zone_size):
+    m = re.fullmatch(r"(\d+)m", zone_size)
+    if _zone_factor[0] == 1 or not m:
+        return zone_size
+    return "%dm" % math.ceil(int(m.group(1)) * _zone_factor[0])
 
 
 class Nginx:

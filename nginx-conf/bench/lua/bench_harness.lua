@@ -305,12 +305,12 @@ end
 -- contend: every worker posts K plain strings of `size` bytes at the same
 -- monotonic time (so posts and receives overlap in every worker), then "cend"
 local function contend_post(p)
-  local K, post = p.count, post
+  local K, publish = p.count, post
   local payload = rep("x", p.size)
   local fails, ferr = 0, nil
   local t0 = now_us()
   for _ = 1, K do
-    local ok, err = post("bench", "tp", payload)
+    local ok, err = publish("bench", "tp", payload)
     if not ok then fails = fails + 1; ferr = ferr or err end
   end
   local t1 = now_us()
