@@ -44,8 +44,7 @@ def add_row(row):
     ROWS.append(tuple(row) + (api_label(),))
 
 
-def run_latency(scenario, workers, interval, extra=()):
-    count, period = 200, 0.02
+def run_latency(scenario, workers, interval, extra=(), count=200, period=0.02):
     name = "%s-w%d-i%s" % (scenario, workers, interval)
     note("%s: %d workers, interval=%s, %d posts every %g s" % (scenario, workers, interval, count, period))
     with Nginx(name, workers, "8m", interval) as ng:
@@ -81,6 +80,7 @@ def run_latency(scenario, workers, interval, extra=()):
     if timed_out:
         result += " (TIMEOUT)"
     add_row((scenario, workers, params, result))
+    return dict(p50=p50, p99=p99, received=received, lost=lost, bad=bad, errors=errors, timed_out=timed_out)
 
 
 def throughput_zone(count, size):
@@ -93,7 +93,7 @@ def throughput_zone(count, size):
     return need, False
 
 
-def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag=""):
+def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag="", interval=1):
     """load: None, or a function(ng) -> context manager that runs next to the
     poster (status_load's probe); its .kv(t0_us, t_last_us, poster, count) adds keys to the line."""
     loss_expected = False
@@ -104,7 +104,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=Non
     note("%s: %d workers, K=%d, %d B payloads, zone %s%s" % (
         scenario, workers, count, size, zstr, " (too small for K*size: loss expected)" if loss_expected else ""))
     t_start = time.time()
-    with Nginx(name, workers, zstr, 1) as ng:
+    with Nginx(name, workers, zstr, interval) as ng:
         with load(ng) if load else contextlib.nullcontext() as side:
             poster = start_poster(ng, "scenario=throughput&count=%d&size=%d&payload=%s" % (count, size, PAYLOAD))
             receivers = [w for w in range(workers) if w != poster]
@@ -242,6 +242,7 @@ def latency_floor(count=200, period=0.02):
           ("received", len(samples))])
     add_row(("latency_floor", 2, "reference (no nginx): pipe wake-up of an idle process, %d posts / %g ms"
                  % (count, period * 1000), "p50 %.1f µs, p99 %.1f µs, max %.1f µs" % (p50, p99, mx)))
+    return dict(p50=p50, p99=p99)
 
 
 def scenario_latency():

@@ -52,6 +52,30 @@ STATUS_PATH = "/status"
 
 _api = [APIS[0]]
 _module = [MODULE_SO]
+_harness_opts = [""]
+_zone_factor = [1]
+
+
+def set_zone_factor(f):
+    """Multiplies the zone size given to IMPL_HTTP_CONFIG's %SIZE% (an
+    implementation whose format needs more room than this module's, e.g.
+    lua-resty-worker-events' JSON entries in a lua_shared_dict)."""
+    _zone_factor[0] = f
+
+
+def set_impl(name, lua_path="", extra_modules=(), http_config="worker_events_zone ev %SIZE%;", shm="ev",
+             no_default_module=False):
+    """The implementation under test from here on (scripts/bench_compare.py
+    switches between this module and the anchors); the IMPL_* settings."""
+    global IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG, IMPL_SHM, IMPL_NO_DEFAULT_MODULE
+    IMPL_NAME, IMPL_LUA_PATH, IMPL_EXTRA_MODULES = name, lua_path, list(extra_modules)
+    IMPL_HTTP_CONFIG, IMPL_SHM, IMPL_NO_DEFAULT_MODULE = http_config, shm, no_default_module
+
+
+def set_harness_opts(lua):
+    """Extra fields of the harness's init_worker options table (Lua text,
+    e.g. "contend = true,") for the nginx started from here on."""
+    _harness_opts[0] = lua
 
 
 def set_api(name):
@@ -185,16 +209,24 @@ def render_conf(name, workers, zone_size, interval):
         "MODULES_DIR": MODULES_DIR,
         "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
         "LUA_PATH": ";".join(lua_path) + ";;",
-        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", zone_size),
+        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", scaled_zone(zone_size)),
         "IMPL_SHM": IMPL_SHM,
         "INTERVAL": repr(interval),
         "PORT": str(PORT),
         "API": api(),
         "EVENTS_SOCK": EVENTS_SOCK,
         "EVENTS_BROKER": broker,
+        "HARNESS_OPTS": _harness_opts[0],
     }
     # single pass, so substituted text is never scanned again
     return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+
+
+def scaled_zone(zone_size):
+    m = re.fullmatch(r"(\d+)m", zone_size)
+    if _zone_factor[0] == 1 or not m:
+        return zone_size
+    return "%dm" % math.ceil(int(m.group(1)) * _zone_factor[0])
 
 
 class Nginx:
@@ -203,6 +235,8 @@ class Nginx:
     def __init__(self, name, workers, zone_size, interval):
         if api() != "worker.events":
             name = api() + "-" + name
+        if IMPL_NAME != "ngx-worker-events":
+            name = IMPL_NAME + "-" + name
         self.name = name
         self.workers = workers
         self.zone_size = zone_size
@@ -405,8 +439,16 @@ def wait_scenario(ng, receivers, timeout, stall):
     after the poster finished, or `timeout`. Returns (results, timed_out)."""
     deadline = time.time() + timeout
     last_sig, last_change = None, time.time()
+    res = {}
     while True:
-        res = ng.results()
+        try:
+            res = ng.results()
+        except BenchError:
+            # the worker that took the request is busy (an implementation
+            # that handles a whole backlog without yielding): ask again
+            if time.time() > deadline:
+                raise
+            continue
         poster_done = "poster" in res
         if poster_done and all(("res:%d" % w) in res for w in receivers):
             return res, False

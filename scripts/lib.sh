@@ -55,20 +55,29 @@ ensure_rust() {
 
 # A configured copy of Debian's nginx source, made with Debian's own configure
 # flags, so the module's binary signature matches /usr/sbin/nginx.
+#   ensure_nginx_build_dir [DIR [EXTRA CONFIGURE ARGS...]]
+# DIR defaults to target/nginx-src (this module's build; exports NGINX_SOURCE_DIR
+# and NGINX_BUILD_DIR for it); another DIR with extra arguments (e.g.
+# --add-dynamic-module=...) is configured the same way, re-done when they change.
 ensure_nginx_build_dir() {
-  local src=/usr/share/nginx/src dir="$ROOT/target/nginx-src"
-  local stamp
+  local src=/usr/share/nginx/src dir="${1:-$ROOT/target/nginx-src}"
+  [ $# -gt 0 ] && shift
+  local stamp extra
+  extra=$(printf '%s\n' "$@" | md5sum | cut -c1-8)
   stamp="$dir/.configured-$(dpkg-query -W -f='${Version}' nginx-dev)"
+  [ $# -gt 0 ] && stamp="$stamp-$extra"
   if [ ! -f "$stamp" ]; then
     log "configuring nginx sources in $dir"
     rm -rf "$dir"; mkdir -p "$dir"
     cp -r "$src"/. "$dir"/
     # shellcheck disable=SC1091
-    ( cd "$dir" && source ./conf_flags && ./configure "${NGX_CONF_FLAGS[@]}" >configure.log 2>&1 ) \
+    ( cd "$dir" && source ./conf_flags && ./configure "${NGX_CONF_FLAGS[@]}" "$@" >configure.log 2>&1 ) \
       || die "nginx configure failed, see $dir/configure.log"
     touch "$stamp"
   fi
-  export NGINX_SOURCE_DIR="$dir" NGINX_BUILD_DIR="$dir/objs"
+  if [ "$dir" = "$ROOT/target/nginx-src" ]; then
+    export NGINX_SOURCE_DIR="$dir" NGINX_BUILD_DIR="$dir/objs"
+  fi
 }
 
 nginx_signature() { strings "$1" | grep -E '^[0-9]+,[0-9]+,[0-9]+,[01]{30,}' | head -1; }

@@ -20,6 +20,9 @@
 --   lat:<wid>     comma-separated receive-minus-send times (µs)
 --   keys:<wid>    unique scenario: one digit per key 1..count, how many times
 --                 this worker ran it (9 = 9 or more)
+--   go            contend scenario: "t=<start µs> count=K size=S", written by
+--                 /bench/start; every worker (opts.contend) waits for it
+--   cpost:<wid>   contend scenario: "t0=.. t1=.. fails=.." of each poster
 local ffi = require "ffi"
 
 local ngx = ngx
@@ -61,13 +64,14 @@ local S -- this worker's counters
 local api   -- "worker.events" | "events"
 local post  -- post(source, event, data, unique?) -> ok, err: a broadcast, or one run by one worker
 local stats -- nil, or a function returning the zone's and this consumer's counters
+local contend_wait -- contend scenario: the timer of every worker (defined with the posters)
 
 local function reset()
   S = {
     lat = new_tab(1024, 0), nlat = 0,
     seen = 0, first = 0, last = 0, last_n = 0, ooo = 0, bad = 0,
     lost = 0, lost_reports = 0, end_t = 0, done = 0, size = -1,
-    keys = {},
+    keys = {}, cends = 0,
   }
 end
 
@@ -166,6 +170,13 @@ local function on_bench(data, event)
   elseif event == "end" then
     s.end_t = t
     flush(type(data) == "table" and tonumber(data.count) or nil)
+  elseif event == "cend" then
+    -- contend: every worker posts one after its events; the last one ends it here
+    s.cends = s.cends + 1
+    if s.cends == ngx.worker.count() then
+      s.end_t = t
+      flush()
+    end
   end
 end
 
@@ -218,6 +229,9 @@ function M.init_worker(opts)
     dict:set("fail:" .. wid, tostring(err))
     return
   end
+  if opts.contend then
+    assert(ngx.timer.at(0, contend_wait))
+  end
   dict:set("ready:" .. wid, pid)
 end
 
@@ -230,11 +244,16 @@ end
 ---------------------------------------------------------------------------
 -- posters (run in a timer of the worker that handled /bench/start)
 ---------------------------------------------------------------------------
-local function post_end(count)
-  local ok, err = post("bench", "end", { count = count })
-  if not ok then
-    dict:set("poster_end_err", tostring(err))
+-- an implementation with a bounded publish queue (lua-resty-events) refuses
+-- posts while it is full: the end marker is retried for up to 20 s
+local function post_end(count, event)
+  local ok, err
+  for _ = 1, 400 do
+    ok, err = post("bench", event or "end", { count = count })
+    if ok then return end
+    ngx.sleep(0.05)
   end
+  dict:set("poster_end_err", tostring(err))
 end
 
 local function poster_latency(premature, p)
@@ -283,6 +302,44 @@ local function poster_throughput(premature, p)
   if ferr then dict:set("poster_err", tostring(ferr)) end
 end
 
+-- contend: every worker posts K plain strings of `size` bytes at the same
+-- monotonic time (so posts and receives overlap in every worker), then "cend"
+local function contend_post(p)
+  local K, publish = p.count, post
+  local payload = rep("x", p.size)
+  local fails, ferr = 0, nil
+  local t0 = now_us()
+  for _ = 1, K do
+    local ok, err = publish("bench", "tp", payload)
+    if not ok then fails = fails + 1; ferr = ferr or err end
+  end
+  local t1 = now_us()
+  dict:set("cpost:" .. wid, format("t0=%.3f t1=%.3f fails=%d", t0, t1, fails))
+  post_end(K, "cend")
+  if dict:incr("cposted", 1, 0) == ngx.worker.count() then
+    dict:set("poster", format("wid=%d count=%d t0=%.3f t1=%.3f fails=%d", wid, K, t0, t1, fails))
+  end
+  if ferr then dict:set("poster_err", tostring(ferr)) end
+end
+
+-- started in every worker of a contend run (opts.contend): waits for "go"
+contend_wait = function(premature)
+  if premature then return end
+  local sleep, get = ngx.sleep, dict.get
+  local deadline = now_us() + 600e6
+  while not ngx.worker.exiting() and now_us() < deadline do
+    local go = get(dict, "go")
+    if go then
+      local p = {}
+      for k, v in go:gmatch("(%w+)=([%d.]+)") do p[k] = tonumber(v) end
+      local wait = (p.t - now_us()) / 1e6
+      if wait > 0 then sleep(wait) end
+      return contend_post(p)
+    end
+    sleep(0.005)
+  end
+end
+
 -- every key distinct ("k1", "k2", ...): each must run exactly once, in one worker
 local function poster_unique(premature, p)
   if premature then return end
@@ -307,6 +364,7 @@ end
 -- GET /bench/start?scenario=latency&count=200&period=0.02
 -- GET /bench/start?scenario=throughput&count=100000&size=64
 -- GET /bench/start?scenario=unique&count=100000&size=64
+-- GET /bench/start?scenario=contend&count=100000&size=64 (nginx started with contend = true)
 function M.start()
   local a = ngx.req.get_uri_args()
   local scenario = a.scenario
@@ -325,6 +383,11 @@ function M.start()
     fn = poster_throughput
   elseif scenario == "unique" then
     fn = poster_unique
+  elseif scenario == "contend" then
+    -- every worker starts 50 ms from now (each polls "go" every 5 ms)
+    dict:set("go", format("t=%.3f count=%d size=%d", now_us() + 50000, p.count, p.size))
+    ngx.say("poster=", wid, " pid=", pid)
+    return
   else
     ngx.status = 400
     ngx.say("unknown scenario ", tostring(scenario))
