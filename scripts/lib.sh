@@ -21,13 +21,16 @@ APT_PACKAGES=(
 
 # What building the module for another nginx (scripts/build --src) needs, and
 # what building OpenResty from sources (scripts/openresty) needs on top.
+# shellcheck disable=SC2034 # used by scripts/build and scripts/openresty
 BUILD_PACKAGES=(clang libclang-dev pkg-config binutils)
+# shellcheck disable=SC2034
 OPENRESTY_PACKAGES=(build-essential patch perl libpcre2-dev libssl-dev zlib1g-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # ensure_apt_packages [PACKAGE...]: the given packages (default: APT_PACKAGES).
+# shellcheck disable=SC2120 # called with no arguments for the default list
 ensure_apt_packages() {
   local missing=() p want=("$@")
   [ $# -gt 0 ] || want=("${APT_PACKAGES[@]}")

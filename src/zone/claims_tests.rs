@@ -310,19 +310,19 @@ fn a_1ms_task_on_two_workers_holds_a_few_entries() {
         most = most.max(z.live(now));
     }
     assert!(most <= 2, "held {most}");
+}
 
-    #[test]
-    fn a_late_reader_of_an_earlier_window_does_not_take_the_next_one() {
-        // Kong's 40 ms: worker 1 runs the event posted at 0; worker 2 is
-        // busy and reads it at 120, after the key was posted again at 100
-        let z = zone(64);
-        let l = TestLock::default();
-        assert_eq!(z.reserve(&l, b"k", 0, 40), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 1, 2, 40, 0), ClaimOutcome::Mine);
-        assert_eq!(z.reserve(&l, b"k", 100, 40), Ok(Reserved::New));
-        assert_eq!(z.claim(&l, b"k", 2, 120, 40, 0), ClaimOutcome::Taken(1));
-        // the new window is still open for its own event
-        assert_eq!(z.claim(&l, b"k", 2, 121, 40, 100), ClaimOutcome::Mine);
-        assert_eq!(z.claim(&l, b"k", 1, 122, 40, 100), ClaimOutcome::Taken(2));
-    }
+#[test]
+fn a_late_reader_of_an_earlier_window_does_not_take_the_next_one() {
+    // Kong's 40 ms: worker 1 runs the event posted at 0; worker 2 is
+    // busy and reads it at 120, after the key was posted again at 100
+    let z = zone(64);
+    let l = TestLock::default();
+    assert_eq!(z.reserve(&l, b"k", 0, 40), Ok(Reserved::New));
+    assert_eq!(z.claim(&l, b"k", 1, 2, 40, 0), ClaimOutcome::Mine);
+    assert_eq!(z.reserve(&l, b"k", 100, 40), Ok(Reserved::New));
+    assert_eq!(z.claim(&l, b"k", 2, 120, 40, 0), ClaimOutcome::Taken(1));
+    // the new window is still open for its own event
+    assert_eq!(z.claim(&l, b"k", 2, 121, 40, 100), ClaimOutcome::Mine);
+    assert_eq!(z.claim(&l, b"k", 1, 122, 40, 100), ClaimOutcome::Taken(2));
 }
