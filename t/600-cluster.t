@@ -529,7 +529,7 @@ ClusterTest::reset_stream(); ClusterTest::start_node_b();
         }
     }
 --- response_body
-B joined at: 0-0
+B joined at: 0-1
 B took over: true, takeovers: 2
 B events_in: 10, lost_in: 0, duplicates: 0
 --- timeout: 20

@@ -9,6 +9,7 @@ use Test::Nginx::Socket 'no_plan';
 use WorkerEventsTest;
 use ClusterTest;
 
+master_on();
 workers(4);
 
 our $Fake = "redis://127.0.0.1:$ClusterTest::FakePort";
