@@ -20,7 +20,7 @@ __DATA__
 === TEST 1: an event posted on node A reaches every worker of A and B exactly once, in order
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -53,7 +53,7 @@ B resty.events: w0=100 w1=100 w2=100 w3=100
 === TEST 2: resty.events publish_cluster("all") on node B reaches A's workers through both APIs; remote events carry no pid or wid
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -86,7 +86,7 @@ A after: w0=50 w1=50 w2=50 w3=50
 === TEST 3: a Redis restart in the middle of a stream of posts loses nothing Redis kept: every worker of B gets 1..300 once, in order
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -123,7 +123,7 @@ qr/^(?:cluster: redis 127.0.0.1:\d+: \w+ failed\n){1,2}cluster: redis 127.0.0.1:
 === TEST 4: killing node B's bridge worker twice hands the bridge over within a second each time; every worker of A gets 1..400 exactly once
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -176,7 +176,7 @@ A: lost_in: 0
 === TEST 5: HUP reloads of both nodes in the middle of a stream: the new generation takes the bridge over, each event reaches B's zone once
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -216,7 +216,7 @@ A waiting: 0, lost_out: 0, takeovers >= 2: true
 === TEST 6: a cluster unique event posted 8 times on each node (4 workers x 2) runs once in the cluster; each key separately
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -270,7 +270,7 @@ ClusterTest::cluster_http("a", init_worker => q{
     tasks:start()
 })
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b(init_worker => q{
+ClusterTest::start_node_b(init_worker => q{
     local tasks = require "ngx_tasks"
     tasks:push { identifier = "sweep", interval = 0.4, typ = "preemption", cluster = true,
                  callback = function()
@@ -316,7 +316,7 @@ windows: true, each run once: true
 === TEST 8: a stream trimmed past node B's last id (B stopped while A posted 300, maxlen 20): B reports the exact number it lost, then gets the rest in order
 --- http_config eval: ClusterTest::cluster_http("a", maxlen => 20)
 --- init
-ClusterTest::reset_stream(); ClusterTest::redis_cli("CONFIG", "SET", "stream-node-max-entries", "10");
+ClusterTest::redis_cli("CONFIG", "SET", "stream-node-max-entries", "10");
 ClusterTest::start_node_b(maxlen => 20);
 --- config
     location = /t {
@@ -422,7 +422,7 @@ wrong
 === TEST 11: a copy of an entry already delivered (what a bridge that died between XADD and saving its position makes) is dropped; an ordinal jump is reported as exactly that many lost
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -501,7 +501,7 @@ ngx_worker_events: invalid redis URL "http://127.0.0.1:6379": expected redis://[
 === TEST 15: a bridge that hands over before the stream's first entry keeps the start it joined at: the next bridge of B gets what A posted meanwhile
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -539,7 +539,7 @@ B events_in: 10, lost_in: 0, duplicates: 0
 === TEST 16: a node receives what is appended after its bridge joined the stream, so start_node_b waits for that (Redis holds every client for 1.5 s while B starts): B gets all 20 events A posts at once
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::redis_cli("CLIENT", "PAUSE", "1500", "ALL"); ClusterTest::start_node_b();
+ClusterTest::redis_cli("CLIENT", "PAUSE", "1500", "ALL"); ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {

@@ -19,7 +19,7 @@ __DATA__
 === TEST 1: after 20 events each way: connected, events out and in, no loss; Prometheus text passes promtool; no cluster object without the directive's zone
 --- http_config eval: $::HttpA
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /status { worker_events_status; }
     location = /t {

@@ -37,7 +37,7 @@ __DATA__
 === TEST 1: XREAD answered with an endless line: the bridge stops reading at the line limit, reconnects, and gets B's events
 --- http_config eval: ClusterTest::cluster_http("a", url => $::Fake)
 --- init
-ClusterTest::reset_stream(); ClusterTest::fake_start(on => "XREAD", fault => "line"); ClusterTest::start_node_b();
+ClusterTest::fake_start(on => "XREAD", fault => "line"); ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -66,7 +66,7 @@ XREAD failed: a reply larger than the limit
 === TEST 2: XREAD answered with a giant bulk length and a flood: refused at its header; the bridge worker's memory stays small
 --- http_config eval: ClusterTest::cluster_http("a", url => $::Fake)
 --- init
-ClusterTest::reset_stream(); ClusterTest::fake_start(on => "XREAD", fault => "bulk"); ClusterTest::start_node_b();
+ClusterTest::fake_start(on => "XREAD", fault => "bulk"); ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -98,7 +98,7 @@ XREAD failed: a reply larger than the limit
 === TEST 3: XADD answered with "$1e300": an error, the batch goes again on a new connection; every event reaches B once
 --- http_config eval: ClusterTest::cluster_http("a", url => $::Fake)
 --- init
-ClusterTest::reset_stream(); ClusterTest::fake_start(on => "XADD", fault => "badlen"); ClusterTest::start_node_b();
+ClusterTest::fake_start(on => "XADD", fault => "badlen"); ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -134,7 +134,7 @@ XADD failed: a reply that is not RESP
 === TEST 4: a Lua error kills a bridge thread: it is restarted and counted; both directions work and status says connected
 --- http_config eval: ClusterTest::cluster_http("a", pre_init => $::Boom)
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -163,7 +163,7 @@ qr/ngx_worker_events: cluster: the bridge's (in|out) thread died: .*injected fau
 === TEST 5: a forged entry with ordinal 999999999999 between B's real 2 and 3: no giant loss reported, B's later events are not taken for duplicates
 --- http_config eval: ClusterTest::cluster_http("a")
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -202,7 +202,7 @@ lost 999999999996
 === TEST 6: the stream goes backwards (an entry with a future id, then FLUSHALL): detected, counted, and reading resumes from the new stream's start
 --- http_config eval: ClusterTest::cluster_http("a")
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /t {
         content_by_lua_block {
@@ -241,7 +241,7 @@ was reset: its last id
 === TEST 7: entries with missing or unknown fields, an undecodable payload or a bad ordinal are dropped, counted by reason (JSON, Prometheus) and logged once a second, without their payload
 --- http_config eval: ClusterTest::cluster_http("a")
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b();
+ClusterTest::start_node_b();
 --- config
     location = /status { worker_events_status; }
     location = /t {
@@ -295,7 +295,7 @@ promtool: 0
 === TEST 8: secret=: entries carry an HMAC; a copy with a changed ordinal and an unsigned entry are dropped and counted; the secret is never shown
 --- http_config eval: ClusterTest::cluster_http("a", cluster => "secret=s3cr3t")
 --- init
-ClusterTest::reset_stream(); ClusterTest::start_node_b(cluster => "secret=s3cr3t");
+ClusterTest::start_node_b(cluster => "secret=s3cr3t");
 --- config
     location = /t {
         content_by_lua_block {

@@ -10,6 +10,9 @@
 #   use ClusterTest;
 #   --- http_config eval: cluster_http("a")
 #   --- init: start_node_b()
+#
+# Each block starts on an empty stream with node B stopped (a block
+# preprocessor, run before node A starts).
 package ClusterTest;
 
 use strict;
@@ -246,8 +249,17 @@ sub start_node_b {
     return 1;
 }
 
-# every block: a fresh stream
+# a fresh stream (every block gets one, see below)
 sub reset_stream { redis_cli("DEL", $Stream) }
+
+# Every block starts with node B stopped and the stream deleted, before
+# Test::Nginx starts node A: deleting it from `--- init` (after A started)
+# races A's bridge, which may already have joined the previous block's
+# stream and then rightly reports it reset (an [error] line).
+Test::Nginx::Socket::add_block_preprocessor(sub {
+    stop_node_b();
+    reset_stream() if redis_up();
+});
 
 END {
     fake_stop();
