@@ -517,6 +517,11 @@ def wait_ready(nodes):
             elif not st.get("connected") or not st.get("bridge_pid"):
                 last = "node %s: bridge not connected (%s)" % (n.name, json.dumps(st))
                 ok = False
+            elif not st.get("last_id"):
+                # a node receives what is appended after its bridge joined
+                # the stream: posting earlier would miss events by design
+                last = "node %s: bridge has not joined the stream yet" % n.name
+                ok = False
         for n in nodes:
             with open(n.error_log, errors="replace") as f:
                 for line in f:
