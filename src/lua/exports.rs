@@ -8,7 +8,7 @@
 use core::ffi::c_void;
 
 use crate::ngx::catch_unwind_or;
-use crate::runtime::attach;
+use crate::runtime::{attach, consumer};
 
 /// The `ffi.cdef` for the functions below.
 pub const CDEF: &str = "
@@ -26,7 +26,7 @@ fn id(consumer: libc::c_int) -> u32 {
 /// 1 if records are waiting for `consumer`, else 0 (also when not open).
 #[no_mangle]
 pub extern "C" fn ngx_worker_events_pending(consumer: libc::c_int) -> libc::c_int {
-    catch_unwind_or(0, || attach::pending(id(consumer)) as libc::c_int)
+    catch_unwind_or(0, || consumer::pending(id(consumer)) as libc::c_int)
 }
 
 /// Registers the `ngx_http_lua_sema_t` `consumer`'s loop waits on (NULL to
@@ -37,7 +37,7 @@ pub extern "C" fn ngx_worker_events_set_sema(
     consumer: libc::c_int,
     sema: *mut c_void,
 ) -> libc::c_int {
-    catch_unwind_or(0, || attach::set_sema(id(consumer), sema) as libc::c_int)
+    catch_unwind_or(0, || consumer::set_sema(id(consumer), sema) as libc::c_int)
 }
 
 /// Registers an `ngx_http_lua_sema_t` a task loop waits on, posted once when

@@ -11,26 +11,18 @@
 //! | `ngx_tasks` | `tasks.lua` | ngx_tasks: interval tasks on every worker or one per node, windows claimed in the zone |
 //! | `ngx_worker_events.cluster` | `cluster.lua` | the Redis Streams bridge: lease, XADD of cluster events, XREAD of other nodes', cluster claims |
 //!
-//! Native side: `native` (the table each package gets: open/close, claim,
-//! stats, constants), `hot` (the per-event `post`/`fetch` on the raw C
-//! API), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
-//! `cdef` that declares them), `value` (Lua values <-> `crate::codec`).
+//! Native side: `native/` (the table each package gets, one file per
+//! package it serves: `bus` the per-event `post`/`fetch` on the raw C API,
+//! `manager`, `tasks`, `cluster` and `cluster_feed`), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
+//! `cdef` that declares them), `value` (Lua values <-> `crate::wire::payload`).
 
 #[cfg(not(test))]
 pub mod exports;
 #[cfg(not(test))]
-pub mod hot;
-#[cfg(not(test))]
 pub mod native;
-#[cfg(not(test))]
-pub mod native_cluster;
-#[cfg(not(test))]
-pub mod native_cluster_feed;
-#[cfg(not(test))]
-pub mod native_manager;
-#[cfg(not(test))]
-pub mod native_tasks;
 pub mod value;
+#[cfg(test)]
+mod value_tests;
 
 #[cfg(not(test))]
 pub use preload::{register_preload, PreloadError};

@@ -1,4 +1,4 @@
-//! Lua values <-> the payload codec (`crate::codec`), on the raw C stack.
+//! Lua values <-> the payload codec (`crate::wire::payload`), on the raw C stack.
 //!
 //! This is the per-event hot path, so it talks to the Lua C API directly
 //! rather than through mlua's value handles (which cost a registry/aux-stack
@@ -21,7 +21,7 @@ use mlua::ffi::{
     LUA_TBOOLEAN, LUA_TLIGHTUSERDATA, LUA_TNIL, LUA_TNUMBER, LUA_TSTRING, LUA_TTABLE,
 };
 
-use crate::codec::{Decoder, Encoder, Token, MAX_DEPTH};
+use crate::wire::payload::{Decoder, Encoder, Token, MAX_DEPTH};
 
 fn type_name(t: c_int) -> &'static str {
     match t {

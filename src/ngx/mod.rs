@@ -3,9 +3,9 @@
 //! the event loop, a cancelable timer, and the C functions lua-nginx-module
 //! exports. Nothing here knows about consumers, Lua APIs or events.
 
+pub mod event;
 pub mod log;
 pub mod lua_module;
-pub mod next_turn;
 pub mod process;
 pub mod shm;
 pub mod socket;

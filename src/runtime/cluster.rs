@@ -9,10 +9,11 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::cluster_conf::{self, ClusterConf};
 use crate::ngx::process;
-use crate::runtime::attach::{self, AttachError};
+use crate::published::ClusterConf;
+use crate::runtime::resolve::AttachError;
 use crate::runtime::state::STATE;
+use crate::runtime::{post, resolve};
 use crate::zone::cluster::{name_hash, Arrival, ClusterBlock, DropReason, RESET_ID};
 use crate::zone::record::{Origin, RecordView};
 use crate::zone::ring::Ext;
@@ -37,8 +38,10 @@ pub enum BridgeError {
 
 /// The committed cycle's cluster configuration and the name of its zone.
 pub fn config() -> Result<(ClusterConf, String), BridgeError> {
-    let c = cluster_conf::active().ok_or(BridgeError::NotConfigured)?;
-    let (zone, _, _) = attach::resolve(&c.zone).map_err(BridgeError::Attach)?;
+    let c = crate::published::active()
+        .cluster
+        .ok_or(BridgeError::NotConfigured)?;
+    let (zone, _, _) = resolve::resolve(&c.zone).map_err(BridgeError::Attach)?;
     Ok((c, zone))
 }
 
@@ -322,15 +325,15 @@ pub fn post_won(
     unique: &[u8],
     ttl_ms: u64,
     data: &[u8],
-) -> Result<(), attach::PostError> {
-    attach::post(
+) -> Result<(), post::PostError> {
+    post::post(
         id,
         source,
         event,
         Some(unique),
         ttl_ms,
         data,
-        attach::PostMode::default(),
+        post::PostMode::default(),
     )
     .map(|_| ())
 }

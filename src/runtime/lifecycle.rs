@@ -10,12 +10,12 @@
 //! exit (`resty.worker.events` asks for `stopping`; in the privileged agent
 //! too), free the slots.
 
-use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
 use crate::ngx::shm;
-use crate::runtime::attach;
 use crate::runtime::notify;
 use crate::runtime::state::STATE;
+use crate::runtime::{attach, post};
+use crate::wire::payload::Encoder;
 
 /// `init_process`: a worker attaches to all our zones.
 pub fn on_worker_start() {
@@ -54,7 +54,7 @@ pub fn on_worker_exit() {
         let Some(a) = zones.get(p.zone) else { continue };
         match a.handle.zone.ring().append(
             &a.handle,
-            attach::origin(true),
+            post::origin(true),
             &p.source,
             &p.event,
             None,

@@ -11,17 +11,18 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::timer::{self, Timer};
 use crate::ngx::{monotonic_us, wall_ms};
-use crate::runtime::attach::{self, AttachError};
 use crate::runtime::cell::ProcessCell;
 use crate::runtime::notify;
+use crate::runtime::resolve::AttachError;
 use crate::runtime::state::STATE;
+use crate::runtime::{attach, post};
+use crate::wire::payload::Encoder;
 use crate::zone::layout::Header;
-use crate::zone::lifecycle::{counts, Counts};
+use crate::zone::manager::{counts, Counts};
 use crate::zone::slots::{SlotOwner, SlotState};
 use crate::zone::Guard;
 
@@ -284,7 +285,7 @@ fn post(t: &Tracked, event: &[u8], who: &SlotOwner, last: bool) {
     e.boolean(last);
     let appended = t.handle.zone.ring().append(
         &t.handle,
-        attach::origin(false),
+        post::origin(false),
         SOURCE,
         event,
         None,

@@ -5,8 +5,11 @@
 //! - `cell`: the one kind of per-process global (borrow guard, fork reset);
 //! - `state`: this process' attachments (zone + slot) and consumers;
 //! - `notify`: push wake-ups between and within workers;
-//! - `attach`: resolving zone names (the default-zone rule), attaching,
-//!   consumers, posting and reading;
+//! - `resolve`: which zone a name stands for (the default-zone rule);
+//! - `attach`: attaching this process to zones (attachment, worker slot);
+//! - `consumer`: consumers: open, read, pending, stats, close;
+//! - `post`: posting records (local, unique, cluster);
+//! - `report`: a zone's status document (endpoint and `stats()`);
 //! - `lifecycle`: worker start and exit, from nginx's process hooks,
 //!   whether or not any Lua API is used;
 //! - `manager`: lifecycle tracking for `resty.worker.manager` (counts per
@@ -22,10 +25,13 @@ pub mod attach;
 pub mod cell;
 pub mod claim;
 pub mod cluster;
+pub mod consumer;
 pub mod counters;
 pub mod lifecycle;
 pub mod manager;
 pub mod notify;
 pub mod post;
+pub mod report;
+pub mod resolve;
 pub mod state;
 pub mod tasks;

@@ -200,7 +200,7 @@ pub fn next_turn(sema: *mut c_void) {
     });
     // SAFETY: on the event-loop thread (called from Lua); the handler takes
     // its semaphores from the state, so `data` is unused.
-    unsafe { crate::ngx::next_turn::post(on_next_turn, core::ptr::null_mut()) };
+    unsafe { crate::ngx::event::post(on_next_turn, core::ptr::null_mut()) };
 }
 
 unsafe extern "C" fn on_next_turn(_ev: *mut ngx_event_t) {

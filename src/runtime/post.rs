@@ -1,11 +1,11 @@
 //! Posting: encoding buffers, the post modes (dedup, own, cluster) and
 //! appending one record to a consumer's zone, then waking its readers.
 
-use crate::codec::Encoder;
 use crate::ngx::process::{self, NgxProcess};
 use crate::runtime::cell::Reentered;
 use crate::runtime::notify;
 use crate::runtime::state::STATE;
+use crate::wire::payload::Encoder;
 use crate::zone::claims::Reserved;
 use crate::zone::record::Origin;
 use crate::zone::ring::Ext;

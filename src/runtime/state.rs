@@ -3,9 +3,9 @@
 
 use core::ffi::c_void;
 
-use crate::codec::Encoder;
 use crate::ngx::shm::ZoneHandle;
 use crate::runtime::cell::ProcessCell;
+use crate::wire::payload::Encoder;
 use crate::zone::Cursor;
 
 /// One zone this process is attached to.

@@ -6,8 +6,9 @@
 use core::ffi::c_void;
 
 use crate::ngx::process;
-use crate::runtime::attach::{self, AttachError};
+use crate::runtime::attach;
 use crate::runtime::notify;
+use crate::runtime::resolve::AttachError;
 use crate::runtime::state::STATE;
 use crate::zone::claims::TaskClaim;
 use crate::zone::tasks::TaskEvent;

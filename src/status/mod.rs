@@ -5,16 +5,23 @@
 //! that never yields serves nothing until it returns to its event loop). JSON by default, the Prometheus text format with
 //! `?format=prometheus` or `Accept: text/plain; version=0.0.4`.
 //!
-//! `render` turns a snapshot into bytes (pure); this file is the nginx edge:
-//! method and argument checks, the snapshot, the response.
+//! The document is made by `runtime::report` and rendered by `metrics`
+//! (pure); this folder is the endpoint: its location configuration, the
+//! query's checks (here, pure) and the content handler (`handler`, the
+//! nginx edge). The directive is `conf::status`.
 
-pub mod cluster;
 #[cfg(not(test))]
 mod handler;
-pub mod prom;
-pub mod render;
 #[cfg(not(test))]
-pub use handler::{document, handler, set_ctx_index, StatusConf};
+pub use handler::handler;
+
+/// `worker_events_status`' location configuration.
+#[derive(Debug, Default)]
+pub struct StatusConf {
+    /// Set in a location with the directive: the zone it reports ("" for
+    /// the default zone).
+    pub zone: Option<String>,
+}
 
 /// The output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,10 +34,14 @@
 pub mod claims;
 pub mod cluster;
 pub mod layout;
-pub mod lifecycle;
 pub mod lock;
+pub mod manager;
 pub mod record;
 pub mod ring;
+#[cfg(test)]
+mod ring_tests;
+#[cfg(test)]
+mod ring_threads_tests;
 pub mod slots;
 pub mod stats;
 pub mod tasks;

@@ -16,7 +16,7 @@
 //!                    lifetime (u64 ms) follows the ordinal;
 //!                    bit 5: remote: received from another node (pid, wid
 //!                    are the bridge's, not the poster's); others 0
-//! 24  u32 data_len   encoded payload (see `crate::codec`)
+//! 24  u32 data_len   encoded payload (see `crate::wire::payload`)
 //! 28  i32 wid        the poster's `ngx.worker.id()` (-1: not a worker), when bit 1
 //! 32  u64 posted_us  when it was posted (CLOCK_MONOTONIC µs; 0: unknown)
 //! 40  source | event | unique | data | zero padding to 8

@@ -10,8 +10,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::ring::{with_ring, PREFIX};
-use super::{checksum, noise};
+use super::ring_tests::{with_ring, PREFIX};
+use crate::testing::{checksum, noise};
 use crate::zone::lock::TestLock;
 use crate::zone::record::HEADER_LEN;
 use crate::zone::ring::{ReadOutcome, Ring};
@@ -227,7 +227,7 @@ fn reader(
 }
 
 proptest! {
-    #![proptest_config(super::config(12))]
+    #![proptest_config(crate::testing::config(12))]
 
     /// Threads agree with each other: no torn record, exact loss.
     #[test]

@@ -5,7 +5,7 @@
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::runtime::manager;
-use crate::zone::lifecycle::Counts;
+use crate::zone::manager::Counts;
 
 fn push_counts(out: &mut Vec<Value>, c: Counts) {
     out.push(c.prev.map_or(Value::Nil, |n| Value::Integer(n.into())));

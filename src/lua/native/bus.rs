@@ -25,9 +25,10 @@ use mlua::ffi::{
     lua_tointeger, lua_tonumber, lua_type, LUA_TSTRING,
 };
 
-use super::value;
-use crate::runtime::attach::{self, Fetched};
+use crate::lua::value;
 use crate::runtime::cluster;
+use crate::runtime::consumer::{self, Fetched};
+use crate::runtime::post;
 use crate::zone::record::RecordView;
 
 /// `post` flag: drop the event when its `unique` key is live.
@@ -90,8 +91,8 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
             return nil_err(l, "source and event must be strings");
         }
         let id = consumer_at(l);
-        let Some(zone_limit) = attach::max_record(id) else {
-            return nil_err(l, &attach::PostError::NotOpen.to_string());
+        let Some(zone_limit) = post::max_record(id) else {
+            return nil_err(l, &post::PostError::NotOpen.to_string());
         };
         let (source, event) = (value::str_at(l, 2), value::str_at(l, 3));
         // A string, even an empty one, makes a unique event.
@@ -107,10 +108,10 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         } else {
             None
         };
-        let mode = attach::PostMode {
+        let mode = post::PostMode {
             dedup: flags & POST_DEDUP != 0,
             own: flags & POST_OWN != 0,
-            cluster: cluster.as_ref().map(|(c, zone)| attach::ClusterPost {
+            cluster: cluster.as_ref().map(|(c, zone)| post::ClusterPost {
                 zone,
                 queue: c.queue,
                 hold: (flags & POST_HOLD != 0 && unique.is_some()).then_some(ttl_ms),
@@ -129,7 +130,7 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         let api_binds = api.filter(|&(_, room)| room < zone_limit);
         let data_limit = api_binds.map_or(zone_limit, |(_, room)| room);
         // Borrow the encoder out of the state, encode (Lua API), put it back.
-        let Ok(mut enc) = attach::take_encoder() else {
+        let Ok(mut enc) = post::take_encoder() else {
             return nil_err(l, "internal error: busy");
         };
         // Stops at the limit: a huge value is refused without being copied.
@@ -141,18 +142,18 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         });
         let res = encoded.and_then(|()| {
             catch_unwind(AssertUnwindSafe(|| {
-                attach::post(id, source, event, unique, ttl_ms, enc.as_bytes(), mode)
+                post::post(id, source, event, unique, ttl_ms, enc.as_bytes(), mode)
                     .map_err(|e| e.to_string())
             }))
             .unwrap_or_else(|_| Err("internal error".into()))
         });
-        attach::put_encoder(enc);
+        post::put_encoder(enc);
         match res {
-            Ok(attach::Posted::Seq(seq)) => {
+            Ok(post::Posted::Seq(seq)) => {
                 lua_pushnumber(l, seq as f64);
                 1
             }
-            Ok(attach::Posted::Duplicate) => {
+            Ok(post::Posted::Duplicate) => {
                 mlua::ffi::lua_pushboolean(l, 0);
                 1
             }
@@ -168,7 +169,7 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
 pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
     // SAFETY: reading the argument.
     let id = unsafe { consumer_at(l) };
-    let got = catch_unwind(AssertUnwindSafe(|| attach::fetch(id))).unwrap_or(Fetched::Empty);
+    let got = catch_unwind(AssertUnwindSafe(|| consumer::fetch(id))).unwrap_or(Fetched::Empty);
     let (rh, buf) = match got {
         Fetched::Empty => return 0,
         Fetched::Lost(n) => {
@@ -225,6 +226,6 @@ pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
             }
         }
     };
-    attach::put_buffer(buf);
+    consumer::put_buffer(buf);
     n
 }

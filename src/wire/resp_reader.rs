@@ -7,7 +7,7 @@
 //! the previous chunk stopped, a bulk string's body is skipped by its
 //! length. Values at the chosen depth (`emit`: 0 for whole replies, 3 for
 //! the entries of an `XREAD` reply) are handed out whole as byte ranges, to
-//! be parsed with [`crate::resp::parse`]; shallower array headers and
+//! be parsed with [`crate::wire::resp::parse`]; shallower array headers and
 //! scalars are handed out one by one. Bytes before the value being read are
 //! dropped when the next chunk comes, so the buffer holds one value at a
 //! time. Over `limit` bytes for one value, a line longer than
@@ -280,7 +280,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::{parse, Reply};
+    use crate::wire::resp::{parse, Reply};
 
     fn all(r: &mut Reader, bytes: &[u8], chunk: usize) -> Result<Vec<Vec<u8>>, ReadError> {
         let mut out = Vec::new();

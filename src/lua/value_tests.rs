@@ -1,4 +1,4 @@
-//! Properties of the payload codec (`crate::codec`).
+//! Properties of the payload codec (`crate::wire::payload`).
 //!
 //! - Lua-like values (nil, booleans, `ngx.null`, numbers as Lua sees them:
 //!   doubles including NaN, ±inf, -0.0 and integral values, plus the
@@ -20,11 +20,13 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use crate::codec::{DecodeError, Decoder, Encoder, Token, MAX_DEPTH};
+use crate::wire::payload::{DecodeError, Decoder, Encoder, Token, MAX_DEPTH};
 // Values as built for encoding and as decoded: the codec's own test tree.
 // (`I` is an exact integer, `Encoder::int`; `N` a Lua number,
 // `Encoder::number`; `T` an array part, keys 1..=n, then the other pairs.)
-use crate::codec::testing::{dec as decode, enc as encode, enc as encode_decoded, V, V as D};
+use crate::wire::payload::testing::{
+    dec as decode, enc as encode, enc as encode_decoded, V, V as D,
+};
 
 /// Walks one whole payload without building it (iteratively, so hostile
 /// nesting cannot overflow the test's stack), enforcing `MAX_DEPTH` as
@@ -132,8 +134,8 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
         1 => vec(0x80u8..=0xff, 1..8),
         // Lengths that need two- and three-byte varints (noise from a seed:
         // cheaper to generate than element-wise, and shrinks by length).
-        2 => (120usize..300, any::<u64>()).prop_map(|(n, seed)| super::noise(seed, n)),
-        1 => (16_380usize..16_400, any::<u64>()).prop_map(|(n, seed)| super::noise(seed, n)),
+        2 => (120usize..300, any::<u64>()).prop_map(|(n, seed)| crate::testing::noise(seed, n)),
+        1 => (16_380usize..16_400, any::<u64>()).prop_map(|(n, seed)| crate::testing::noise(seed, n)),
     ]
 }
 
@@ -143,7 +145,7 @@ fn small() -> impl Strategy<Value = V> {
         any::<bool>().prop_map(V::B),
         any::<i64>().prop_map(V::I),
         (-1000i64..1000).prop_map(|i| V::N(i as f64 / 4.0)),
-        any::<u64>().prop_map(|s| V::S(super::noise(s, (s % 5) as usize))),
+        any::<u64>().prop_map(|s| V::S(crate::testing::noise(s, (s % 5) as usize))),
     ]
 }
 
@@ -277,7 +279,7 @@ fn token_soup() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(super::config(256))]
+    #![proptest_config(crate::testing::config(256))]
 
     /// Encode, decode, compare; decode consumes everything; re-encoding is
     /// byte-identical (the encoding is canonical for what it produces).
@@ -358,7 +360,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(super::config(64))]
+    #![proptest_config(crate::testing::config(64))]
 
     /// Values written back to back into one encoder read back in order.
     #[test]

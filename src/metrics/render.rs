@@ -431,7 +431,7 @@ mod tests {
             alive: &[true],
             claims_live: 3,
             now_mono_ms: 1500,
-            cluster: Some(crate::status::cluster::ClusterInfo {
+            cluster: Some(crate::metrics::cluster::ClusterInfo {
                 node: "n\"1",
                 stream: "s",
             }),

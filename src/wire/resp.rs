@@ -32,9 +32,9 @@ impl Stream<'_> {
         let maxlen = self.maxlen.to_string();
         let ordinal = ordinal.to_string();
         let h = self.secret.map(|k| {
-            crate::cluster_sign::sign(
+            crate::wire::sign::sign(
                 k,
-                &crate::cluster_sign::Fields {
+                &crate::wire::sign::Fields {
                     node: self.node,
                     epoch: self.epoch,
                     ordinal: ordinal.as_bytes(),

@@ -22,10 +22,10 @@ use std::sync::Mutex;
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
-use crate::codec;
-use crate::resp::{parse, Reply};
-use crate::resp_reader::{Reader, Step};
 use crate::runtime::cluster::{self, Entry, Incoming};
+use crate::wire::payload;
+use crate::wire::resp::{parse, Reply};
+use crate::wire::resp_reader::{Reader, Step};
 use crate::zone::cluster::{parse_id, DropReason, DROPS};
 
 /// Framing around a record in an entry (id, field names, lengths, HMAC).
@@ -216,7 +216,7 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
         );
     };
     if let Some(secret) = r.secret {
-        let fields = crate::cluster_sign::Fields {
+        let fields = crate::wire::sign::Fields {
             node: n,
             epoch: e,
             ordinal: o,
@@ -224,7 +224,7 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             event: v,
             data: d,
         };
-        if !h.is_some_and(|h| crate::cluster_sign::verify(secret, &fields, h)) {
+        if !h.is_some_and(|h| crate::wire::sign::verify(secret, &fields, h)) {
             let what = if h.is_some() {
                 "a wrong HMAC"
             } else {
@@ -239,7 +239,7 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             );
         }
     }
-    if let Err(err) = codec::check(d) {
+    if let Err(err) = payload::check(d) {
         return drop_entry(
             r,
             fed,

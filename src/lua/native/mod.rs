@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `open(zone, in_init, agent)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`) |
 //! | `close(consumer)` | forgets the consumer |
-//! | `post`, `fetch` | per event, see `hot` |
+//! | `post`, `fetch` | per event, see `bus` |
 //! | `claim(consumer, unique, ttl_s, seq, api_tag)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); per API tag; a record this worker claimed through another consumer of that API is `true` again |
 //! | `status(zone)` | the status endpoint's snapshot of that zone as a table / `nil, err` |
 //! | `handler_error(consumer)` | counts a handler that raised (status endpoint) |
@@ -19,15 +19,21 @@
 //! | `POST_DEDUP`, `POST_OWN`, `POST_CLUSTER`, `POST_HOLD` | `post` flags |
 //! | `CDEF` | the `ffi.cdef` of `exports` |
 //! | `LOG_PREFIX` | the prefix of the module's own log lines |
-//! | `manager_*` | lifecycle tracking, see `native_manager` |
-//! | `tasks_*` | interval task windows, see `native_tasks` |
-//! | `cluster_*` | the Redis bridge, see `native_cluster` |
+//! | `manager_*` | lifecycle tracking, see `manager` |
+//! | `tasks_*` | interval task windows, see `tasks` |
+//! | `cluster_*` | the Redis bridge, see `cluster` |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
+
+mod bus;
+mod cluster;
+mod cluster_feed;
+mod manager;
+mod tasks;
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
 use crate::ngx::process::{self, NgxProcess};
-use crate::runtime::attach;
+use crate::runtime::consumer;
 use crate::zone::claims::ClaimOutcome;
 
 /// Builds the native table.
@@ -37,14 +43,14 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "close",
         lua.create_function(|_, id: u32| {
-            attach::close(id);
+            consumer::close(id);
             Ok(())
         })?,
     )?;
     // SAFETY: both follow the lua_CFunction protocol and never unwind a panic.
     unsafe {
-        t.set("post", lua.create_c_function(super::hot::post)?)?;
-        t.set("fetch", lua.create_c_function(super::hot::fetch)?)?;
+        t.set("post", lua.create_c_function(bus::post)?)?;
+        t.set("fetch", lua.create_c_function(bus::fetch)?)?;
     }
     t.set("claim", lua.create_function(claim)?)?;
     t.set("status", lua.create_function(status)?)?;
@@ -62,25 +68,28 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "now_us",
         lua.create_function(|_, ()| Ok(crate::ngx::monotonic_us() as f64))?,
     )?;
-    t.set("FETCH_EVENT", super::hot::FETCH_EVENT)?;
-    t.set("FETCH_LOST", super::hot::FETCH_LOST)?;
-    t.set("FETCH_BAD", super::hot::FETCH_BAD)?;
-    t.set("POST_DEDUP", super::hot::POST_DEDUP)?;
-    t.set("POST_OWN", super::hot::POST_OWN)?;
-    t.set("POST_CLUSTER", super::hot::POST_CLUSTER)?;
-    t.set("POST_HOLD", super::hot::POST_HOLD)?;
-    t.set("CDEF", super::exports::CDEF)?;
+    t.set("FETCH_EVENT", bus::FETCH_EVENT)?;
+    t.set("FETCH_LOST", bus::FETCH_LOST)?;
+    t.set("FETCH_BAD", bus::FETCH_BAD)?;
+    t.set("POST_DEDUP", bus::POST_DEDUP)?;
+    t.set("POST_OWN", bus::POST_OWN)?;
+    t.set("POST_CLUSTER", bus::POST_CLUSTER)?;
+    t.set("POST_HOLD", bus::POST_HOLD)?;
+    t.set("CDEF", crate::lua::exports::CDEF)?;
     t.set("LOG_PREFIX", crate::ngx::log::PREFIX)?;
-    super::native_manager::add(lua, &t)?;
-    super::native_tasks::add(lua, &t)?;
-    super::native_cluster::add(lua, &t)?;
+    manager::add(lua, &t)?;
+    tasks::add(lua, &t)?;
+    cluster::add(lua, &t)?;
     // The master loads packages in init_by_lua* while parsing; every other
     // process was forked from a committed cycle.
     let committed = !matches!(
         NgxProcess::current(),
         NgxProcess::Master | NgxProcess::Single
     );
-    t.set("COMPAT", crate::conf::compat(committed).as_str())?;
+    t.set(
+        "COMPAT",
+        crate::published::settings(committed).compat.as_str(),
+    )?;
     Ok(t)
 }
 
@@ -90,7 +99,7 @@ fn open(
 ) -> mlua::Result<MultiValue> {
     let name = name.to_str()?.to_string();
     Ok(
-        match attach::open(&name, in_init.unwrap_or(false), agent.unwrap_or(false)) {
+        match consumer::open(&name, in_init.unwrap_or(false), agent.unwrap_or(false)) {
             Ok(o) => MultiValue::from_vec(vec![
                 Value::Integer(o.id as _),
                 Value::String(lua.create_string(&o.zone)?),
@@ -133,7 +142,7 @@ fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
 
 fn status(lua: &Lua, zone: LuaString) -> mlua::Result<MultiValue> {
     let name = zone.to_str()?.to_string();
-    Ok(match crate::status::document(&name) {
+    Ok(match crate::runtime::report::document(&name) {
         Ok(doc) => MultiValue::from_vec(vec![json_to_lua(lua, &doc)?]),
         Err(e) => MultiValue::from_vec(vec![
             Value::Nil,
@@ -158,7 +167,7 @@ fn claim(
 }
 
 fn at_exit(_: &Lua, (id, source, event): (u32, LuaString, LuaString)) -> mlua::Result<bool> {
-    Ok(attach::post_at_exit(
+    Ok(consumer::post_at_exit(
         id,
         &source.as_bytes(),
         &event.as_bytes(),
@@ -166,7 +175,7 @@ fn at_exit(_: &Lua, (id, source, event): (u32, LuaString, LuaString)) -> mlua::R
 }
 
 fn stats(lua: &Lua, id: u32) -> mlua::Result<Value> {
-    let Some(s) = attach::stats(id) else {
+    let Some(s) = consumer::stats(id) else {
         return Ok(Value::Nil);
     };
     let z = &s.zone;

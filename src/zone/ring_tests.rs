@@ -13,7 +13,7 @@ use core::sync::atomic::Ordering;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::{checksum, noise};
+use crate::testing::{checksum, noise};
 use crate::zone::lock::TestLock;
 use crate::zone::record::{record_len, HEADER_LEN};
 use crate::zone::ring::{AppendError, Cursor, ReadOutcome, Ring, RingHeader};
@@ -375,7 +375,7 @@ fn run_model(cap: u64, ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(super::config(384))]
+    #![proptest_config(crate::testing::config(384))]
 
     /// The ring agrees with the model on every read and every counter.
     #[test]
@@ -385,7 +385,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(super::config(64))]
+    #![proptest_config(crate::testing::config(64))]
 
     /// The same with empty sources and events: the ring must refuse such a
     /// record or deliver it.

@@ -1,16 +1,12 @@
-//! Property tests (`proptest`) for the pure layers: the payload codec
-//! (`codec`: round trips of Lua-like values, hostile bytes) and the event
-//! log (`ring`: a model check of appends and cursors, and a threaded
-//! writers/readers run). Test-only; declared `#[cfg(test)]` from `lib.rs`.
+//! Helpers shared by the property tests (`proptest`), which live next to
+//! their subjects: `zone/ring_tests.rs` and `zone/ring_threads_tests.rs`
+//! (the event log), `lua/value_tests.rs` (the payload codec driven by Lua
+//! values). Test-only; declared `#[cfg(test)]` from `lib.rs`.
 //!
 //! Case counts are tuned so the whole `cargo test` stays well under 30 s on
 //! two cores. `PROPTEST_CASES=N` overrides every property's count (for a
 //! longer soak); a failing case is shrunk and printed, and proptest saves
-//! its seed under `proptest-regressions/props/` (commit those files).
-
-mod codec;
-mod ring;
-mod ring_threads;
+//! its seed under `proptest-regressions/` (commit those files).
 
 use proptest::test_runner::Config;
 

@@ -1,7 +1,7 @@
 //! Zone names given to directives (`worker_events_status <zone>;`,
 //! `worker_events_cluster ... zone=<zone>`), checked at the end of `http {}`
 //! (zones may be declared after the directive that names them), by the same
-//! rule `runtime::attach::resolve` applies at run time: a bad name fails
+//! rule `runtime::resolve::resolve` applies at run time: a bad name fails
 //! `nginx -t` instead of every request or the bridge.
 
 /// Where a directive named a zone.

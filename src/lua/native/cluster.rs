@@ -103,7 +103,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                 };
                 let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
                 let secret = cluster::config().ok().and_then(|(c, _)| c.secret);
-                let st = crate::resp::Stream {
+                let st = crate::wire::resp::Stream {
                     stream: &stream,
                     maxlen: maxlen.clamp(1.0, 9e15) as u64,
                     node: &node,
@@ -150,7 +150,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
             |lua, (stream, last, count, block): (LuaString, LuaString, u32, u32)| {
                 let mut out = Vec::with_capacity(96);
                 let (count, block) = (count.to_string(), block.to_string());
-                crate::resp::command(
+                crate::wire::resp::command(
                     &mut out,
                     &[
                         b"XREAD",
@@ -210,11 +210,11 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
             let owned: Vec<_> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
             let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
             let mut out = Vec::with_capacity(64);
-            crate::resp::command(&mut out, &refs);
+            crate::wire::resp::command(&mut out, &refs);
             lua.create_string(&out)
         })?,
     )?;
-    super::native_cluster_feed::add(lua, t)?;
+    crate::lua::native::cluster_feed::add(lua, t)?;
     t.set(
         "cluster_count",
         lua.create_function(|_, (c, name, n): (u32, String, Option<f64>)| {

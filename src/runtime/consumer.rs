@@ -1,0 +1,272 @@
+//! Consumers: one reader of one zone in one worker (one Lua API
+//! instance): open, read, pending, wake-up semaphore, exit posts, stats,
+//! close. Posting is `runtime::post`.
+
+use crate::ngx::process::{self, NgxProcess};
+use crate::runtime::attach::{attachment, take_slot};
+use crate::runtime::counters;
+use crate::runtime::notify;
+use crate::runtime::post::KEEP_BUFFER;
+use crate::runtime::resolve::{resolve, AttachError};
+use crate::runtime::state::{Consumer, ExitPost, STATE};
+use crate::zone::record::RecordHeader;
+use crate::zone::slots::SlotCounter;
+use crate::zone::{ReadOutcome, ZoneStats};
+
+/// A consumer just opened.
+pub struct Opened {
+    pub id: u32,
+    /// The zone it reads (differs from the name asked for when that was a dict).
+    pub zone: String,
+}
+
+/// Opens a consumer of the zone `name` stands for, reading from now on.
+///
+/// `in_init`: the caller runs in `init_by_lua*`. Only a process that serves
+/// requests attaches: the master's zones belong to the configuration being
+/// replaced (a resize reload unmaps them), and its slots would never free.
+/// `agent`: the caller is OpenResty's privileged agent (a helper process
+/// that runs `init_worker_by_lua*`): it attaches without a slot (no push
+/// wake-ups: its loop, when it runs one, polls every interval); its posts
+/// wake the workers as any post does.
+pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachError> {
+    let kind = NgxProcess::current();
+    if in_init {
+        return Err(AttachError::InInit);
+    }
+    if !(kind.serves_requests() || (agent && kind == NgxProcess::Helper)) {
+        return Err(AttachError::NotAWorker);
+    }
+    let (zone, handle, via_dict) = resolve(name)?;
+    STATE.with(|st| {
+        if via_dict && !name.is_empty() && !st.noticed.iter().any(|n| n == name) {
+            st.noticed.push(name.to_string());
+            crate::wev_log!(
+                NOTICE,
+                "shm \"{}\" is a lua_shared_dict: events go to worker_events_zone \"{}\" (for a dedicated zone, replace \"lua_shared_dict {} ...;\" with \"worker_events_zone {} <size>;\")",
+                name,
+                zone,
+                name,
+                name
+            );
+        }
+        let z = attachment(st, &zone, handle);
+        let cursor = handle.zone.ring().cursor_at_head(&handle);
+        let c = Consumer {
+            zone: z,
+            cursor,
+            sema: core::ptr::null_mut(),
+            woken: false,
+            lost: 0,
+            last_posted_us: 0,
+            bridge: false,
+        };
+        let i = match st.consumers.iter().position(Option::is_none) {
+            Some(i) => {
+                st.consumers[i] = Some(c);
+                i
+            }
+            None => {
+                st.consumers.push(Some(c));
+                st.consumers.len() - 1
+            }
+        };
+        Opened {
+            id: i as u32 + 1,
+            zone,
+        }
+    })
+    .map_err(AttachError::from)
+}
+
+/// Closes consumer `id` (its cursor and semaphore are forgotten).
+pub fn close(id: u32) {
+    let _ = STATE.with(|st| {
+        if let Some(c) = st.entry(id) {
+            *c = None;
+        }
+    });
+}
+
+/// What one read for a consumer found.
+pub enum Fetched {
+    Empty,
+    Lost(u64),
+    /// A record, in a buffer lent out: give it back with [`put_buffer`].
+    Record(RecordHeader, Vec<u8>),
+}
+
+/// Reads consumer `id`'s next record (Empty when not open).
+pub fn fetch(id: u32) -> Fetched {
+    STATE
+        .with(|st| {
+            let mut buf = core::mem::take(&mut st.buf);
+            let Some(c) = st.consumer(id) else {
+                st.buf = buf;
+                return Fetched::Empty;
+            };
+            let (z, bridge) = (c.zone, c.bridge);
+            let mut cursor = c.cursor;
+            let a = &mut st.zones[z];
+            let ring = a.handle.zone.ring();
+            let outcome = loop {
+                match ring.read_next(&a.handle, &mut cursor, &mut buf) {
+                    // Held cluster records are the bridge's alone.
+                    ReadOutcome::Record(rh) if rh.hold && !bridge => continue,
+                    other => break other,
+                }
+            };
+            if let Some(c) = st.consumer(id) {
+                c.cursor = cursor;
+                match outcome {
+                    ReadOutcome::Empty => c.woken = false,
+                    ReadOutcome::Lost(n) => c.lost += n,
+                    ReadOutcome::Record(rh) => c.last_posted_us = rh.posted_us,
+                }
+            }
+            match outcome {
+                ReadOutcome::Record(rh) => {
+                    let a = &mut st.zones[z];
+                    a.pending.note(rh.posted_us, crate::ngx::monotonic_us());
+                    if a.pending.delivered >= counters::FLUSH_EVERY {
+                        counters::flush(st, z);
+                    }
+                    Fetched::Record(rh, buf)
+                }
+                ReadOutcome::Lost(n) => {
+                    if let Some(s) = st.zones[z].slot {
+                        st.zones[z]
+                            .handle
+                            .zone
+                            .slots()
+                            .count(s, SlotCounter::Lost, n);
+                    }
+                    counters::flush(st, z);
+                    st.buf = buf;
+                    Fetched::Lost(n)
+                }
+                ReadOutcome::Empty => {
+                    counters::flush(st, z);
+                    st.buf = buf;
+                    Fetched::Empty
+                }
+            }
+        })
+        .unwrap_or(Fetched::Empty)
+}
+
+/// Returns the buffer lent by [`fetch`].
+pub fn put_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() > KEEP_BUFFER {
+        buf.clear();
+        buf.shrink_to(KEEP_BUFFER);
+    }
+    let _ = STATE.with(|st| st.buf = buf);
+}
+
+/// True if records are waiting for consumer `id` (one atomic load).
+pub fn pending(id: u32) -> bool {
+    STATE
+        .with(|st| {
+            let (c, a) = st.reader(id)?;
+            let pending = a.handle.zone.ring().has_pending(&c.cursor);
+            if !pending {
+                // Drained: the next post must wake it again.
+                c.woken = false;
+            }
+            Some(pending)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Registers the semaphore consumer `id`'s loop waits on (null to
+/// unregister). True when push wake-ups reach this worker.
+///
+/// A worker that found its zone's slots all taken (e.g. by an old
+/// generation during a big reload) tries again here: the loop calls this
+/// again on every wake-up while it has no push.
+pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
+    STATE
+        .with(|st| {
+            let Some(c) = st.consumer(id) else {
+                return false;
+            };
+            c.sema = sema;
+            c.woken = false;
+            let z = c.zone;
+            let a = &mut st.zones[z];
+            if a.slot.is_none() && !sema.is_null() {
+                a.slot = take_slot(&a.handle);
+            }
+            a.slot.is_some()
+        })
+        .unwrap_or(false)
+        && notify::active()
+}
+
+/// Posts `source`/`event` (nil data) to consumer `id`'s zone when this
+/// worker exits (once per zone and pair).
+pub fn post_at_exit(id: u32, source: &[u8], event: &[u8]) -> bool {
+    STATE
+        .with(|st| {
+            let Some(zone) = st.consumer(id).map(|c| c.zone) else {
+                return false;
+            };
+            let dup = st
+                .exit_posts
+                .iter()
+                .any(|p| p.zone == zone && p.source == source && p.event == event);
+            if !dup {
+                st.exit_posts.push(ExitPost {
+                    zone,
+                    source: source.to_vec(),
+                    event: event.to_vec(),
+                });
+            }
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// A consumer's view for `stats()`.
+pub struct ConsumerStats {
+    pub zone_name: String,
+    pub zone: ZoneStats,
+    pub cursor: u64,
+    pub slot: Option<usize>,
+    /// This worker gets push wake-ups for this zone.
+    pub push: bool,
+    pub lost: u64,
+}
+
+/// Counters of consumer `id` and its zone.
+pub fn stats(id: u32) -> Option<ConsumerStats> {
+    STATE
+        .with(|st| {
+            let (c, a) = st.reader(id)?;
+            let mut zone = a.handle.zone.stats();
+            // A SIGKILLed worker's slot stays taken until someone reuses it:
+            // count the workers that run.
+            zone.workers.retain(|o| process::alive(o.pid));
+            Some(ConsumerStats {
+                zone_name: a.name.clone(),
+                zone,
+                cursor: c.cursor.pos,
+                slot: a.slot,
+                push: notify::active()
+                    && a.slot.is_some_and(|s| {
+                        a.handle
+                            .zone
+                            .slots()
+                            .owners()
+                            .iter()
+                            .any(|o| o.slot == s && o.push)
+                    }),
+                lost: c.lost,
+            })
+        })
+        .ok()
+        .flatten()
+}
