@@ -8,7 +8,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::addr_of_mut;
 
-use ngx::ffi::{ngx_event_t, ngx_posted_next_events, ngx_queue_t};
+use ngx::ffi::{ngx_event_t, ngx_post_event, ngx_posted_next_events};
 
 struct Event(UnsafeCell<ngx_event_t>);
 // SAFETY: touched only from the nginx event-loop thread of each process.
@@ -25,21 +25,12 @@ static NEXT: Event = Event(UnsafeCell::new(unsafe { core::mem::zeroed() }));
 pub unsafe fn post(handler: unsafe extern "C" fn(*mut ngx_event_t), data: *mut c_void) {
     let ev = NEXT.0.get();
     // SAFETY: our static event, on the event-loop thread; the queue is
-    // nginx's, which only this thread touches. This is ngx_post_event():
-    // `ngx_queue_insert_tail(&ngx_posted_next_events, &ev->queue)`.
+    // nginx's, which only this thread touches. ngx_post_event does nothing
+    // when the event is already posted.
     unsafe {
         (*ev).handler = Some(handler);
         (*ev).data = data;
         (*ev).log = crate::ngx::log::cycle_log();
-        if (*ev).posted() != 0 {
-            return;
-        }
-        (*ev).set_posted(1);
-        let h: *mut ngx_queue_t = addr_of_mut!(ngx_posted_next_events);
-        let x: *mut ngx_queue_t = addr_of_mut!((*ev).queue);
-        (*x).prev = (*h).prev;
-        (*(*x).prev).next = x;
-        (*x).next = h;
-        (*h).prev = x;
+        ngx_post_event(ev, addr_of_mut!(ngx_posted_next_events));
     }
 }

@@ -12,11 +12,13 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_pagesize,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
-    ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, NGX_ERROR,
+    NGX_OK,
 };
 
 use crate::zone::{Zone, ZoneLock};
+use ngx::core::slab::LockedSlabPool;
+use ngx::core::SlabPool;
 
 /// The tag of our shared zones. Any unique address does: nginx refuses a
 /// second declaration of a name under another tag (a `lua_shared_dict` of
@@ -28,10 +30,10 @@ fn tag() -> *mut c_void {
 }
 
 /// A zone attached in this process: the layout view plus its lock.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ZoneHandle {
     pub zone: Zone,
-    pool: *mut ngx_slab_pool_t,
+    pool: SlabPool,
     /// The generation this process' configuration cycle began in the zone
     /// (not the zone's newest: a reload that failed after adopting the zone
     /// began one that no worker belongs to).
@@ -63,14 +65,11 @@ fn generation_of(shm_zone: *const ngx_shm_zone_t) -> Option<u64> {
 }
 
 impl ZoneLock for ZoneHandle {
-    fn lock(&self) {
-        // SAFETY: `pool` is the slab pool at the start of a mapped zone, and its
-        // mutex was created by nginx (ngx_init_zone_pool).
-        unsafe { ngx_shmtx_lock(ptr::addr_of_mut!((*self.pool).mutex)) }
-    }
-    fn unlock(&self) {
-        // SAFETY: as for `lock`; only called by the holder (see `zone::Guard`).
-        unsafe { ngx_shmtx_unlock(ptr::addr_of_mut!((*self.pool).mutex)) }
+    type Held<'a> = LockedSlabPool;
+    /// The slab pool mutex (the master force-unlocks it when a worker dies
+    /// holding it), released when the returned value is dropped.
+    fn lock(&self) -> LockedSlabPool {
+        self.pool.lock()
     }
 }
 
@@ -218,9 +217,12 @@ unsafe fn handle_of(z: *const ngx_shm_zone_t) -> Option<ZoneHandle> {
     }
     // SAFETY: our zones' `data` is the region `zone_init` laid out.
     let zone = unsafe { Zone::attach(z.data.cast()) }?;
+    // SAFETY: an initialised zone of the running cycle (see the contract):
+    // mapped for the whole life of this process' cycle.
+    let pool = unsafe { SlabPool::from_shm_zone(z) }?;
     Some(ZoneHandle {
         zone,
-        pool: z.shm.addr as *mut ngx_slab_pool_t,
+        pool,
         generation: generation_of(z).unwrap_or_else(|| zone.generation()),
     })
 }

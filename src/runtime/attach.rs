@@ -44,7 +44,7 @@ pub fn attach_named(name: &str) -> Result<(usize, ZoneHandle, Option<usize>), At
     STATE
         .with(|st| {
             let i = attachment(st, &zone, handle);
-            (i, st.zones[i].handle, st.zones[i].slot)
+            (i, st.zones[i].handle.clone(), st.zones[i].slot)
         })
         .map_err(AttachError::from)
 }
@@ -84,7 +84,8 @@ pub fn hold_lock_forever() -> bool {
         .with(|st| {
             st.zones
                 .first()
-                .map(|a| crate::zone::ZoneLock::lock(&a.handle))
+                // never released: the held lock is leaked on purpose
+                .map(|a| core::mem::forget(crate::zone::ZoneLock::lock(&a.handle)))
                 .is_some()
         })
         .unwrap_or(false)

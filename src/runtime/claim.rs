@@ -23,7 +23,7 @@ pub fn claim(id: u32, tag: &[u8], unique: &[u8], ttl_ms: u64, seq: u64) -> Claim
             let Some((c, a)) = st.reader(id) else {
                 return ClaimOutcome::Mine;
             };
-            let (zone, handle, posted_ms) = (c.zone, a.handle, c.last_posted_us / 1000);
+            let (zone, handle, posted_ms) = (c.zone, a.handle.clone(), c.last_posted_us / 1000);
             let t = crate::zone::claims::hash(tag);
             if st
                 .claimed

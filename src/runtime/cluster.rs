@@ -51,7 +51,7 @@ fn with_block<R>(
     f: impl FnOnce(&ClusterBlock, &crate::ngx::shm::ZoneHandle) -> R,
 ) -> Result<R, BridgeError> {
     let handle = STATE
-        .with(|st| st.reader(id).map(|(_, a)| a.handle))
+        .with(|st| st.reader(id).map(|(_, a)| a.handle.clone()))
         .ok()
         .flatten()
         .ok_or(BridgeError::NotOpen)?;
@@ -234,7 +234,7 @@ pub fn deliver(
     max_gap: Option<u64>,
 ) -> Result<Incoming, BridgeError> {
     let (handle, slot) = STATE
-        .with(|st| st.reader(id).map(|(_, a)| (a.handle, a.slot)))
+        .with(|st| st.reader(id).map(|(_, a)| (a.handle.clone(), a.slot)))
         .ok()
         .flatten()
         .ok_or(BridgeError::NotOpen)?;

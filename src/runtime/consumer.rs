@@ -50,7 +50,7 @@ pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachErro
                 name
             );
         }
-        let z = attachment(st, &zone, handle);
+        let z = attachment(st, &zone, handle.clone());
         let cursor = handle.zone.ring().cursor_at_head(&handle);
         let c = Consumer {
             zone: z,

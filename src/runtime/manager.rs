@@ -34,7 +34,7 @@ pub const SOURCE: &[u8] = b"resty-worker-manager";
 const MAX_TICK_MS: u64 = 500;
 
 /// This worker's manager.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Tracked {
     zone: usize,
     handle: ZoneHandle,
@@ -150,15 +150,16 @@ pub fn start(name: &str, interval_ms: u64, failed_ms: u64) -> Result<Started, Ma
         overdue_ms: interval.saturating_add(failed_ms),
         left: false,
     };
+    let tick_ms = tracked.tick_ms;
     TRACKED
         .with(|t| *t = Some(tracked))
         .map_err(|_| ManagerError::Reentered)?;
-    arm(tracked.tick_ms);
+    arm(tick_ms);
     Ok(started)
 }
 
 fn tracked() -> Option<Tracked> {
-    TRACKED.with(|t| *t).ok().flatten()
+    TRACKED.with(|t| t.clone()).ok().flatten()
 }
 
 /// This worker leaves its generation (it is exiting): the counts with it

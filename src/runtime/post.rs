@@ -198,7 +198,7 @@ pub fn post(
                 ext,
             )
             .map_err(PostError::Append)?;
-        let (handle, slot) = (a.handle, a.slot);
+        let (handle, slot) = (a.handle.clone(), a.slot);
         notify::wake_local(st, z, Some(id as usize - 1), false);
         Ok(Some((seq, handle, slot)))
     });

@@ -9,27 +9,24 @@
 /// Implementations must not be re-entrant and must be cheap: the lock is held
 /// only while one record is copied in or one table entry is updated.
 pub trait ZoneLock {
+    /// Holds the lock; dropping it releases the lock.
+    type Held<'a>
+    where
+        Self: 'a;
     /// Acquires the lock (spins/sleeps until it is free).
-    fn lock(&self);
-    /// Releases the lock.
-    fn unlock(&self);
+    fn lock(&self) -> Self::Held<'_>;
 }
 
 /// Holds a [`ZoneLock`] until dropped.
 #[must_use = "the lock is released when the guard is dropped"]
-pub struct Guard<'a, L: ZoneLock + ?Sized>(&'a L);
+pub struct Guard<'a, L: ZoneLock + ?Sized + 'a>(
+    #[allow(dead_code, reason = "held for its Drop")] L::Held<'a>,
+);
 
 impl<'a, L: ZoneLock + ?Sized> Guard<'a, L> {
     /// Locks `lock` until the guard is dropped.
     pub fn new(lock: &'a L) -> Self {
-        lock.lock();
-        Guard(lock)
-    }
-}
-
-impl<L: ZoneLock + ?Sized> Drop for Guard<'_, L> {
-    fn drop(&mut self) {
-        self.0.unlock();
+        Guard(lock.lock())
     }
 }
 
@@ -38,9 +35,21 @@ impl<L: ZoneLock + ?Sized> Drop for Guard<'_, L> {
 #[derive(Default)]
 pub(crate) struct TestLock(std::sync::atomic::AtomicBool);
 
+/// [`TestLock`] held.
+#[cfg(test)]
+pub(crate) struct TestHeld<'a>(&'a std::sync::atomic::AtomicBool);
+
+#[cfg(test)]
+impl Drop for TestHeld<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 impl ZoneLock for TestLock {
-    fn lock(&self) {
+    type Held<'a> = TestHeld<'a>;
+    fn lock(&self) -> TestHeld<'_> {
         use std::sync::atomic::Ordering;
         while self
             .0
@@ -49,8 +58,6 @@ impl ZoneLock for TestLock {
         {
             std::hint::spin_loop();
         }
-    }
-    fn unlock(&self) {
-        self.0.store(false, std::sync::atomic::Ordering::Release);
+        TestHeld(&self.0)
     }
 }
