@@ -98,7 +98,7 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
         // A string, even an empty one, makes a unique event.
         let unique = (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5));
         // The `unique` claim's lifetime, seconds (the API's `timeout`).
-        let ttl_ms = (lua_tonumber(l, 6) * 1000.0).clamp(1.0, 1e12) as u64;
+        let ttl_ms = super::convert::secs_to_ms(lua_tonumber(l, 6));
         let flags = lua_tointeger(l, 7) as i64;
         let cluster = if flags & POST_CLUSTER != 0 {
             match cluster::config() {

@@ -4,15 +4,9 @@
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
+use super::convert::{nil_err, secs_to_ms};
 use crate::runtime::cluster;
 use crate::zone::cluster::parse_id;
-
-fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
-    Ok(MultiValue::from_vec(vec![
-        Value::Nil,
-        Value::String(lua.create_string(e.to_string())?),
-    ]))
-}
 
 fn one(v: Value) -> mlua::Result<MultiValue> {
     Ok(MultiValue::from_vec(vec![v]))
@@ -29,7 +23,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, ()| {
             let (c, zone) = match cluster::config() {
                 Ok(c) => c,
-                Err(e) => return fail(lua, e),
+                Err(e) => return nil_err(lua, e),
             };
             let r = lua.create_table()?;
             r.set("host", c.host)?;
@@ -57,7 +51,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, c: u32| match cluster::take(c) {
             Ok(Some(t)) => one(Value::Number(t as f64)),
             Ok(None) => one(Value::Boolean(false)),
-            Err(e) => fail(lua, e),
+            Err(e) => nil_err(lua, e),
         })?,
     )?;
     t.set(
@@ -99,7 +93,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
             )| {
                 let (items, last, lost) = match cluster::next_out(c, max.clamp(1, 4096)) {
                     Ok(r) => r,
-                    Err(e) => return fail(lua, e),
+                    Err(e) => return nil_err(lua, e),
                 };
                 let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
                 let secret = cluster::config().ok().and_then(|(c, _)| c.secret);
@@ -234,7 +228,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                 f64,
                 LuaString,
             )| {
-                let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
+                let ttl_ms = secs_to_ms(ttl);
                 match cluster::post_won(
                     c,
                     &source.as_bytes(),
@@ -244,7 +238,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     &data.as_bytes(),
                 ) {
                     Ok(()) => one(Value::Boolean(true)),
-                    Err(e) => fail(lua, e),
+                    Err(e) => nil_err(lua, e),
                 }
             },
         )?,

@@ -2,6 +2,7 @@
 //! (see `crate::runtime::manager`). Counts travel as `prev, mine, next`
 //! (`prev` and `next` may be nil, as the library's).
 
+use super::convert::secs_to_ms;
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::runtime::manager;
@@ -26,9 +27,12 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
     //   is_first, m_prev, m_mine, m_next, w_prev, w_mine, w_next | nil, err
     t.set(
         "manager_start",
-        lua.create_function(|lua, (zone, interval, failed): (String, f64, f64)| {
-            let ms = |s: f64| (s * 1000.0).clamp(1.0, 1e12) as u64;
-            match manager::start(&zone, ms(interval), ms(failed)) {
+        lua.create_function(
+            |lua, (zone, interval, failed): (String, f64, f64)| match manager::start(
+                &zone,
+                secs_to_ms(interval),
+                secs_to_ms(failed),
+            ) {
                 Err(e) => err(lua, e),
                 Ok(s) => {
                     let mut out = vec![
@@ -40,8 +44,8 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     push_counts(&mut out, s.worker);
                     Ok(MultiValue::from_vec(out))
                 }
-            }
-        })?,
+            },
+        )?,
     )?;
     // manager_leave() -> generation, prev, mine, next | nothing
     t.set(

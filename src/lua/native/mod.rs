@@ -27,6 +27,7 @@
 mod bus;
 mod cluster;
 mod cluster_feed;
+mod convert;
 mod manager;
 mod tasks;
 
@@ -104,10 +105,7 @@ fn open(
                 Value::Integer(o.id as _),
                 Value::String(lua.create_string(&o.zone)?),
             ]),
-            Err(e) => MultiValue::from_vec(vec![
-                Value::Nil,
-                Value::String(lua.create_string(e.to_string())?),
-            ]),
+            Err(e) => convert::nil_err(lua, e)?,
         },
     )
 }
@@ -144,10 +142,7 @@ fn status(lua: &Lua, zone: LuaString) -> mlua::Result<MultiValue> {
     let name = zone.to_str()?.to_string();
     Ok(match crate::runtime::report::document(&name) {
         Ok(doc) => MultiValue::from_vec(vec![json_to_lua(lua, &doc)?]),
-        Err(e) => MultiValue::from_vec(vec![
-            Value::Nil,
-            Value::String(lua.create_string(e.to_string())?),
-        ]),
+        Err(e) => convert::nil_err(lua, e)?,
     })
 }
 
@@ -155,7 +150,7 @@ fn claim(
     _: &Lua,
     (id, unique, ttl, seq, tag): (u32, LuaString, f64, f64, Option<LuaString>),
 ) -> mlua::Result<(bool, Option<i32>)> {
-    let ttl_ms = (ttl * 1000.0).clamp(1.0, 1e12) as u64;
+    let ttl_ms = convert::secs_to_ms(ttl);
     let tag = tag.map(|t| t.as_bytes().to_vec()).unwrap_or_default();
     Ok(
         match crate::runtime::claim::claim(id, &tag, &unique.as_bytes(), ttl_ms, seq as u64) {

@@ -4,13 +4,10 @@
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
+use super::convert::{nil_err, secs_to_ms};
 use crate::runtime::tasks;
 use crate::zone::claims::TaskClaim;
 use crate::zone::tasks::TaskEvent;
-
-fn ms(secs: f64) -> u64 {
-    (secs * 1000.0).clamp(1.0, 1e12) as u64
-}
 
 /// A monotonic time in seconds (`tasks.now()`'s clock) as ms, rounded up
 /// (a window ending at 1.0005 s is live through ms 1000); none: never.
@@ -22,13 +19,6 @@ fn deadline_ms(secs: Option<f64>) -> u64 {
     }
 }
 
-fn fail(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
-    Ok(MultiValue::from_vec(vec![
-        Value::Nil,
-        Value::String(lua.create_string(e.to_string())?),
-    ]))
-}
-
 /// Adds the `tasks_*` functions to the native table `t`.
 pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // tasks_resolve(zone) -> true | nil, err: the zone exists (no claim taken)
@@ -36,7 +26,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "tasks_resolve",
         lua.create_function(|lua, zone: String| match tasks::resolve(&zone) {
             Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
-            Err(e) => fail(lua, e),
+            Err(e) => nil_err(lua, e),
         })?,
     )?;
     // tasks_take(zone, key, ttl_s, new_before_s) -> "mine" | "retry", dead_pid
@@ -47,11 +37,15 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "tasks_take",
         lua.create_function(
             |lua, (zone, key, ttl, new_before): (String, LuaString, f64, Option<f64>)| {
-                let claim =
-                    match tasks::take(&zone, &key.as_bytes(), ms(ttl), deadline_ms(new_before)) {
-                        Ok(c) => c,
-                        Err(e) => return fail(lua, e),
-                    };
+                let claim = match tasks::take(
+                    &zone,
+                    &key.as_bytes(),
+                    secs_to_ms(ttl),
+                    deadline_ms(new_before),
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return nil_err(lua, e),
+                };
                 let s = |v: &str| lua.create_string(v).map(Value::String);
                 Ok(MultiValue::from_vec(match claim {
                     TaskClaim::Mine => vec![s("mine")?],
@@ -70,7 +64,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, (zone, key, keep): (String, LuaString, Option<f64>)| {
             match tasks::finish(&zone, &key.as_bytes(), deadline_ms(keep)) {
                 Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
-                Err(e) => fail(lua, e),
+                Err(e) => nil_err(lua, e),
             }
         })?,
     )?;
@@ -79,7 +73,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, (zone, key): (String, LuaString)| {
             match tasks::release(&zone, &key.as_bytes()) {
                 Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
-                Err(e) => fail(lua, e),
+                Err(e) => nil_err(lua, e),
             }
         })?,
     )?;
