@@ -186,6 +186,39 @@ local function pause(secs, tok)
   end
 end
 
+-- exponential backoff between failures: `wait` pauses and doubles it, a
+-- success resets it
+local Backoff = {}
+Backoff.__index = Backoff
+local function backoff_new()
+  return setmetatable({ secs = BACKOFF_MIN }, Backoff)
+end
+function Backoff:wait(tok)
+  pause(self.secs, tok)
+  self.secs = min(self.secs * 2, BACKOFF_MAX)
+end
+function Backoff:reset()
+  self.secs = BACKOFF_MIN
+end
+
+-- direction `dir`'s connection: `red` when there is one, else a new one
+-- (recorded, the outage's end logged), or nil after a failure (logged once
+-- per outage, and waited out)
+local function link(dir, red, backoff, tok, timeout)
+  if red then return red end
+  local err
+  red, err = connect(conf, timeout)
+  if not red then
+    failed("connect", err, dir)
+    backoff:wait(tok)
+    return nil
+  end
+  conns[dir] = red
+  recovered(dir)
+  backoff:reset()
+  return red
+end
+
 ---------------------------------------------------------------------------
 -- out: local cluster records -> the stream
 ---------------------------------------------------------------------------
@@ -195,21 +228,10 @@ local function out_loop(tok)
   c_set_sema(consumer, sema.sem)
   local node, stream, maxlen = conf.node, conf.stream, conf.maxlen
   local epoch = native.cluster_epoch(consumer)
-  local red, backoff = nil, BACKOFF_MIN
+  local red, backoff = nil, backoff_new()
   while holding(tok) do
-    if not red then
-      local err
-      red, err = connect(conf)
-      if not red then
-        failed("connect", err, "out")
-        pause(backoff, tok)
-        backoff = min(backoff * 2, BACKOFF_MAX)
-        goto continue
-      end
-      conns.out = red
-      recovered("out")
-      backoff = BACKOFF_MIN
-    end
+    red = link("out", red, backoff, tok)
+    if not red then goto continue end
     do
       local n, payload, held, last, lost = native.cluster_out(consumer, BATCH, stream, node,
                                                              maxlen, epoch)
@@ -233,32 +255,21 @@ local function out_loop(tok)
       if res then
         res, err = read_replies(sock, "out", n, OUT_LIMIT)
       end
+      -- an error reply that says "not now" fails the whole batch too: it
+      -- goes again (receivers drop what already reached the stream)
+      for i = 1, res and n or 0 do
+        local r = res[i]
+        if type(r) == "table" and r[1] == false and transient(r[2]) then
+          res, err = nil, r[2]
+          break
+        end
+      end
       if not res then
         failed("XADD", err, "out")
         red:close()
         red = nil
         native.cluster_rewind(consumer) -- the batch goes again
-        pause(backoff, tok)
-        backoff = min(backoff * 2, BACKOFF_MAX)
-        goto continue
-      end
-      -- an error reply that says "not now" fails the whole batch: it goes
-      -- again (receivers drop what already reached the stream)
-      local retry
-      for i = 1, n do
-        local r = res[i]
-        if type(r) == "table" and r[1] == false and transient(r[2]) then
-          retry = r[2]
-          break
-        end
-      end
-      if retry then
-        failed("XADD", retry, "out")
-        red:close()
-        red = nil
-        native.cluster_rewind(consumer)
-        pause(backoff, tok)
-        backoff = min(backoff * 2, BACKOFF_MAX)
+        backoff:wait(tok)
         goto continue
       end
       local sent, refused, refusal = 0, 0, nil
@@ -328,7 +339,7 @@ end
 local function in_loop(tok)
   local node, stream = conf.node, conf.stream
   local limit = native.cluster_limit(consumer)
-  local red, backoff = nil, BACKOFF_MIN
+  local red, backoff = nil, backoff_new()
   local last = native.cluster_last_id(consumer)
   local function broken(what, err)
     native.cluster_feed(consumer, tok, nil, node) -- forget a partial reply
@@ -338,23 +349,11 @@ local function in_loop(tok)
     red, conns["in"] = nil, nil
     -- what was delivered before the failure moved the zone's id on
     last = native.cluster_last_id(consumer) or last
-    pause(backoff, tok)
-    backoff = min(backoff * 2, BACKOFF_MAX)
+    backoff:wait(tok)
   end
   while holding(tok) do
-    if not red then
-      local err
-      red, err = connect(conf, conf.timeout + BLOCK_MS)
-      if not red then
-        failed("connect", err, "in")
-        pause(backoff, tok)
-        backoff = min(backoff * 2, BACKOFF_MAX)
-        goto continue
-      end
-      conns["in"] = red
-      recovered("in")
-      backoff = BACKOFF_MIN
-    end
+    red = link("in", red, backoff, tok, conf.timeout + BLOCK_MS)
+    if not red then goto continue end
     if not last then
       -- the first bridge of this zone: start at the stream's end
       local sock = rawget(red, "_sock")
@@ -460,7 +459,7 @@ local function supervise(tok)
   local threads, since, backoff = {}, {}, {}
   for name in pairs(LOOPS) do
     threads[name] = ngx.thread.spawn(run, name, tok)
-    since[name], backoff[name] = ngx.now(), BACKOFF_MIN
+    since[name], backoff[name] = ngx.now(), backoff_new()
   end
   while threads.out or threads["in"] do
     local wok, name, ok, err
@@ -488,9 +487,8 @@ local function supervise(tok)
           "; restarting it")
     end
     if holding(tok) then
-      if ngx.now() - since[name] > 10 then backoff[name] = BACKOFF_MIN end
-      pause(backoff[name], tok)
-      backoff[name] = min(backoff[name] * 2, BACKOFF_MAX)
+      if ngx.now() - since[name] > 10 then backoff[name]:reset() end
+      backoff[name]:wait(tok)
       if holding(tok) then
         if ok then native.cluster_count(consumer, "restarts", 1) end
         since[name] = ngx.now()
