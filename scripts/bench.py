@@ -27,10 +27,11 @@ import time
 
 from bench_lib import (
     ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG,
-    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD,
-    PORT, ROOT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
-    median, note, pct, per_worker, proc_cpu, set_api, start_poster, wait_scenario, worker_state, wrk,
+    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, PAYLOAD, PORT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
+    median, pct, per_worker, set_api, start_poster, wait_scenario, worker_state, wrk,
     zone_size_str)
+from harness import MODULE_SO, NGINX_BIN, ROOT, note, sha256, source_tree
+from harness.proc import proc_cpu
 
 
 # ---------------------------------------------------------------------------
@@ -495,16 +496,13 @@ def print_table():
 
 def print_header(wanted):
     """`# ` lines: what was measured, so a pasted result says which build it was."""
-    import hashlib
     nginx_v = subprocess.run([NGINX_BIN, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    git = source_tree()
     print("# bench: scenarios=%s impl=%s api=%s workers=%d payload=%s port=%d (%s)" % (
         ",".join(wanted), IMPL_NAME, ",".join(API_LABELS[a] for a in APIS), WORKERS, PAYLOAD, PORT, nginx_v))
     if not IMPL_NO_DEFAULT_MODULE:
-        with open(MODULE_SO, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        digest = sha256(MODULE_SO)[:12]
         print("# module: %s sha256:%s built %s; source tree %s" % (
             os.path.relpath(MODULE_SO, ROOT), digest,
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(os.path.getmtime(MODULE_SO))), git))

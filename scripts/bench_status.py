@@ -37,8 +37,10 @@ import subprocess
 import time
 
 from bench_lib import (
-    ENV, PORT, ROOT, STATUS_PATH, WORKERS, BenchError, Nginx, emit, human_rate, impl_kv, median, note,
-    proc_cpu, set_module, status_enabled, zone_size_str)
+    ENV, PORT, STATUS_PATH, WORKERS, BenchError, Nginx, emit, human_rate, impl_kv, median, set_module,
+    status_enabled, zone_size_str)
+from harness import ROOT, note
+from harness.proc import proc_cpu
 
 SCRAPE_LUA = os.path.join(ROOT, "nginx-conf", "bench", "status_scrape.lua")
 PROM = STATUS_PATH + "?format=prometheus"
