@@ -61,22 +61,24 @@ import time
 from bench_lib import (
     ENV, WORKERS, BenchError, BenchNginx, api, emit, human_rate, impl_kv, kv, median, module_so, pct, per_worker,
     zone_size_str)
-from harness import ROOT, note, sha256, template
+import bench_options
+from harness import ROOT, cli, note, sha256, template
 from harness.proc import proc_cpu
 from harness.redis import Redis, read_reply, request
 
 HARNESS_DIR = os.path.join(ROOT, "nginx-conf", "bench")
-PREFIX = os.path.abspath(ENV.get("BENCH_CLUSTER_PREFIX", os.path.join(ROOT, "target", "bench-cluster")))
-PORT = int(ENV.get("BENCH_CLUSTER_PORT", "18994"))
-COUNT = int(ENV.get("BENCH_CLUSTER_COUNT", "100000"))
-LAT_COUNT = int(ENV.get("BENCH_CLUSTER_LAT_COUNT", "2000"))
-PERIOD = float(ENV.get("BENCH_CLUSTER_PERIOD", "0.005"))
-BATCH = int(ENV.get("BENCH_CLUSTER_BATCH", "256"))
-PAUSE = float(ENV.get("BENCH_CLUSTER_PAUSE", "0"))
-REPEAT = int(ENV.get("BENCH_CLUSTER_REPEAT", "3"))
-TESTS = [t for t in ENV.get("BENCH_CLUSTER_TESTS", "latency,throughput").split(",") if t]
-POSTERS = [p for p in ENV.get("BENCH_CLUSTER_POSTER", "other,bridge").split(",") if p]
-REDIS_SERVER = ENV.get("REDIS_SERVER", "redis-server")
+K = cli.values(bench_options.CLUSTER)
+PREFIX = os.path.abspath(K.cluster_prefix)
+PORT = K.cluster_port
+COUNT = K.cluster_count
+LAT_COUNT = K.cluster_lat_count
+PERIOD = K.cluster_period
+BATCH = K.cluster_batch
+PAUSE = K.cluster_pause
+REPEAT = K.cluster_repeat
+TESTS = [t for t in K.cluster_tests.split(",") if t]
+POSTERS = [p for p in K.cluster_poster.split(",") if p]
+REDIS_SERVER = K.redis_server
 SIZE = 64
 # ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
 AVOID_PORTS = {1984, 1985, 1986, 2085, 2086, 2087, 19400, 7385, 7485, 2290}

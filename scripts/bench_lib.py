@@ -9,29 +9,31 @@ import re
 import subprocess
 import time
 
-from harness import MODULE_SO, ROOT, HarnessError as BenchError, nginx, template
+import bench_options
+from harness import MODULE_SO, ROOT, HarnessError as BenchError, cli, nginx, template
 from harness.fetch import tsv
 
 ENV = os.environ
+K = cli.values(bench_options.BENCH)  # the environment (bench.py put its options there)
 
-PORT = int(ENV.get("BENCH_PORT", "18990"))
-WORKERS = int(ENV.get("WORKERS", "2"))
-PREFIX = os.path.abspath(ENV.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")))
-IMPL_NAME = ENV.get("IMPL_NAME", "ngx-worker-events")
-IMPL_LUA_PATH = ENV.get("IMPL_LUA_PATH", "")
-IMPL_EXTRA_MODULES = ENV.get("IMPL_EXTRA_MODULES", "").split()
-IMPL_HTTP_CONFIG = ENV.get("IMPL_HTTP_CONFIG", "worker_events_zone ev %SIZE%;")
-IMPL_SHM = ENV.get("IMPL_SHM", "ev")
+PORT = K.port
+WORKERS = K.workers
+PREFIX = os.path.abspath(K.prefix)
+IMPL_NAME = K.impl_name
+IMPL_LUA_PATH = K.impl_lua_path
+IMPL_EXTRA_MODULES = K.impl_extra_modules.split()
+IMPL_HTTP_CONFIG = K.impl_http_config
+IMPL_SHM = K.impl_shm
 IMPL_NO_DEFAULT_MODULE = ENV.get("IMPL_NO_DEFAULT_MODULE", "0") not in ("", "0")
 HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
-WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
-IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
+WRK_SECONDS = K.wrk_seconds
+IDLE_SECONDS = K.idle_seconds
 # throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
 # "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
-PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
+PAYLOAD = K.payload
 # the Lua API the harness drives: "worker.events" (resty.worker.events, the default),
 # "events" (resty.events), or "both" (each scenario with one, then the other)
-BENCH_API = ENV.get("BENCH_API", "worker.events")
+BENCH_API = K.api
 API_LABELS = {"worker.events": "resty.worker.events", "events": "resty.events"}
 APIS = list(API_LABELS) if BENCH_API == "both" else [BENCH_API]
 EVENTS_SOCK = os.path.join(PREFIX, "logs", "events.sock")  # resty.events' `listening`
@@ -40,7 +42,7 @@ MB = 1024 * 1024
 MAX_ZONE = 256 * MB
 ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique"]
 # the status location (`worker_events_status`): "auto" = when a loaded module has the directive
-STATUS_LOCATION = ENV.get("BENCH_STATUS_LOCATION", "auto")
+STATUS_LOCATION = K.status_location
 STATUS_PATH = "/status"
 
 _api = [APIS[0]]

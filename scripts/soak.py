@@ -140,7 +140,8 @@ def start_nginx():
     global LOCK
     LOCK = open(os.path.join(PREFIX, "soak.lock"), "w")
     try:
-        if ENV.get("SOAK_LOCKED") != "1":
+        locked = ENV.get("SOAK_LOCKED")  # the prefix scripts/soak locked
+        if not (locked and os.path.abspath(locked) == PREFIX):
             fcntl.flock(LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         raise SoakError("another soak runs in %s: wait for it, or set SOAK_PREFIX and SOAK_PORT" % PREFIX)

@@ -53,10 +53,10 @@ def add_knobs(ap, knobs, title=None):
         now = _fmt(_from_env(env, default)) or '""'
         if isinstance(default, bool):
             group.add_argument(option, action="store_true", default=argparse.SUPPRESS,
-                               help="%s (%s=1; now %s)" % (text, env, now))
+                               help=("%s (%s=1; now %s)" % (text, env, now)).replace("%", "%%"))
         else:
             group.add_argument(option, type=type(default), default=argparse.SUPPRESS, metavar=env.split("_")[-1],
-                               help="%s (%s, now %s)" % (text, env, now))
+                               help=("%s (%s, now %s)" % (text, env, now)).replace("%", "%%"))
 
 
 def values(knobs, ns=None):
