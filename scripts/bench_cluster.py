@@ -135,10 +135,6 @@ class Node(BenchNginx):
         self.args = (zone, stream, redis.port, maxlen, queue)
         self.wpids = {}
 
-    def __enter__(self):
-        self.start()
-        return self
-
     def start(self):
         super().start(render_conf(self, self.name, self.workers, *self.args))
         self.wait_ready(self.workers)

@@ -169,7 +169,12 @@ def scaled_zone(zone_size):
 
 class BenchNginx(nginx.Nginx):
     """An nginx running the bench's Lua harness (nginx-conf/bench): its
-    workers say they are ready, and what they measured, at /bench/results."""
+    workers say they are ready, and what they measured, at /bench/results.
+    `with` starts it (start() takes no arguments) and stops it."""
+
+    def __enter__(self):
+        self.start()
+        return self
 
     def results(self):
         return tsv(self.get("/bench/results"))
@@ -208,10 +213,6 @@ class Nginx(BenchNginx):
         self.zone_size = zone_size
         self.interval = interval
         self.wpids = {}
-
-    def __enter__(self):
-        self.start()
-        return self
 
     def start(self):
         Nginx.current = self
