@@ -25,12 +25,40 @@ import subprocess
 import sys
 import time
 
+import bench_options
+from harness import cli
+
+SCENARIO_NAMES = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique", "status_load",
+                  "cluster"]
+
+
+def parse_args(argv):
+    """The scenarios named on the command line; the options go to the
+    environment, where bench_lib, bench_status and bench_cluster read them."""
+    ap = cli.parser("scripts/bench", __doc__, [], epilog=(
+        "Every option's default is its environment variable's value. Also: NGINX_BIN, NGINX_MODULES_DIR. "
+        "`scripts/bench compare --help`: the comparison with lua-resty-worker-events and lua-resty-events."))
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                    help="%s (default: all but the last two)" % " ".join(SCENARIO_NAMES))
+    for title, knobs in (("bench", bench_options.BENCH), ("status_load", bench_options.STATUS),
+                         ("cluster", bench_options.CLUSTER)):
+        cli.add_knobs(ap, knobs, title)
+    ns = ap.parse_args(argv)
+    for knobs in (bench_options.BENCH, bench_options.STATUS, bench_options.CLUSTER):
+        cli.values(knobs, ns)
+    return ns.scenarios
+
+
+if __name__ == "__main__":
+    WANTED = parse_args(sys.argv[1:])  # before bench_lib reads the environment
+
 from bench_lib import (
     ALL_SCENARIOS, API_LABELS, APIS, BENCH_API, ENV, IDLE_SECONDS, IMPL_EXTRA_MODULES, IMPL_HTTP_CONFIG,
-    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, MODULE_SO, NGINX_BIN, PAYLOAD,
-    PORT, ROOT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
-    median, note, pct, per_worker, proc_cpu, set_api, start_poster, wait_scenario, worker_state, wrk,
+    IMPL_LUA_PATH, IMPL_NAME, IMPL_NO_DEFAULT_MODULE, IMPL_SHM, MAX_ZONE, MB, PAYLOAD, PORT, WORKERS, WRK_SECONDS, BenchError, Nginx, api, api_label, emit, human_rate, impl_kv, kv,
+    median, pct, per_worker, set_api, start_poster, wait_scenario, worker_state, wrk,
     zone_size_str)
+from harness import MODULE_SO, NGINX_BIN, ROOT, note, sha256, source_tree
+from harness.proc import proc_cpu
 
 
 # ---------------------------------------------------------------------------
@@ -495,16 +523,13 @@ def print_table():
 
 def print_header(wanted):
     """`# ` lines: what was measured, so a pasted result says which build it was."""
-    import hashlib
     nginx_v = subprocess.run([NGINX_BIN, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    git = source_tree()
     print("# bench: scenarios=%s impl=%s api=%s workers=%d payload=%s port=%d (%s)" % (
         ",".join(wanted), IMPL_NAME, ",".join(API_LABELS[a] for a in APIS), WORKERS, PAYLOAD, PORT, nginx_v))
     if not IMPL_NO_DEFAULT_MODULE:
-        with open(MODULE_SO, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        digest = sha256(MODULE_SO)[:12]
         print("# module: %s sha256:%s built %s; source tree %s" % (
             os.path.relpath(MODULE_SO, ROOT), digest,
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(os.path.getmtime(MODULE_SO))), git))
@@ -562,7 +587,7 @@ def main(argv):
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(main(WANTED))
     except KeyboardInterrupt:
         if Nginx.current:
             Nginx.current.stop()

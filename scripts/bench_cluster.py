@@ -52,37 +52,33 @@ posting faster than the bridge sends does not fail), BENCH_CLUSTER_MAXLEN
 (maxlen=; default max(100000, 2 x count)), REDIS_SERVER (redis-server).
 """
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import socket
-import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
-from soak_proc import port_free
 from bench_lib import (
-    ENV, MODULES_DIR, NGINX_BIN, ROOT, WORKERS, BenchError, api, emit, human_rate, impl_kv,
-    kill_nginx, kv, median, module_so, note, pct, per_worker, proc_cpu, read_pid, stop_stale, tail,
+    ENV, WORKERS, BenchError, BenchNginx, api, emit, human_rate, impl_kv, kv, median, module_so, pct, per_worker,
     zone_size_str)
+import bench_options
+from harness import ROOT, cli, note, sha256, template
+from harness.proc import proc_cpu
+from harness.redis import Redis, read_reply, request
 
-TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "cluster.conf.tmpl")
 HARNESS_DIR = os.path.join(ROOT, "nginx-conf", "bench")
-PREFIX = os.path.abspath(ENV.get("BENCH_CLUSTER_PREFIX", os.path.join(ROOT, "target", "bench-cluster")))
-PORT = int(ENV.get("BENCH_CLUSTER_PORT", "18994"))
-COUNT = int(ENV.get("BENCH_CLUSTER_COUNT", "100000"))
-LAT_COUNT = int(ENV.get("BENCH_CLUSTER_LAT_COUNT", "2000"))
-PERIOD = float(ENV.get("BENCH_CLUSTER_PERIOD", "0.005"))
-BATCH = int(ENV.get("BENCH_CLUSTER_BATCH", "256"))
-PAUSE = float(ENV.get("BENCH_CLUSTER_PAUSE", "0"))
-REPEAT = int(ENV.get("BENCH_CLUSTER_REPEAT", "3"))
-TESTS = [t for t in ENV.get("BENCH_CLUSTER_TESTS", "latency,throughput").split(",") if t]
-POSTERS = [p for p in ENV.get("BENCH_CLUSTER_POSTER", "other,bridge").split(",") if p]
-REDIS_SERVER = ENV.get("REDIS_SERVER", "redis-server")
+K = cli.values(bench_options.CLUSTER)
+PREFIX = os.path.abspath(K.cluster_prefix)
+PORT = K.cluster_port
+COUNT = K.cluster_count
+LAT_COUNT = K.cluster_lat_count
+PERIOD = K.cluster_period
+BATCH = K.cluster_batch
+PAUSE = K.cluster_pause
+REPEAT = K.cluster_repeat
+TESTS = [t for t in K.cluster_tests.split(",") if t]
+POSTERS = [p for p in K.cluster_poster.split(",") if p]
+REDIS_SERVER = K.redis_server
 SIZE = 64
 # ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
 AVOID_PORTS = {1984, 1985, 1986, 2085, 2086, 2087, 19400, 7385, 7485, 2290}
@@ -97,112 +93,12 @@ def maxlen_for(count):
     return int(ENV.get("BENCH_CLUSTER_MAXLEN", str(max(100000, 2 * count))))
 
 
-def free_port():
-    """A port the kernel says is free now (and none of AVOID_PORTS)."""
-    for _ in range(20):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in AVOID_PORTS and port not in (PORT, PORT + 1):
-            return port
-    raise BenchError("no free port for redis-server")
-
-
-# ---------------------------------------------------------------------------
-# redis-server
-# ---------------------------------------------------------------------------
-class Redis:
-    """redis-server in the foreground (a child of this driver), on a free
-    port, in a fresh temp dir next to the node prefixes; no persistence."""
-
-    def __init__(self):
-        self.proc = None
-        self.port = None
-        self.dir = None
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def start(self):
-        parent = os.path.dirname(PREFIX)
-        os.makedirs(parent, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix=os.path.basename(PREFIX) + "-redis-", dir=parent)
-        self.port = free_port()
-        log = open(os.path.join(self.dir, "redis.log"), "w")
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--pidfile", os.path.join(self.dir, "redis.pid"), "--logfile", ""],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError("redis-server exited (%d):\n%s" % (
-                    self.proc.returncode, tail(os.path.join(self.dir, "redis.log"))))
-            try:
-                if self.cmd("PING") == "PONG":
-                    note("redis-server %s on 127.0.0.1:%d (pid %d, dir %s)" % (
-                        self.version(), self.port, self.proc.pid, self.dir))
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise BenchError("redis-server did not answer PING on port %d" % self.port)
-
-    def version(self):
-        m = re.search(r"redis_version:(\S+)", self.cmd("INFO", "server") or "")
-        return m.group(1) if m else "?"
-
-    def cmd(self, *args):
-        """One command over RESP; the reply (str, int, list, or None)."""
-        req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(str(a).encode()), a) for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall(req.encode())
-            f = s.makefile("rb")
-            return _resp(f)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-
-
-def _resp(f):
-    line = f.readline().rstrip(b"\r\n")
-    if not line:
-        raise OSError("redis closed the connection")
-    t, rest = line[:1], line[1:].decode()
-    if t == b"+":
-        return rest
-    if t == b"-":
-        raise BenchError("redis: " + rest)
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)[:-2]
-        return data.decode("utf-8", "replace")
-    if t == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp(f) for _ in range(n)]
-    raise OSError("unexpected redis reply %r" % line)
+def new_redis():
+    """redis-server in the foreground (a child of this driver), on a free port
+    the kernel picks, in a fresh temp dir next to the node prefixes; no
+    persistence."""
+    return Redis(PREFIX, None, AVOID_PORTS | {PORT, PORT + 1}, options=["--save", "", "--appendonly", "no"],
+                 server=REDIS_SERVER)
 
 
 # ---------------------------------------------------------------------------
@@ -217,118 +113,31 @@ def snapshot_module():
     shutil.copyfile(src, dst + ".tmp")
     os.replace(dst + ".tmp", dst)
     _module[0] = dst
-    with open(dst, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:12]
+    return sha256(dst)[:12]
 
 
 def render_conf(node, name, workers, zone, stream, redis_port, maxlen, queue):
-    with open(TEMPLATE) as f:
-        tmpl = f.read()
-    subst = {
-        "WORKERS": str(workers),
-        "PREFIX": node.prefix,
-        "ERROR_LOG": node.error_log,
-        "USER": "user root;" if os.geteuid() == 0 else "",
-        "MODULES_DIR": MODULES_DIR,
-        "MODULE": _module[0] or module_so(),
-        "LUA_PATH": HARNESS_DIR + "/?.lua;;",
-        "SIZE": zone,
-        "REDIS_PORT": str(redis_port),
-        "NODE": node.node,
-        "STREAM": stream,
-        "MAXLEN": str(maxlen),
-        "QUEUE": str(queue),
-        "API": api(),
-        "PORT": str(node.port),
-    }
-    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+    return template.render(
+        "bench/cluster.conf.tmpl", WORKERS=workers, PREFIX=node.prefix, ERROR_LOG=node.error_log,
+        MODULE=_module[0] or module_so(), LUA_PATH=HARNESS_DIR + "/?.lua;;", SIZE=zone, REDIS_PORT=redis_port,
+        NODE=node.node, STREAM=stream, MAXLEN=maxlen, QUEUE=queue, API=api(), PORT=node.port)
 
 
-class Node:
+class Node(BenchNginx):
     """One nginx node (prefix BENCH_CLUSTER_PREFIX-<node>) of one measurement."""
 
     def __init__(self, node, port, name, workers, zone, stream, redis, maxlen, queue):
-        self.node, self.port, self.name, self.workers = node, port, name, workers
-        self.prefix = PREFIX + "-" + node
-        self.conf = os.path.join(self.prefix, "conf", name + ".conf")
-        self.error_log = os.path.join(self.prefix, "logs", name + ".error.log")
-        self.pid_file = os.path.join(self.prefix, "logs", "nginx.pid")
+        prefix = PREFIX + "-" + node
+        super().__init__(prefix, port, conf=os.path.join(prefix, "conf", name + ".conf"),
+                         error_log=os.path.join(prefix, "logs", name + ".error.log"), label="node %s: " % node,
+                         port_env="BENCH_CLUSTER_PORT")
+        self.node, self.name, self.workers = node, name, workers
         self.args = (zone, stream, redis.port, maxlen, queue)
-        self.master = None
         self.wpids = {}
 
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
     def start(self):
-        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
-            os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
-        stop_stale(self.pid_file)
-        if not port_free(self.port):
-            raise BenchError("127.0.0.1:%d is not free: set BENCH_CLUSTER_PORT" % self.port)
-        with open(self.conf, "w") as f:
-            f.write(render_conf(self, self.name, self.workers, *self.args))
-        if os.path.exists(self.error_log):
-            os.unlink(self.error_log)
-        r = subprocess.run([NGINX_BIN, "-p", self.prefix + "/", "-c", self.conf, "-e", self.error_log],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            why = (r.stdout + tail(self.error_log)).strip().splitlines()
-            raise BenchError("node %s: nginx failed to start (%s): %s" % (self.node, self.conf,
-                                                                          why[-1] if why else "?"))
-        deadline = time.time() + 10
-        while time.time() < deadline and not self.master:
-            self.master = read_pid(self.pid_file)
-            time.sleep(0.05)
-        if not self.master:
-            raise BenchError("node %s: nginx wrote no pid file\n%s" % (self.node, tail(self.error_log)))
-        self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.time() + 30
-        res = {}
-        while time.time() < deadline:
-            for line in tail(self.error_log, 200).splitlines():
-                if "init_worker_by_lua error" in line:
-                    raise BenchError("node %s: %s" % (self.node, line.split("] ", 1)[-1]))
-            try:
-                res = self.results()
-            except BenchError:
-                time.sleep(0.1)
-                continue
-            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
-            if fails:
-                raise BenchError("node %s: start failed in a worker: %r" % (self.node, fails))
-            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
-            if len(ready) == self.workers:
-                self.wpids = ready
-                return
-            time.sleep(0.1)
-        raise BenchError("node %s: workers not ready after 30 s (%r)\n%s" % (self.node, res, tail(self.error_log)))
-
-    def get(self, path, timeout=10):
-        url = "http://127.0.0.1:%d%s" % (self.port, path)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                return r.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            raise BenchError("node %s: GET %s: HTTP %d: %s" % (self.node, path, e.code,
-                                                               e.read().decode("utf-8", "replace")))
-        except (urllib.error.URLError, OSError) as e:
-            raise BenchError("node %s: GET %s: %s" % (self.node, path, e))
-
-    def results(self):
-        out = {}
-        for line in self.get("/bench/results").splitlines():
-            if "\t" in line:
-                k, v = line.split("\t", 1)
-                out[k] = v
-        return out
+        super().start(render_conf(self, self.name, self.workers, *self.args))
+        self.wait_ready(self.workers)
 
     def cluster(self):
         """The zone's status `cluster` object."""
@@ -364,12 +173,6 @@ class Node:
         except OSError:
             pass
         return errors, alerts, warns, sleep0
-
-    def stop(self):
-        master = self.master or read_pid(self.pid_file)
-        self.master = None
-        if master:
-            kill_nginx(master, self.pid_file)
 
 
 # ---------------------------------------------------------------------------
@@ -686,7 +489,7 @@ def redis_floor(redis, rnd, count=500, period=0.005):
         return s, s.makefile("rb")
 
     def send(s, *args):
-        s.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(str(a)), a) for a in args)).encode())
+        s.sendall(request(*args))
 
     r, w = os.pipe()
     rr, rw = os.pipe()
@@ -702,7 +505,7 @@ def redis_floor(redis, rnd, count=500, period=0.005):
             for i in range(count):
                 if i:
                     send(s, "XREAD", "BLOCK", "10000", "STREAMS", stream, last)
-                res = _resp(f)
+                res = read_reply(f)
                 t = time.monotonic_ns()
                 if not res:
                     break
@@ -721,7 +524,7 @@ def redis_floor(redis, rnd, count=500, period=0.005):
     try:
         for _ in range(count):
             send(s, "XADD", stream, "*", "t", str(time.monotonic_ns()))
-            _resp(f)
+            read_reply(f)
             time.sleep(period)
     finally:
         s.close()
@@ -844,7 +647,9 @@ def run(add_row, zone_for):
     digest = snapshot_module()
     print("# cluster: module %s sha256:%s, copied to %s for this run" % (
         os.path.relpath(module_so(), ROOT), digest, os.path.relpath(_module[0], ROOT)), flush=True)
-    with Redis() as redis:
+    with new_redis() as redis:
+        note("redis-server %s on 127.0.0.1:%d (pid %d, dir %s)" % (redis.version(), redis.port, redis.proc.pid,
+                                                                   redis.dir))
         print("# cluster: redis-server %s on 127.0.0.1:%d (no persistence); nodes A 127.0.0.1:%d, B 127.0.0.1:%d, "
               "%d workers each; load average at start %s" % (redis.version(), redis.port, PORT, PORT + 1, WORKERS,
                                                             loadavg()), flush=True)

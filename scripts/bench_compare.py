@@ -41,8 +41,10 @@ import time
 
 import bench
 import bench_lib as L
-from bench_lib import (MB, ROOT, BenchError, Nginx, emit, human_rate, kv, median, note, per_worker, proc_cpu,
-                       wait_scenario, worker_state, zone_size_str)
+from bench_lib import (MB, BenchError, Nginx, emit, human_rate, kv, median, per_worker, wait_scenario, worker_state,
+                       zone_size_str)
+from harness import ROOT, note
+from harness.proc import proc_cpu
 
 ENV = os.environ
 ALL = ["latency", "throughput", "burst", "contend", "idle"]

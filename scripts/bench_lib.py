@@ -6,39 +6,34 @@ process/CPU helpers. See scripts/bench.py and BENCHMARKS.md.
 import math
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import bench_options
+from harness import MODULE_SO, ROOT, HarnessError as BenchError, cli, nginx, template
+from harness.fetch import tsv
+
 ENV = os.environ
+K = cli.values(bench_options.BENCH)  # the environment (bench.py put its options there)
 
-NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
-MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
-PORT = int(ENV.get("BENCH_PORT", "18990"))
-WORKERS = int(ENV.get("WORKERS", "2"))
-PREFIX = os.path.abspath(ENV.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")))
-IMPL_NAME = ENV.get("IMPL_NAME", "ngx-worker-events")
-IMPL_LUA_PATH = ENV.get("IMPL_LUA_PATH", "")
-IMPL_EXTRA_MODULES = ENV.get("IMPL_EXTRA_MODULES", "").split()
-IMPL_HTTP_CONFIG = ENV.get("IMPL_HTTP_CONFIG", "worker_events_zone ev %SIZE%;")
-IMPL_SHM = ENV.get("IMPL_SHM", "ev")
+PORT = K.port
+WORKERS = K.workers
+PREFIX = os.path.abspath(K.prefix)
+IMPL_NAME = K.impl_name
+IMPL_LUA_PATH = K.impl_lua_path
+IMPL_EXTRA_MODULES = K.impl_extra_modules.split()
+IMPL_HTTP_CONFIG = K.impl_http_config
+IMPL_SHM = K.impl_shm
 IMPL_NO_DEFAULT_MODULE = ENV.get("IMPL_NO_DEFAULT_MODULE", "0") not in ("", "0")
-MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
-TEMPLATE = os.path.join(ROOT, "nginx-conf", "bench", "nginx.conf.tmpl")
 HARNESS_LUA = os.path.join(ROOT, "nginx-conf", "bench", "lua")
-WRK_SECONDS = float(ENV.get("BENCH_WRK_SECONDS", "5"))
-IDLE_SECONDS = float(ENV.get("BENCH_IDLE_SECONDS", "10"))
+WRK_SECONDS = K.wrk_seconds
+IDLE_SECONDS = K.idle_seconds
 # throughput/burst payload: "table" = {n=<seq>, z=<size>, p=<size-byte string>} (default),
 # "string" = a plain size-byte string (no sequence check; isolates the codec's table cost)
-PAYLOAD = ENV.get("BENCH_PAYLOAD", "table")
+PAYLOAD = K.payload
 # the Lua API the harness drives: "worker.events" (resty.worker.events, the default),
 # "events" (resty.events), or "both" (each scenario with one, then the other)
-BENCH_API = ENV.get("BENCH_API", "worker.events")
+BENCH_API = K.api
 API_LABELS = {"worker.events": "resty.worker.events", "events": "resty.events"}
 APIS = list(API_LABELS) if BENCH_API == "both" else [BENCH_API]
 EVENTS_SOCK = os.path.join(PREFIX, "logs", "events.sock")  # resty.events' `listening`
@@ -47,7 +42,7 @@ MB = 1024 * 1024
 MAX_ZONE = 256 * MB
 ALL_SCENARIOS = ["latency", "throughput", "burst", "idle", "poll_overhead", "fanout", "unique"]
 # the status location (`worker_events_status`): "auto" = when a loaded module has the directive
-STATUS_LOCATION = ENV.get("BENCH_STATUS_LOCATION", "auto")
+STATUS_LOCATION = K.status_location
 STATUS_PATH = "/status"
 
 _api = [APIS[0]]
@@ -128,59 +123,15 @@ def impl_kv():
     return [("impl", IMPL_NAME), ("api", api_label())]
 
 
-class BenchError(Exception):
-    pass
-
-
-def note(msg):
-    print("==> " + msg, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------
 # nginx control
 # ---------------------------------------------------------------------------
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def children_of(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == ppid:
-            out.append(int(d))
-    return out
-
-
 def zone_size_str(nbytes):
     mb = max(1, math.ceil(nbytes / MB))
     return "%dm" % mb
 
 
 def render_conf(name, workers, zone_size, interval):
-    with open(TEMPLATE) as f:
-        tmpl = f.read()
     modules = []
     if not IMPL_NO_DEFAULT_MODULE:
         modules.append(module_so())
@@ -200,26 +151,13 @@ def render_conf(name, workers, zone_size, interval):
     if status_enabled():
         # answered in native code from the zone alone (no Lua); the zone is the one under test
         status = "location = %s { worker_events_status%s; }" % (STATUS_PATH, " " + IMPL_SHM if IMPL_SHM else "")
-    subst = {
-        "STATUS_LOCATION": status,
-        "WORKERS": str(workers),
-        "PREFIX": PREFIX,
-        "ERROR_LOG": os.path.join(PREFIX, "logs", name + ".error.log"),
-        "USER": "user root;" if os.geteuid() == 0 else "",
-        "MODULES_DIR": MODULES_DIR,
-        "LOAD_MODULES": "\n".join("load_module %s;" % m for m in modules),
-        "LUA_PATH": ";".join(lua_path) + ";;",
-        "IMPL_HTTP_CONFIG": IMPL_HTTP_CONFIG.replace("%SIZE%", scaled_zone(zone_size)),
-        "IMPL_SHM": IMPL_SHM,
-        "INTERVAL": repr(interval),
-        "PORT": str(PORT),
-        "API": api(),
-        "EVENTS_SOCK": EVENTS_SOCK,
-        "EVENTS_BROKER": broker,
-        "HARNESS_OPTS": _harness_opts[0],
-    }
-    # single pass, so substituted text is never scanned again
-    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+    return template.render(
+        "bench/nginx.conf.tmpl", STATUS_LOCATION=status, WORKERS=workers, PREFIX=PREFIX,
+        ERROR_LOG=os.path.join(PREFIX, "logs", name + ".error.log"),
+        LOAD_MODULES="\n".join("load_module %s;" % m for m in modules), LUA_PATH=";".join(lua_path) + ";;",
+        IMPL_HTTP_CONFIG=IMPL_HTTP_CONFIG.replace("%SIZE%", scaled_zone(zone_size)), IMPL_SHM=IMPL_SHM,
+        INTERVAL=repr(interval), PORT=PORT, API=api(), EVENTS_SOCK=EVENTS_SOCK, EVENTS_BROKER=broker,
+        HARNESS_OPTS=_harness_opts[0])
 
 
 def scaled_zone(zone_size):
@@ -229,7 +167,38 @@ def scaled_zone(zone_size):
     return "%dm" % math.ceil(int(m.group(1)) * _zone_factor[0])
 
 
-class Nginx:
+class BenchNginx(nginx.Nginx):
+    """An nginx running the bench's Lua harness (nginx-conf/bench): its
+    workers say they are ready, and what they measured, at /bench/results.
+    `with` starts it (start() takes no arguments) and stops it."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def results(self):
+        return tsv(self.get("/bench/results"))
+
+    def wait_ready(self, workers, settle=0.0):
+        """Until `workers` workers said "ready" (self.wpids: {wid: pid}), 30 s at most."""
+        last = [{}]
+
+        def ready():
+            try:
+                res = last[0] = self.results()
+            except BenchError:
+                return None
+            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
+            if fails:
+                raise BenchError("%sstart failed in a worker: %r" % (self.label, fails))
+            wpids = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
+            return wpids if len(wpids) == workers else None
+        self.wpids = self.wait_until("workers ready", ready, 30,
+                                     detail=lambda: " (%r)\n%s" % (last[0], self.tail()))
+        time.sleep(settle)
+
+
+class Nginx(BenchNginx):
     current = None  # the running instance, for cleanup
 
     def __init__(self, name, workers, zone_size, interval):
@@ -237,91 +206,18 @@ class Nginx:
             name = api() + "-" + name
         if IMPL_NAME != "ngx-worker-events":
             name = IMPL_NAME + "-" + name
+        super().__init__(PREFIX, PORT, conf=os.path.join(PREFIX, "conf", name + ".conf"),
+                         error_log=os.path.join(PREFIX, "logs", name + ".error.log"), port_env="BENCH_PORT")
         self.name = name
         self.workers = workers
         self.zone_size = zone_size
         self.interval = interval
-        self.conf = os.path.join(PREFIX, "conf", name + ".conf")
-        self.error_log = os.path.join(PREFIX, "logs", name + ".error.log")
-        self.pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
-        self.master = None
         self.wpids = {}
 
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
     def start(self):
-        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp",
-                  "uwsgi_temp", "scgi_temp"):
-            os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
-        stop_stale(self.pid_file)
-        check_port_free()
-        with open(self.conf, "w") as f:
-            f.write(render_conf(self.name, self.workers, self.zone_size, self.interval))
-        for stale in (self.error_log, EVENTS_SOCK):
-            if os.path.exists(stale):
-                os.unlink(stale)
         Nginx.current = self
-        r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", self.conf, "-e", self.error_log],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            why = (r.stdout + tail(self.error_log)).strip().splitlines()
-            raise BenchError("nginx failed to start (%s): %s" % (self.conf, why[-1] if why else "?"))
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            self.master = read_pid(self.pid_file)
-            if self.master:
-                break
-            time.sleep(0.05)
-        if not self.master:
-            raise BenchError("nginx wrote no pid file\n" + tail(self.error_log))
-        self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.time() + 30
-        res = {}
-        while time.time() < deadline:
-            for line in tail(self.error_log, 200).splitlines():
-                if "init_worker_by_lua error" in line:
-                    raise BenchError(line.split("] ", 1)[-1])
-            try:
-                res = self.results()
-            except BenchError:
-                time.sleep(0.1)
-                continue
-            fails = {k: v for k, v in res.items() if k.startswith("fail:")}
-            if fails:
-                raise BenchError("configure() failed in a worker: %r" % fails)
-            ready = {int(k[6:]): int(v) for k, v in res.items() if k.startswith("ready:")}
-            if len(ready) == self.workers:
-                self.wpids = ready
-                time.sleep(0.5)  # let the "started" events of every worker go round
-                return
-            time.sleep(0.1)
-        raise BenchError("workers not ready after 30 s (%r)\n%s" % (res, tail(self.error_log)))
-
-    def get(self, path, timeout=10):
-        url = "http://127.0.0.1:%d%s" % (PORT, path)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                return r.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            raise BenchError("GET %s: HTTP %d: %s" % (path, e.code, e.read().decode("utf-8", "replace")))
-        except (urllib.error.URLError, OSError) as e:
-            raise BenchError("GET %s: %s" % (path, e))
-
-    def results(self):
-        out = {}
-        for line in self.get("/bench/results").splitlines():
-            if "\t" in line:
-                k, v = line.split("\t", 1)
-                out[k] = v
-        return out
+        super().start(render_conf(self.name, self.workers, self.zone_size, self.interval), stale=(EVENTS_SOCK,))
+        self.wait_ready(self.workers, settle=0.5)  # let the "started" events of every worker go round
 
     def error_lines(self):
         errors = alerts = 0
@@ -339,62 +235,7 @@ class Nginx:
     def stop(self):
         if Nginx.current is self:
             Nginx.current = None
-        master = self.master or read_pid(self.pid_file)
-        if not master:
-            return
-        kill_nginx(master, self.pid_file)
-
-
-def kill_nginx(master, pid_file):
-    workers = children_of(master)
-    for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.kill(master, sig)
-        except ProcessLookupError:
-            pass
-        if sig == signal.SIGKILL:
-            for w in workers:
-                try:
-                    os.kill(w, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if not pid_alive(master) and not any(pid_alive(w) for w in workers):
-                if os.path.exists(pid_file) and read_pid(pid_file) == master:
-                    os.unlink(pid_file)
-                return
-            time.sleep(0.05)
-        note("nginx %d did not stop on %s" % (master, signal.Signals(sig).name))
-
-
-def stop_stale(pid_file):
-    pid = read_pid(pid_file)
-    if pid and pid_alive(pid):
-        note("stopping a leftover bench nginx (pid %d)" % pid)
-        kill_nginx(pid, pid_file)
-    elif os.path.exists(pid_file):
-        os.unlink(pid_file)
-
-
-def check_port_free():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", PORT))
-    except OSError as e:
-        raise BenchError("127.0.0.1:%d is not free (%s): set BENCH_PORT" % (PORT, e))
-    finally:
-        s.close()
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.readlines()
-        return "".join(lines[-n:])
-    except OSError:
-        return ""
+        return super().stop()
 
 
 # ---------------------------------------------------------------------------
@@ -476,25 +317,6 @@ def start_poster(ng, query):
     if not m:
         raise BenchError("unexpected /bench/start answer: %r" % body)
     return int(m.group(1))
-
-
-def proc_cpu(pid):
-    """(utime+stime in ms, on-CPU ns summed over threads, run count)"""
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read()
-    fields = st[st.rindex(")") + 2:].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    cpu_ms = ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
-    ns = runs = 0
-    try:
-        for tid in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                a = f.read().split()
-            ns += int(a[0])
-            runs += int(a[2])
-    except OSError:
-        ns = runs = -1
-    return cpu_ms, ns, runs
 
 
 def wrk(path, seconds):

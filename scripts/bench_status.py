@@ -37,8 +37,11 @@ import subprocess
 import time
 
 from bench_lib import (
-    ENV, PORT, ROOT, STATUS_PATH, WORKERS, BenchError, Nginx, emit, human_rate, impl_kv, median, note,
-    proc_cpu, set_module, status_enabled, zone_size_str)
+    PORT, STATUS_PATH, WORKERS, BenchError, Nginx, emit, human_rate, impl_kv, median, set_module,
+    status_enabled, zone_size_str)
+import bench_options
+from harness import ROOT, cli, note
+from harness.proc import proc_cpu
 
 SCRAPE_LUA = os.path.join(ROOT, "nginx-conf", "bench", "status_scrape.lua")
 PROM = STATUS_PATH + "?format=prometheus"
@@ -244,15 +247,16 @@ def rng(vals, fmt, sep="–"):
 
 def run(run_throughput, add_row, zone_for):
     """zone_for(count, size): the throughput scenario's zone size in bytes."""
-    count = int(ENV.get("BENCH_STATUS_COUNT", "100000"))
+    k = cli.values(bench_options.STATUS)
+    count = k.status_count
     zone = zone_size_str(zone_for(count, 64))
-    repeat = int(ENV.get("BENCH_STATUS_REPEAT", "3"))
-    wanted = [v for v in ENV.get("BENCH_STATUS_VARIANTS", ",".join(VARIANTS)).split(",") if v]
+    repeat = k.status_repeat
+    wanted = [v for v in k.status_variants.split(",") if v]
     for v in wanted:
         if v not in VARIANTS:
             raise BenchError("unknown BENCH_STATUS_VARIANTS entry %r; known: %s" % (v, ",".join(VARIANTS)))
-    base_so = ENV.get("BENCH_STATUS_BASELINE_SO", "")
-    base_name = ENV.get("BENCH_STATUS_BASELINE_NAME", "baseline")
+    base_so = k.status_baseline_so
+    base_name = k.status_baseline_name
     if base_so:
         with open(base_so, "rb") as f:
             print("# baseline %s: %s sha256:%s" % (base_name, base_so, hashlib.sha256(f.read()).hexdigest()[:12]),
@@ -264,7 +268,7 @@ def run(run_throughput, add_row, zone_for):
         add_row(("status_load", WORKERS, "scraped variants", "skipped: no worker_events_status in the module"))
         wanted = [v for v in wanted if not VARIANTS.get(v)]
     if has_status:
-        status_cost(add_row, [z for z in ENV.get("BENCH_STATUS_COST_ZONES", zone).split(",") if z])
+        status_cost(add_row, [z for z in (k.status_cost_zones or zone).split(",") if z])
     results = {v: [] for v in wanted}
     print("# status_load: load average at start %s" % loadavg(), flush=True)
     for rnd in range(repeat):

@@ -27,6 +27,11 @@ BUILD_PACKAGES=(clang libclang-dev pkg-config binutils)
 OPENRESTY_PACKAGES=(build-essential patch perl libpcre2-dev libssl-dev zlib1g-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# harness ARGS: the scripts' Python harness (scripts/harness/__main__.py), the
+# wrappers' safety net: `harness stop-nginx LABEL PIDFILE...`, `harness
+# stop-redis PIDFILE...`, `harness stop-redis --dirs DIR...`.
+harness() { PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" python3 -B -m harness "$@"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # ensure_apt_packages [PACKAGE...]: the given packages (default: APT_PACKAGES).

@@ -14,183 +14,138 @@ import os
 import random
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import soak_report
+from harness import MODULE_SO, HarnessError as SoakError, cli, note, source_tree, template
+from harness.fetch import tsv
+from harness.nginx import Nginx
+from harness.proc import alive, fd_count, rss_kb, signal_pid, where, workers_of
 from soak_events import kv
-from soak_proc import alive, env_num, fd_count, read_pid, rss_kb, signal_pid, where, workers_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = os.environ
-
-
-NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
-MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
-MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
-TEMPLATE = os.path.join(ROOT, "nginx-conf", "soak", "nginx.conf.tmpl")
 LUA_DIR = os.path.join(ROOT, "nginx-conf", "soak", "lua")
-PREFIX = os.path.abspath(ENV.get("SOAK_PREFIX", os.path.join(ROOT, "target", "soak-prefix")))
-PORT = env_num("SOAK_PORT", "19400", int)
-SECONDS = env_num("SOAK_SECONDS", "20")
-WORKERS = env_num("SOAK_WORKERS", "4", int)
-KILL_EVERY = env_num("SOAK_KILL_EVERY", "0.5")    # s between SIGKILLs (0 = none)
-HUP_EVERY = env_num("SOAK_HUP_EVERY", "0.3")      # s between HUPs (0 = none)
-STOP_EVERY = env_num("SOAK_STOP_EVERY", "4")      # s between SIGSTOP windows (0 = none)
-STOP_SECONDS = env_num("SOAK_STOP_SECONDS", "2")  # length of one SIGSTOP window
-STALL = env_num("SOAK_STALL_SECONDS", "2")        # a request answered later than this = stall
-HB_STALL = env_num("SOAK_HB_STALL_SECONDS", "5")  # a worker without heartbeat / progress this long = stall
-FD_SLACK = env_num("SOAK_FD_SLACK", "4", int)
-SEED = env_num("SOAK_SEED", str(int(time.time())), int)
+
+# option, environment variable (the default), default, help
+KNOBS = [
+    ("--seconds", "SOAK_SECONDS", 20.0, "how long the chaos runs, s"),
+    ("--port", "SOAK_PORT", 19400, "nginx listens on 127.0.0.1:PORT"),
+    ("--prefix", "SOAK_PREFIX", os.path.join(ROOT, "target", "soak-prefix"), "nginx's prefix"),
+    ("--workers", "SOAK_WORKERS", 4, "worker processes"),
+    ("--kill-every", "SOAK_KILL_EVERY", 0.5, "s between SIGKILLs of a random worker (0 = none)"),
+    ("--hup-every", "SOAK_HUP_EVERY", 0.3, "s between HUPs (0 = none)"),
+    ("--stop-every", "SOAK_STOP_EVERY", 4.0, "s between SIGSTOP windows (0 = none)"),
+    ("--stop-seconds", "SOAK_STOP_SECONDS", 2.0, "length of one SIGSTOP window, s"),
+    ("--stall-seconds", "SOAK_STALL_SECONDS", 2.0, "a request answered later than this is a stall"),
+    ("--hb-stall-seconds", "SOAK_HB_STALL_SECONDS", 5.0, "a worker without heartbeat / progress this long is a stall"),
+    ("--fd-slack", "SOAK_FD_SLACK", 4, "fds a process may gain over the run"),
+    ("--seed", "SOAK_SEED", int(time.time()), "the chaos's random seed (default: now)"),
+    ("--compat", "SOAK_COMPAT", "2.x", "lua-resty-worker-events semantics of the main zone's API: 2.x, or 1.x "
+     "(posts handle the poster's events before they return)"),
+    ("--zone", "SOAK_ZONE", "32m", "the main zone's size"),
+    ("--slow-zone", "SOAK_SLOW_ZONE", "256k", "the slow consumer's zone's size"),
+    ("--batch", "SOAK_BATCH", 20, "posts between two sleeps"),
+    ("--pause", "SOAK_PAUSE", 0.001, "that sleep, s"),
+    ("--slow-every", "SOAK_SLOW_EVERY", 2, "every n-th post also to the slow zone"),
+    ("--slow-poll", "SOAK_SLOW_POLL", 0.2, "the slow consumer polls this often, s"),
+    ("--flush", "SOAK_FLUSH", 0.2, "workers write their counters to the dict this often, s"),
+    ("--re-every", "SOAK_RE_EVERY", 2, "every n-th post also as a resty.events broadcast (0 = none)"),
+    ("--unique", "SOAK_UNIQUE", 1, "unique keys published per batch"),
+    ("--unique-timeout", "SOAK_UNIQUE_TIMEOUT", "", "their unique_timeout, s (default 5; 30 with --compat 1.x)"),
+    ("--unique-dict", "SOAK_UNIQUE_DICT", "64m", "the dict that counts them"),
+    ("--re-stats-every", "SOAK_RE_STATS_EVERY", 8, "resty.events' stats().lost is read every n-th event"),
+    ("--unique-strict", "SOAK_UNIQUE_STRICT", False, "unique keys must have run in resty.events callbacks "
+     "(default: at most once per API, at least once in one)"),
+    ("--we-timeout", "SOAK_WE_TIMEOUT", 2.0, "resty.worker.events' configure timeout (its unique claims' life), s"),
+    ("--inject", "SOAK_INJECT", "", "self-test of the checks: gap, dup, bad, ugap, udup (the soak must FAIL)"),
+]
+OPT = cli.parse("scripts/soak", __doc__, KNOBS, epilog="Every option's default is its environment "
+                "variable's value. Also: NGINX_BIN, NGINX_MODULES_DIR.")
+PREFIX = os.path.abspath(OPT.prefix)
+PORT = OPT.port
+SECONDS = OPT.seconds
+WORKERS = OPT.workers
+KILL_EVERY = OPT.kill_every      # s between SIGKILLs (0 = none)
+HUP_EVERY = OPT.hup_every        # s between HUPs (0 = none)
+STOP_EVERY = OPT.stop_every      # s between SIGSTOP windows (0 = none)
+STOP_SECONDS = OPT.stop_seconds  # length of one SIGSTOP window
+STALL = OPT.stall_seconds        # a request answered later than this = stall
+HB_STALL = OPT.hb_stall_seconds  # a worker without heartbeat / progress this long = stall
+FD_SLACK = OPT.fd_slack
+SEED = OPT.seed
 NGINX_PARAMS = {
-    "ZONE": ENV.get("SOAK_ZONE", "32m"),
+    "ZONE": OPT.zone,
     # lua-resty-worker-events semantics of the main zone's API (1.x: posts
     # handle the poster's events before they return)
-    "COMPAT": "1.x" if ENV.get("SOAK_COMPAT") == "1.x" else "2.x",
-    "SLOW_ZONE": ENV.get("SOAK_SLOW_ZONE", "256k"),
-    "BATCH": str(env_num("SOAK_BATCH", "20", int)),        # posts between two sleeps
-    "PAUSE": repr(env_num("SOAK_PAUSE", "0.001")),         # that sleep, s
-    "SLOW_EVERY": str(env_num("SOAK_SLOW_EVERY", "2", int)),  # every n-th post also to "slow"
-    "SLOW_POLL": repr(env_num("SOAK_SLOW_POLL", "0.2")),   # the slow consumer polls this often
-    "FLUSH": repr(env_num("SOAK_FLUSH", "0.2")),           # counters to the dict this often
+    "COMPAT": "1.x" if OPT.compat == "1.x" else "2.x",
+    "SLOW_ZONE": OPT.slow_zone,
+    "BATCH": str(OPT.batch),             # posts between two sleeps
+    "PAUSE": repr(OPT.pause),            # that sleep, s
+    "SLOW_EVERY": str(OPT.slow_every),   # every n-th post also to "slow"
+    "SLOW_POLL": repr(OPT.slow_poll),    # the slow consumer polls this often
+    "FLUSH": repr(OPT.flush),            # counters to the dict this often
     # resty.events on the main zone: every n-th post also as its broadcast (0 = none),
     # unique keys published per batch, their unique_timeout, the dict that counts them
-    "RE_EVERY": str(env_num("SOAK_RE_EVERY", "2", int)),
-    "UNIQUE": str(env_num("SOAK_UNIQUE", "1", int)),
+    "RE_EVERY": str(OPT.re_every),
+    "UNIQUE": str(OPT.unique),
     # (a consumer that reads a key later than that after its claim runs it again: under
     # 1.x the resty.events consumers fall seconds behind the synchronous posters, hence 30)
-    "UNIQUE_TIMEOUT": repr(env_num("SOAK_UNIQUE_TIMEOUT", "30" if ENV.get("SOAK_COMPAT") == "1.x" else "5")),
-    "UNIQUE_DICT": ENV.get("SOAK_UNIQUE_DICT", "64m"),
+    "UNIQUE_TIMEOUT": repr(cli.env_num("SOAK_UNIQUE_TIMEOUT", "30" if OPT.compat == "1.x" else "5")),
+    "UNIQUE_DICT": OPT.unique_dict,
     # resty.events has no lost event: its consumer's stats().lost is read every n-th
     # event (and at gaps, and where it vouches for unique keys; soak_re.lua)
-    "RE_STATS_EVERY": str(max(1, env_num("SOAK_RE_STATS_EVERY", "8", int))),
+    "RE_STATS_EVERY": str(max(1, OPT.re_stats_every)),
     # self-test of the checks: every 97th post skips a sequence number (gap),
     # repeats one (dup) or carries a wrong CRC (bad); every 5th unique key is
     # never published (ugap) or published under a second key (udup); the soak
     # must then fail
-    "INJECT": '"%s"' % re.sub(r"[^a-z]", "", ENV.get("SOAK_INJECT", "")),
+    "INJECT": '"%s"' % re.sub(r"[^a-z]", "", OPT.inject),
 }
 # unique keys run at most once per API (each API claims under its own tag).
 # "perapi" (default): no key runs twice in one API's handlers, and a key some
 # consumer read without loss ran in at least one API; "api"
 # (SOAK_UNIQUE_STRICT=1): it must have run in resty.events callbacks (see
 # RELIABILITY.md "Soak" for what that check still reports under chaos)
-UNIQUE_MODE = "api" if ENV.get("SOAK_UNIQUE_STRICT") == "1" else "perapi"
+UNIQUE_MODE = "api" if OPT.unique_strict else "perapi"
 # resty.worker.events' configure timeout (its unique claims' life): its
 # default, 2 s, shorter than unique_timeout (a reader's shorter claim no
 # longer cuts the poster's window: t/025 TEST 3)
-NGINX_PARAMS["WE_TIMEOUT"] = repr(env_num("SOAK_WE_TIMEOUT", "2"))
+NGINX_PARAMS["WE_TIMEOUT"] = repr(OPT.we_timeout)
 LINGER = 10.0  # a worker "is shutting down" for longer than this (while not stopped) = stall
 GRACE = 1.0    # after SIGCONT, the stopped worker's lock holders may still be catching up
-
-
-class SoakError(Exception):
-    pass
-
-
-def note(msg):
-    print("==> " + msg, file=sys.stderr, flush=True)
+NGINX = Nginx(PREFIX, PORT, conf=os.path.join(PREFIX, "conf", "soak.conf"),
+              error_log=os.path.join(PREFIX, "logs", "soak.error.log"), port_env="SOAK_PORT")
 
 
 # --- nginx ---
-def render_conf(error_log):
-    with open(TEMPLATE) as f:
-        tmpl = f.read()
-    subst = dict(NGINX_PARAMS)
-    subst.update({
-        "WORKERS": str(WORKERS), "PREFIX": PREFIX, "ERROR_LOG": error_log,
-        "USER": "user root;" if os.geteuid() == 0 else "",
-        "MODULES_DIR": MODULES_DIR, "MODULE_SO": MODULE_SO,
-        "LUA_PATH": LUA_DIR + "/?.lua;;", "PORT": str(PORT),
-    })
-    return re.sub(r"%([A-Z_]+)%", lambda m: subst.get(m.group(1), m.group(0)), tmpl)
+def render_conf():
+    return template.render("soak/nginx.conf.tmpl", WORKERS=WORKERS, PREFIX=PREFIX, ERROR_LOG=NGINX.error_log,
+                           MODULE_SO=MODULE_SO, LUA_PATH=LUA_DIR + "/?.lua;;", PORT=PORT, **NGINX_PARAMS)
 
 
 def get(path, timeout=5.0):
-    url = "http://127.0.0.1:%d%s" % (PORT, path)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise SoakError("GET %s: %s" % (path, e))
+    return NGINX.get(path, timeout)
 
 
 def dump(dict_name):
-    out = {}
-    for line in get("/dump?dict=" + dict_name, timeout=10).splitlines():
-        if "\t" in line:
-            k, v = line.split("\t", 1)
-            out[k] = v
-    return out
-
-
-def stop_nginx(master, pid_file, quit_wait=15):
-    """QUIT, then TERM, then KILL; True if QUIT alone stopped it cleanly."""
-    procs = list(workers_of(master))
-    for w in procs:
-        signal_pid(w, signal.SIGCONT)
-    for sig, wait in ((signal.SIGQUIT, quit_wait), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        signal_pid(master, sig)
-        if sig == signal.SIGKILL:
-            for w in procs:
-                signal_pid(w, signal.SIGKILL)
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if not alive(master) and not any(alive(w) for w in procs):
-                clean = sig == signal.SIGQUIT and not os.path.exists(pid_file)
-                if os.path.exists(pid_file) and read_pid(pid_file) == master:
-                    os.unlink(pid_file)
-                return clean
-            time.sleep(0.05)
-        note("nginx %d did not stop on %s" % (master, signal.Signals(sig).name))
-    return False
+    return tsv(get("/dump?dict=" + dict_name, timeout=10))
 
 
 def start_nginx():
-    for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
-        os.makedirs(os.path.join(PREFIX, d), exist_ok=True)
     # one soak per prefix: a second one would stop the first one's nginx (scripts/soak locks too)
+    os.makedirs(PREFIX, exist_ok=True)
     global LOCK
     LOCK = open(os.path.join(PREFIX, "soak.lock"), "w")
     try:
-        if ENV.get("SOAK_LOCKED") != "1":
+        locked = ENV.get("SOAK_LOCKED")  # the prefix scripts/soak locked
+        if not (locked and os.path.abspath(locked) == PREFIX):
             fcntl.flock(LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         raise SoakError("another soak runs in %s: wait for it, or set SOAK_PREFIX and SOAK_PORT" % PREFIX)
-    pid_file = os.path.join(PREFIX, "logs", "nginx.pid")
-    old = read_pid(pid_file)
-    if old and alive(old):
-        note("stopping a leftover soak nginx (pid %d)" % old)
-        stop_nginx(old, pid_file)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", PORT))
-    except OSError as e:
-        raise SoakError("127.0.0.1:%d is not free (%s): set SOAK_PORT" % (PORT, e))
-    finally:
-        s.close()
-    conf = os.path.join(PREFIX, "conf", "soak.conf")
-    error_log = os.path.join(PREFIX, "logs", "soak.error.log")
-    with open(conf, "w") as f:
-        f.write(render_conf(error_log))
-    if os.path.exists(error_log):
-        os.unlink(error_log)
-    r = subprocess.run([NGINX_BIN, "-p", PREFIX + "/", "-c", conf, "-e", error_log],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise SoakError("nginx failed to start (%s): %s" % (conf, r.stdout.strip()))
-    for _ in range(200):
-        master = read_pid(pid_file)
-        if master:
-            return master, pid_file, error_log
-        time.sleep(0.05)
-    raise SoakError("nginx wrote no pid file")
+    return NGINX.start(render_conf())
 
 
 # --- the run ---
@@ -323,13 +278,13 @@ class Soak:
                 nxt["kill"] = now + self.jitter(KILL_EVERY)
                 if procs:
                     pid = self.rng.choice(sorted(procs))
-                    if signal_pid(pid, signal.SIGKILL):
+                    if NGINX.kill_worker(pid):
                         self.killed.add(pid)
                         self.kill_times.append((time.time(), pid))
                         self.counts["kills"] += 1
             if HUP_EVERY > 0 and now >= nxt["hup"]:
                 nxt["hup"] = now + self.jitter(HUP_EVERY)
-                if signal_pid(self.master, signal.SIGHUP):
+                if NGINX.reload():
                     self.counts["hups"] += 1
             if self.stopped and now >= self.stopped[1]:
                 signal_pid(self.stopped[0], signal.SIGCONT)
@@ -398,22 +353,15 @@ def measure(master, procs):
             "worker_rss": sum(rss_kb(p) for p in procs) // max(1, len(procs))}
 
 
-def wait_ready(master, error_log):
-    deadline = time.time() + 30
-    while time.time() < deadline:
+def wait_ready(master):
+    def ready():
         procs = workers_of(master)
         try:
             hbs = dump("soak_hb")
         except SoakError:
             hbs = {}
-        if len(procs) == WORKERS and all(("hb:%d" % p) in hbs for p in procs):
-            return procs
-        with open(error_log, errors="replace") as f:
-            for line in f:
-                if "init_worker_by_lua error" in line or "soak: configure failed" in line:
-                    raise SoakError(line.strip())
-        time.sleep(0.1)
-    raise SoakError("workers not ready after 30 s")
+        return len(procs) == WORKERS and all(("hb:%d" % p) in hbs for p in procs) and procs
+    return NGINX.wait_until("workers ready", ready, 30, markers=("init_worker_by_lua error", "soak: configure failed"))
 
 
 def slots_taken(procs):
@@ -434,8 +382,7 @@ def main():
     if not os.path.exists(MODULE_SO):
         print("missing %s (scripts/soak builds it)" % MODULE_SO, file=sys.stderr)
         return 2
-    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    git = source_tree()
     print("# soak: %g s, %d workers, kill every %g s, HUP every %g s, SIGSTOP %g s every %g s, "
           "zones ev %s / slow %s, compat %s, resty.events: 1 post in %s, %s unique key(s) a batch "
           "(unique check: %s, resty.worker.events timeout %s s), seed %d, source tree %s"
@@ -443,9 +390,10 @@ def main():
              NGINX_PARAMS["ZONE"], NGINX_PARAMS["SLOW_ZONE"], NGINX_PARAMS["COMPAT"],
              NGINX_PARAMS["RE_EVERY"], NGINX_PARAMS["UNIQUE"], UNIQUE_MODE, NGINX_PARAMS["WE_TIMEOUT"],
              SEED, git), flush=True)
-    master, pid_file, error_log = start_nginx()
+    master = start_nginx()
+    error_log = NGINX.error_log
     try:
-        procs = wait_ready(master, error_log)
+        procs = wait_ready(master)
         before = measure(master, procs)
         soak = Soak(master)
         get("/set?k=go")
@@ -465,7 +413,7 @@ def main():
         master_alive = alive(master)
     finally:
         note("stopping nginx (QUIT)")
-        clean_quit = stop_nginx(master, pid_file)
+        clean_quit = NGINX.stop()
     return soak_report.report(soak, acc, udict, dict(
         procs=procs, before=before, after=after, slots={"ev": ev_slots, "slow": slow_slots}, own=own,
         master_alive=master_alive, clean_quit=clean_quit, error_log=error_log,

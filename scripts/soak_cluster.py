@@ -45,270 +45,131 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
-from soak_proc import alive, env_num, port_free, read_pid, signal_pid, workers_of
+from harness import MODULE_SO, HarnessError as SoakError, cli, note, sha256, source_tree, template
+from harness.fetch import tsv
+from harness.nginx import Nginx
+from harness.proc import signal_pid
+from harness.redis import Redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = os.environ
-
-
-NGINX_BIN = ENV.get("NGINX_BIN", "/usr/sbin/nginx")
-MODULES_DIR = ENV.get("NGINX_MODULES_DIR", "/usr/lib/nginx/modules")
-MODULE_SO = os.path.join(ROOT, "build", "ngx_http_worker_events_module.so")
 LUA_DIR = os.path.join(ROOT, "nginx-conf", "soak")
-PREFIX = os.path.abspath(ENV.get("SOAK_CLUSTER_PREFIX", os.path.join(ROOT, "target", "soak-cluster")))
-SECONDS = env_num("SOAK_SECONDS", "20")
-WORKERS = env_num("SOAK_CLUSTER_WORKERS", "4", int)
-PORT = env_num("SOAK_CLUSTER_PORT", "19520", int)          # node A; B: PORT + 1
-REDIS_PORT = env_num("SOAK_CLUSTER_REDIS_PORT", "19530", int)  # the first free one from here
-ZONE = ENV.get("SOAK_CLUSTER_ZONE", "8m")
-MAXLEN = env_num("SOAK_CLUSTER_MAXLEN", "1000000", int)
-QUEUE = ENV.get("SOAK_CLUSTER_QUEUE", "")                  # "" = the module's default (10000)
-RATE = env_num("SOAK_CLUSTER_RATE", "1000")                # cluster posts/s per node
-POSTERS = env_num("SOAK_CLUSTER_POSTERS", "2", int)        # posting workers per node
-KILL_EVERY = env_num("SOAK_CLUSTER_KILL_EVERY", "1.2")     # s between SIGKILLs of a random worker (0 = none)
-BRIDGE_EVERY = env_num("SOAK_CLUSTER_BRIDGE_EVERY", "2.5")  # s between SIGKILLs of a bridge worker
-HUP_EVERY = env_num("SOAK_CLUSTER_HUP_EVERY", "3")          # s between HUPs of either node
-REDIS_EVERY = env_num("SOAK_CLUSTER_REDIS_EVERY", "6")      # s between redis-server restarts
-REDIS_DOWN = (env_num("SOAK_CLUSTER_REDIS_DOWN_MIN", "0.5"), env_num("SOAK_CLUSTER_REDIS_DOWN_MAX", "2"))
-REDIS_STOP = ENV.get("SOAK_CLUSTER_REDIS_STOP", "term")     # term | kill | mix: how redis-server stops
+
+# option, environment variable (the default), default, help
+KNOBS = [
+    ("--seconds", "SOAK_SECONDS", 20.0, "how long the chaos runs, s"),
+    ("--workers", "SOAK_CLUSTER_WORKERS", 4, "worker processes per node"),
+    ("--port", "SOAK_CLUSTER_PORT", 19520, "node A listens on 127.0.0.1:PORT, node B on PORT + 1"),
+    ("--redis-port", "SOAK_CLUSTER_REDIS_PORT", 19530, "redis-server's port: the first free one from here"),
+    ("--prefix", "SOAK_CLUSTER_PREFIX", os.path.join(ROOT, "target", "soak-cluster"),
+     "the nodes' prefixes are PREFIX-a and PREFIX-b, redis-server's dir PREFIX-redis-XXXX"),
+    ("--zone", "SOAK_CLUSTER_ZONE", "8m", "the zone's size"),
+    ("--maxlen", "SOAK_CLUSTER_MAXLEN", 1000000, "the stream's maxlen="),
+    ("--queue", "SOAK_CLUSTER_QUEUE", "", "the directive's queue= (\"\": the module's default, 10000)"),
+    ("--rate", "SOAK_CLUSTER_RATE", 1000.0, "cluster posts/s per node"),
+    ("--posters", "SOAK_CLUSTER_POSTERS", 2, "posting workers per node"),
+    ("--kill-every", "SOAK_CLUSTER_KILL_EVERY", 1.2, "s between SIGKILLs of a random worker (0 = none)"),
+    ("--bridge-every", "SOAK_CLUSTER_BRIDGE_EVERY", 2.5, "s between SIGKILLs of a bridge worker (0 = none)"),
+    ("--hup-every", "SOAK_CLUSTER_HUP_EVERY", 3.0, "s between HUPs of either node (0 = none)"),
+    ("--redis-every", "SOAK_CLUSTER_REDIS_EVERY", 6.0, "s between redis-server restarts (0 = none)"),
+    ("--redis-down-min", "SOAK_CLUSTER_REDIS_DOWN_MIN", 0.5, "redis-server is down at least this long, s"),
+    ("--redis-down-max", "SOAK_CLUSTER_REDIS_DOWN_MAX", 2.0, "and at most this long, s"),
+    ("--redis-stop", "SOAK_CLUSTER_REDIS_STOP", "term", "how redis-server stops: term, kill or mix"),
+    ("--redis-prefill", "SOAK_CLUSTER_REDIS_PREFILL", 0, "keys (DEBUG POPULATE, then BGREWRITEAOF) that make "
+     "every restart load for a while (~1 s per 1000000): Redis answers -LOADING meanwhile"),
+    ("--stop-every", "SOAK_CLUSTER_STOP_EVERY", 4.0, "s between SIGSTOPs of a node's workers (0 = none)"),
+    ("--stop-min", "SOAK_CLUSTER_STOP_MIN", 0.2, "a node's workers stay stopped at least this long, s"),
+    ("--stop-max", "SOAK_CLUSTER_STOP_MAX", 0.9, "and at most this long, s"),
+    ("--inject", "SOAK_CLUSTER_INJECT", "", "self-test: gap, dup or ooo (the soak must FAIL)"),
+    ("--allow-loss", "SOAK_CLUSTER_ALLOW_LOSS", False, "a reported loss does not fail the soak"),
+    ("--drain-seconds", "SOAK_CLUSTER_DRAIN_SECONDS", 60.0, "the longest wait for the end state, s"),
+    ("--seed", "SOAK_SEED", int(time.time()), "the chaos's random seed (default: now)"),
+    ("--faults", "SOAK_CLUSTER_FAULTS", 0, "1: fault mode, forged and malformed stream entries, "
+     "dropped and counted by both nodes"),
+    ("--fault-every", "SOAK_CLUSTER_FAULT_EVERY", 0.5, "s between injected entries (fault mode)"),
+]
+OPT = cli.parse("scripts/soak-cluster", __doc__, KNOBS, epilog="Every option's default is its environment "
+                "variable's value. Also: NGINX_BIN, NGINX_MODULES_DIR.")
+PREFIX = os.path.abspath(OPT.prefix)
+SECONDS = OPT.seconds
+WORKERS = OPT.workers
+PORT = OPT.port                  # node A; B: PORT + 1
+REDIS_PORT = OPT.redis_port      # the first free one from here
+ZONE = OPT.zone
+MAXLEN = OPT.maxlen
+QUEUE = OPT.queue                # "" = the module's default (10000)
+RATE = OPT.rate                  # cluster posts/s per node
+POSTERS = OPT.posters            # posting workers per node
+KILL_EVERY = OPT.kill_every      # s between SIGKILLs of a random worker (0 = none)
+BRIDGE_EVERY = OPT.bridge_every  # s between SIGKILLs of a bridge worker
+HUP_EVERY = OPT.hup_every        # s between HUPs of either node
+REDIS_EVERY = OPT.redis_every    # s between redis-server restarts
+REDIS_DOWN = (OPT.redis_down_min, OPT.redis_down_max)
+REDIS_STOP = OPT.redis_stop      # term | kill | mix: how redis-server stops
 # keys (DEBUG POPULATE, then BGREWRITEAOF) that make every restart load for a while
 # (~1 s per 1000000 on a small host): Redis answers -LOADING meanwhile
-REDIS_PREFILL = env_num("SOAK_CLUSTER_REDIS_PREFILL", "0", int)
-STOP_EVERY = env_num("SOAK_CLUSTER_STOP_EVERY", "4")        # s between SIGSTOPs of a node's workers
-STOP_SECONDS = (env_num("SOAK_CLUSTER_STOP_MIN", "0.2"), env_num("SOAK_CLUSTER_STOP_MAX", "0.9"))
-INJECT = re.sub(r"[^a-z]", "", ENV.get("SOAK_CLUSTER_INJECT", ""))  # self-test: gap | dup | ooo (must FAIL)
-ALLOW_LOSS = ENV.get("SOAK_CLUSTER_ALLOW_LOSS") == "1"
-DRAIN = env_num("SOAK_CLUSTER_DRAIN_SECONDS", "60")         # the longest wait for the end state
-SEED = env_num("SOAK_SEED", str(int(time.time())), int)
+REDIS_PREFILL = OPT.redis_prefill
+STOP_EVERY = OPT.stop_every      # s between SIGSTOPs of a node's workers
+STOP_SECONDS = (OPT.stop_min, OPT.stop_max)
+INJECT = re.sub(r"[^a-z]", "", OPT.inject)  # self-test: gap | dup | ooo (must FAIL)
+ALLOW_LOSS = OPT.allow_loss
+DRAIN = OPT.drain_seconds        # the longest wait for the end state
+SEED = OPT.seed
 # fault mode (issue 21): forged and malformed stream entries added to the stream
 # while the chaos runs (missing and unknown fields, an undecodable payload, a bad
 # ordinal, a poisoned ordinal of a real node); each node must drop and count the
 # malformed ones and lose nothing real. Off by default.
-FAULTS = env_num("SOAK_CLUSTER_FAULTS", "0", int)
-FAULT_EVERY = env_num("SOAK_CLUSTER_FAULT_EVERY", "0.5")   # s between injected entries
+FAULTS = OPT.faults
+FAULT_EVERY = OPT.fault_every    # s between injected entries
 NODES = ("a", "b")
 # ports other setups on this host use (t/, scripts/soak, bench, test-package, valgrind)
 AVOID = set(range(1984, 1991)) | set(range(2085, 2091)) | {2290, 7385, 7485} \
     | set(range(18990, 19011)) | set(range(19400, 19411)) | set(range(19500, 19504))
 
 
-class SoakError(Exception):
-    pass
-
-
-def note(msg):
-    print("==> " + msg, file=sys.stderr, flush=True)
-
-
 # --- redis-server ---------------------------------------------------------
-class Redis:
-    def __init__(self):
-        self.port = next((p for p in range(REDIS_PORT, REDIS_PORT + 50) if p not in AVOID and port_free(p)), None)
-        if self.port is None:
-            raise SoakError("no free port for redis-server in %d..%d" % (REDIS_PORT, REDIS_PORT + 49))
-        os.makedirs(os.path.dirname(PREFIX), exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix=os.path.basename(PREFIX) + "-redis-", dir=os.path.dirname(PREFIX))
-        self.proc = None
-        self.starts = 0
+def new_redis():
+    """AOF with fsync always: a restart keeps every entry it acknowledged."""
+    return Redis(PREFIX, REDIS_PORT, AVOID, pid_file=PREFIX + ".redis.pid",  # for scripts/soak-cluster's safety net
+                 options=["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+                 + (["--enable-debug-command", "local"] if REDIS_PREFILL else []))
 
-    def ping(self, timeout=0.2):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
 
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
-             "--logfile", os.path.join(self.dir, "redis.log")]
-            + (["--enable-debug-command", "local"] if REDIS_PREFILL else []),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        self.starts += 1
-        with open(PREFIX + ".redis.pid", "w") as f:  # for scripts/soak-cluster's safety net
-            f.write("%d\n" % self.proc.pid)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SoakError("redis-server exited with %s (log %s/redis.log)" % (self.proc.returncode, self.dir))
-            if self.ping():
-                return
-            time.sleep(0.02)
-        raise SoakError("redis-server on port %d did not answer PING within 10 s" % self.port)
-
-    def stop(self, how="term"):
-        if not self.proc or self.proc.poll() is not None:
+def prefill(redis, n):
+    out = redis.cli("DEBUG", "POPULATE", str(n), "soak:fill", "64")
+    if out != "OK":
+        raise SoakError("redis DEBUG POPULATE: %s" % out)
+    redis.cli("BGREWRITEAOF")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        info = redis.cli("INFO", "persistence")
+        if "aof_rewrite_in_progress:0" in info and "aof_rewrite_scheduled:0" in info:
             return
-        self.proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def prefill(self, n):
-        out = self.cli("DEBUG", "POPULATE", str(n), "soak:fill", "64")
-        if out != "OK":
-            raise SoakError("redis DEBUG POPULATE: %s" % out)
-        self.cli("BGREWRITEAOF")
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            info = self.cli("INFO", "persistence")
-            if "aof_rewrite_in_progress:0" in info and "aof_rewrite_scheduled:0" in info:
-                return
-            time.sleep(0.1)
-        raise SoakError("redis BGREWRITEAOF did not finish in 120 s")
-
-    def up(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=10)
-        return r.stdout.strip()
+        time.sleep(0.1)
+    raise SoakError("redis BGREWRITEAOF did not finish in 120 s")
 
 
 # --- the nginx nodes -----------------------------------------------------
-CONF = """# cluster soak node %(node)s (written by scripts/soak_cluster.py)
-worker_processes %(workers)d;
-daemon on;
-master_process on;
-pid %(prefix)s/logs/nginx.pid;
-error_log %(error_log)s info;
-%(user)s
-load_module %(modules)s/ndk_http_module.so;
-load_module %(modules)s/ngx_http_lua_module.so;
-load_module %(module)s;
-
-events {
-    worker_connections 1024;
-}
-
-http {
-    access_log off;
-    default_type text/plain;
-    keepalive_timeout 0;
-    client_body_temp_path %(prefix)s/client_body_temp;
-    proxy_temp_path %(prefix)s/proxy_temp;
-    fastcgi_temp_path %(prefix)s/fastcgi_temp;
-    uwsgi_temp_path %(prefix)s/uwsgi_temp;
-    scgi_temp_path %(prefix)s/scgi_temp;
-
-    lua_package_path "%(lua)s/?.lua;;";
-
-    # the soak's bookkeeping (never carries the checked events)
-    lua_shared_dict soak_tx 32m;
-    lua_shared_dict soak_rx 64m;
-    lua_shared_dict soak_ctl 1m;
-
-    worker_events_zone ev %(zone)s;
-    worker_events_cluster redis://127.0.0.1:%(redis)d node=%(node)s stream=soak maxlen=%(maxlen)d%(queue)s;
-
-    init_worker_by_lua_block {
-        require("cluster_soak").init_worker { node = "%(node)s", posters = %(posters)d, rate = %(rate)s,
-                                              inject = "%(inject)s" }
-    }
-
-    server {
-        listen 127.0.0.1:%(port)d;
-        server_name localhost;
-        location = /status { content_by_lua_block { require("cluster_soak").status() } }
-        location = /ctl    { content_by_lua_block { require("cluster_soak").ctl() } }
-        location = /dump   { content_by_lua_block { require("cluster_soak").dump() } }
-    }
-}
-"""
-
-
-class Node:
+class Node(Nginx):
     def __init__(self, name, port, redis_port, module):
-        self.name, self.port = name, port
-        self.prefix = "%s-%s" % (PREFIX, name)
-        self.pid_file = os.path.join(self.prefix, "logs", "nginx.pid")
-        self.error_log = os.path.join(self.prefix, "logs", "error.log")
-        self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
+        super().__init__("%s-%s" % (PREFIX, name), port, label="node %s: " % name, port_env="SOAK_CLUSTER_PORT")
+        self.name = name
         self.redis_port, self.module = redis_port, module
-        self.master = None
         self.killed = set()     # pids we SIGKILLed
         self.hups = 0
 
     def start(self):
-        for d in ("conf", "logs", "client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
-            os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
-        old = read_pid(self.pid_file)
-        if old and alive(old):
-            note("node %s: stopping a leftover nginx (pid %d)" % (self.name, old))
-            self.master = old
-            self.stop()
-        if not port_free(self.port):
-            raise SoakError("127.0.0.1:%d (node %s) is not free: set SOAK_CLUSTER_PORT" % (self.port, self.name))
-        with open(self.conf, "w") as f:
-            f.write(CONF % {
-                "node": self.name, "workers": WORKERS, "prefix": self.prefix, "error_log": self.error_log,
-                "user": "user root;" if os.geteuid() == 0 else "", "modules": MODULES_DIR,
-                "module": self.module, "lua": LUA_DIR, "zone": ZONE, "redis": self.redis_port,
-                "maxlen": MAXLEN, "queue": (" queue=%s" % QUEUE) if QUEUE else "",
-                "posters": POSTERS, "rate": repr(RATE), "port": self.port, "inject": INJECT})
-        if os.path.exists(self.error_log):
-            os.unlink(self.error_log)
-        r = subprocess.run([NGINX_BIN, "-p", self.prefix + "/", "-c", self.conf, "-e", self.error_log],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            raise SoakError("node %s: nginx failed to start (%s): %s" % (self.name, self.conf, r.stdout.strip()))
-        for _ in range(200):
-            self.master = read_pid(self.pid_file)
-            if self.master:
-                return
-            time.sleep(0.05)
-        raise SoakError("node %s: nginx wrote no pid file" % self.name)
-
-    def workers(self, live_only=False):
-        w = workers_of(self.master) if self.master else {}
-        return {p: v for p, v in w.items() if not (live_only and v[2])}
-
-    def stop(self):
-        """QUIT (after SIGCONT), then TERM, then KILL; True if QUIT alone stopped it."""
-        if not self.master:
-            return True
-        procs = list(workers_of(self.master))
-        for w in procs:
-            signal_pid(w, signal.SIGCONT)
-        for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            signal_pid(self.master, sig)
-            if sig == signal.SIGKILL:
-                for w in procs:
-                    signal_pid(w, signal.SIGKILL)
-            deadline = time.time() + wait
-            while time.time() < deadline:
-                if not alive(self.master) and not any(alive(w) for w in procs):
-                    clean = sig == signal.SIGQUIT
-                    if read_pid(self.pid_file) == self.master:
-                        os.unlink(self.pid_file)
-                    self.master = None
-                    return clean
-                time.sleep(0.05)
-            note("node %s: nginx %d did not stop on %s" % (self.name, self.master, signal.Signals(sig).name))
-        self.master = None
-        return False
+        return super().start(template.render(
+            "soak/cluster.conf.tmpl", NODE=self.name, WORKERS=WORKERS, PREFIX=self.prefix,
+            ERROR_LOG=self.error_log, MODULE_SO=self.module, LUA_PATH=LUA_DIR + "/?.lua;;", ZONE=ZONE,
+            REDIS_PORT=self.redis_port, MAXLEN=MAXLEN, QUEUE=(" queue=%s" % QUEUE) if QUEUE else "",
+            POSTERS=POSTERS, RATE=repr(RATE), PORT=self.port, INJECT=INJECT))
 
     def get(self, path, timeout=3.0):
-        url = "http://127.0.0.1:%d%s" % (self.port, path)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                return r.read().decode("utf-8", "replace")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise SoakError("node %s: GET %s: %s" % (self.name, path, e))
+        return super().get(path, timeout)
 
     def status(self, timeout=3.0):
         c = json.loads(self.get("/status", timeout)).get("cluster")
@@ -317,12 +178,7 @@ class Node:
         return c
 
     def dump(self, dict_name):
-        out = {}
-        for line in self.get("/dump?dict=" + dict_name, timeout=30).splitlines():
-            if "\t" in line:
-                k, v = line.split("\t", 1)
-                out[k] = v
-        return out
+        return tsv(self.get("/dump?dict=" + dict_name, timeout=30))
 
 
 # --- the run ---------------------------------------------------------------
@@ -342,7 +198,7 @@ class Chaos:
         return every * self.rng.uniform(0.5, 1.5)
 
     def kill(self, node, pid, bridge=False):
-        if signal_pid(pid, signal.SIGKILL):
+        if node.kill_worker(pid):
             node.killed.add(pid)
             self.c["bridge_kills" if bridge else "kills"] += 1
             return True
@@ -359,7 +215,7 @@ class Chaos:
         while True:
             now = time.time()
             for n in self.nodes:
-                if not alive(n.master):
+                if not n.alive():
                     raise SoakError("node %s: the nginx master %d died" % (n.name, n.master))
             if now >= end:
                 break
@@ -382,7 +238,7 @@ class Chaos:
             if "hup" in nxt and now >= nxt["hup"]:
                 nxt["hup"] = now + self.jitter(HUP_EVERY)
                 n = self.rng.choice(self.nodes)
-                if signal_pid(n.master, signal.SIGHUP):
+                if n.reload():
                     n.hups += 1
                     self.c["hups"] += 1
             if "redis" in nxt:
@@ -523,10 +379,9 @@ def wait_ready(nodes):
                 last = "node %s: bridge has not joined the stream yet" % n.name
                 ok = False
         for n in nodes:
-            with open(n.error_log, errors="replace") as f:
-                for line in f:
-                    if "init_worker_by_lua error" in line or "cluster soak: configure failed" in line:
-                        raise SoakError("node %s: %s" % (n.name, line.strip()))
+            line = n.start_error(("init_worker_by_lua error", "cluster soak: configure failed"))
+            if line:
+                raise SoakError(n.label + line)
         if ok:
             return
         time.sleep(0.1)
@@ -925,8 +780,7 @@ def report(nodes, chaos, a, status, problems, logs, accfail, redis):
 
 
 def header(module_sha):
-    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
+    git = source_tree()
     print("# soak-cluster: %g s; nodes a, b x %d workers, zone %s, maxlen %d, queue %s; %g cluster posts/s per "
           "node by %d workers; chaos: SIGKILL a worker every %g s, a bridge every %g s, HUP a node every %g s, "
           "restart redis every %g s (down %g-%g s, %s%s), SIGSTOP a node's workers every %g s (%g-%g s); "
@@ -952,20 +806,19 @@ def main():
     if shutil.which("redis-server") is None:
         print("redis-server not found (apt-get install redis-server)", file=sys.stderr)
         return 2
-    redis = Redis()
+    redis = new_redis()
     # a copy of the module for this run: a rebuild meanwhile must not change the
     # .so that HUP reloads load
     module = os.path.join(redis.dir, "ngx_http_worker_events_module.so")
     shutil.copyfile(MODULE_SO, module)
-    sha = subprocess.run(["sha256sum", module], stdout=subprocess.PIPE, text=True).stdout.split()[0]
-    header(sha)
+    header(sha256(module))
     nodes = [Node(name, PORT + i, redis.port, module) for i, name in enumerate(NODES)]
     chaos = None
     rc = 1
     try:
         redis.start()
         if REDIS_PREFILL:
-            redis.prefill(REDIS_PREFILL)
+            prefill(redis, REDIS_PREFILL)
         for n in nodes:
             n.start()
         wait_ready(nodes)
@@ -987,7 +840,7 @@ def main():
                 with open(os.path.join(n.prefix, "logs", name + ".tsv"), "w") as f:
                     f.writelines("%s\t%s\n" % kv for kv in sorted(d.items()))
         for n in nodes:
-            if not alive(n.master):
+            if not n.alive():
                 problems.append("node %s: the master died" % n.name)
         note("stopping nginx (QUIT) and redis")
         for n in nodes:
@@ -1005,7 +858,7 @@ def main():
                 n.stop()
         redis.stop("term")
         if rc == 0:
-            shutil.rmtree(redis.dir, ignore_errors=True)
+            redis.remove()
         else:
             note("kept %s (redis AOF and log), %s-a/logs and %s-b/logs" % (redis.dir, PREFIX, PREFIX))
     return rc
