@@ -7,3 +7,6 @@
 pub mod cluster;
 pub mod prom;
 pub mod render;
+
+#[cfg(test)]
+mod golden;
