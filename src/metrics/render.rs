@@ -1,16 +1,18 @@
 //! The status snapshot rendered as JSON and as the Prometheus text format
 //! (0.0.4), pure: a [`ZoneStats`] plus what only the caller knows (liveness
-//! of pids, live claims, the clocks) in, bytes out. Names are documented in
-//! README "Status endpoint" and kept stable.
+//! of pids, live claims, the clocks) in, bytes out. The zone's metrics are
+//! declared once, in the tables below (one per scope: the zone, a worker,
+//! the delay histogram, a task), and both renderers walk them. Names are
+//! documented in README "Status endpoint" and kept stable.
 
-use core::fmt::Write;
+use serde_json::Value;
 
-use serde_json::{json, Value};
-
-use super::prom::{family, label};
+use super::prom::label;
+use super::table::{self, counter, gauge, histo, Metric, Val, JSON_ONLY};
 use crate::zone::layout::DELAY_BUCKETS_US;
-use crate::zone::slots::SlotState;
+use crate::zone::slots::{SlotCounters, SlotOwner, SlotState};
 use crate::zone::stats::ZoneStats;
+use crate::zone::tasks::TaskStats;
 
 /// What the renderer needs besides the zone's counters.
 pub struct View<'a> {
@@ -28,382 +30,413 @@ fn secs_ms(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-struct Worker {
-    alive: bool,
-    behind_events: Option<u64>,
-    behind_bytes: Option<u64>,
-    heartbeat_age: Option<f64>,
+fn secs_us(us: u64) -> f64 {
+    us as f64 / 1e6
 }
 
-fn worker_facts(v: &View, i: usize) -> Worker {
-    let s = v.stats;
-    let (o, c) = (&s.workers[i], &s.worker_counters[i]);
-    let read = c.read_seq != 0 || c.read_pos != 0;
-    Worker {
-        alive: v.alive.get(i).copied().unwrap_or(false),
-        behind_events: read.then(|| s.next_seq.saturating_sub(c.read_seq)),
-        behind_bytes: read.then(|| s.head.saturating_sub(c.read_pos)),
-        heartbeat_age: o
-            .managed()
-            .then(|| secs_ms(v.now_mono_ms.saturating_sub(o.beat_ms))),
-    }
-}
+/// The getter of a zone-wide metric, a worker's, a task's.
+type ZoneGet = fn(&View) -> Val;
+type WorkerGet = fn(&WorkerRow) -> Val;
+type TaskGet = fn(&TaskStats) -> Val;
 
-fn unresponsive_now(s: &ZoneStats) -> usize {
+/// The zone-wide metrics.
+static ZONE: &[Metric<ZoneGet>] = &[
+    Metric {
+        json: &["zone"],
+        prom: JSON_ONLY,
+        get: |v| v.zone.into(),
+    },
+    Metric {
+        json: &["events", "posted"],
+        prom: counter("events_posted_total", "Events posted to the zone."),
+        get: |v| v.stats.posted.into(),
+    },
+    Metric {
+        json: &["events", "bytes_posted"],
+        prom: counter(
+            "events_posted_bytes_total",
+            "Bytes of the records posted (headers and padding included).",
+        ),
+        get: |v| v.stats.bytes_posted.into(),
+    },
+    Metric {
+        json: &["events", "evicted"],
+        prom: counter(
+            "events_evicted_total",
+            "Events overwritten in the log to make room.",
+        ),
+        get: |v| v.stats.evicted.into(),
+    },
+    Metric {
+        json: &["events", "next_seq"],
+        prom: JSON_ONLY,
+        get: |v| v.stats.next_seq.into(),
+    },
+    Metric {
+        json: &["log", "size_bytes"],
+        prom: gauge("log_size_bytes", "Capacity of the zone's event log."),
+        get: |v| v.stats.log_size.into(),
+    },
+    Metric {
+        json: &["log", "used_bytes"],
+        prom: gauge("log_used_bytes", "Bytes of the log holding events."),
+        get: |v| v.stats.head.saturating_sub(v.stats.tail).into(),
+    },
+    Metric {
+        json: &["log", "max_record_bytes"],
+        prom: gauge(
+            "max_record_bytes",
+            "Largest event the log accepts (record bytes).",
+        ),
+        get: |v| v.stats.max_record.into(),
+    },
+    Metric {
+        json: &["wakeups_sent"],
+        prom: counter(
+            "wakeups_sent_total",
+            "Push wake-ups posters sent to other workers.",
+        ),
+        get: |v| v.stats.wakeups_sent.into(),
+    },
+    Metric {
+        json: &["claims", "capacity"],
+        prom: gauge(
+            "claims_capacity",
+            "Live unique keys the claims table holds at most.",
+        ),
+        get: |v| v.stats.claims_capacity.into(),
+    },
+    Metric {
+        json: &["claims", "live"],
+        prom: gauge("claims_live", "Live unique keys and task windows."),
+        get: |v| v.claims_live.into(),
+    },
+    Metric {
+        json: &["claims", "refused"],
+        prom: counter(
+            "claims_refused_total",
+            "Posts refused: no room for their unique key.",
+        ),
+        get: |v| v.stats.claims_refused.into(),
+    },
+    Metric {
+        json: &["lifecycle", "generation"],
+        prom: gauge(
+            "generation",
+            "Configuration cycles (start and reloads) that adopted the zone.",
+        ),
+        get: |v| v.stats.generation.into(),
+    },
+    Metric {
+        json: &["lifecycle", "reloads"],
+        prom: counter("reloads_total", "Reloads that adopted the zone."),
+        get: |v| v.stats.generation.saturating_sub(1).into(),
+    },
+    Metric {
+        json: &["lifecycle", "started_generation"],
+        prom: JSON_ONLY,
+        get: |v| v.stats.managed_generation.into(),
+    },
+    Metric {
+        json: &["lifecycle", "started_generation_at"],
+        prom: JSON_ONLY,
+        get: |v| secs_ms(v.stats.managed_generation_ms).into(),
+    },
+    Metric {
+        json: &["lifecycle", "crashes"],
+        prom: counter(
+            "worker_crashes_total",
+            "Workers reported crashed (died without exiting).",
+        ),
+        get: |v| v.stats.crashes.into(),
+    },
+    Metric {
+        json: &["lifecycle", "unresponsive_reports"],
+        prom: counter(
+            "worker_unresponsive_reports_total",
+            "Reports of a worker whose heartbeat was overdue.",
+        ),
+        get: |v| v.stats.unresponsive.into(),
+    },
+    Metric {
+        json: &["lifecycle", "unresponsive_now"],
+        prom: gauge(
+            "workers_unresponsive",
+            "Workers whose heartbeat is overdue now.",
+        ),
+        get: |v| unresponsive_now(v.stats).into(),
+    },
+];
+
+fn unresponsive_now(s: &ZoneStats) -> u64 {
     s.workers
         .iter()
         .filter(|o| o.state == SlotState::Unresponsive)
-        .count()
+        .count() as u64
 }
 
-/// The JSON document.
-pub fn json(v: &View) -> Value {
-    let s = v.stats;
+/// The delivery delay histogram (after the workers in the text format).
+static DELAY: &[Metric<ZoneGet>] = &[Metric {
+    json: &["delivery_delay_seconds"],
+    prom: histo(
+        "delivery_delay_seconds",
+        "Time from post to delivery to a consumer.",
+    ),
+    get: |v| delay(v.stats),
+}];
+
+fn delay(s: &ZoneStats) -> Val {
     let mut cumulative = 0;
-    let buckets: Vec<Value> = s
+    let le = s
         .delay_buckets
         .iter()
         .enumerate()
         .map(|(i, n)| {
             cumulative += n;
-            let le = DELAY_BUCKETS_US
-                .get(i)
-                .map_or(json!("+Inf"), |us| json!(*us as f64 / 1e6));
-            json!({ "le": le, "count": cumulative })
+            (DELAY_BUCKETS_US.get(i).map(|us| secs_us(*us)), cumulative)
         })
         .collect();
-    let workers: Vec<Value> = (0..s.workers.len())
-        .map(|i| {
-            let (o, c, f) = (&s.workers[i], &s.worker_counters[i], worker_facts(v, i));
-            json!({
-                "pid": o.pid,
-                "worker": o.worker,
-                "generation": o.generation,
-                "alive": f.alive,
-                "state": o.state.as_str(),
-                "push": o.push,
-                "started": secs_ms(o.started_ms),
-                "heartbeat_age_seconds": f.heartbeat_age,
-                "delivered": c.delivered,
-                "lost": c.lost,
-                "wakeups_received": c.wakeups,
-                "handler_errors": c.handler_errors,
-                "behind_events": f.behind_events,
-                "behind_bytes": f.behind_bytes,
-            })
-        })
-        .collect();
-    let tasks: Vec<Value> = s
-        .tasks
-        .iter()
-        .map(|t| {
-            json!({
-                "identifier": String::from_utf8_lossy(&t.name),
-                "runs": t.runs,
-                "failures": t.failures,
-                "retries": t.retries,
-                "overlaps": t.overlaps,
-                "skipped": t.skipped,
-                "last_duration_seconds": t.last_duration_us as f64 / 1e6,
-                "last_run": secs_ms(t.last_ms),
-                "last_pid": t.last_pid,
-            })
-        })
-        .collect();
-    json!({
-        "zone": v.zone,
-        "events": {
-            "posted": s.posted,
-            "bytes_posted": s.bytes_posted,
-            "evicted": s.evicted,
-            "next_seq": s.next_seq,
-        },
-        "log": {
-            "size_bytes": s.log_size,
-            "used_bytes": s.head.saturating_sub(s.tail),
-            "max_record_bytes": s.max_record,
-        },
-        "wakeups_sent": s.wakeups_sent,
-        "claims": {
-            "capacity": s.claims_capacity,
-            "live": v.claims_live,
-            "refused": s.claims_refused,
-        },
-        "delivery_delay_seconds": {
-            "buckets": buckets,
-            "sum": s.delay_sum_us as f64 / 1e6,
-            "count": s.delay_count,
-        },
-        "workers": workers,
-        "lifecycle": {
-            "generation": s.generation,
-            "reloads": s.generation.saturating_sub(1),
-            "started_generation": s.managed_generation,
-            "started_generation_at": secs_ms(s.managed_generation_ms),
-            "crashes": s.crashes,
-            "unresponsive_reports": s.unresponsive,
-            "unresponsive_now": unresponsive_now(s),
-        },
-        "tasks": tasks,
-        "cluster": super::cluster::json(&s.cluster, v.cluster),
+    Val::H(table::Buckets {
+        le,
+        sum: secs_us(s.delay_sum_us),
+        count: s.delay_count,
     })
+}
+
+/// One worker slot and what the view knows of it.
+pub struct WorkerRow<'a> {
+    pub owner: &'a SlotOwner,
+    pub counters: &'a SlotCounters,
+    pub alive: bool,
+    /// Its slowest consumer's distance to the head (none before it read).
+    pub behind_events: Option<u64>,
+    pub behind_bytes: Option<u64>,
+    /// Seconds since its heartbeat (managed workers only).
+    pub heartbeat_age: Option<f64>,
+}
+
+fn worker_rows<'a>(v: &View<'a>) -> Vec<WorkerRow<'a>> {
+    let s = v.stats;
+    s.workers
+        .iter()
+        .zip(&s.worker_counters)
+        .enumerate()
+        .map(|(i, (o, c))| {
+            let read = c.read_seq != 0 || c.read_pos != 0;
+            WorkerRow {
+                owner: o,
+                counters: c,
+                alive: v.alive.get(i).copied().unwrap_or(false),
+                behind_events: read.then(|| s.next_seq.saturating_sub(c.read_seq)),
+                behind_bytes: read.then(|| s.head.saturating_sub(c.read_pos)),
+                heartbeat_age: o
+                    .managed()
+                    .then(|| secs_ms(v.now_mono_ms.saturating_sub(o.beat_ms))),
+            }
+        })
+        .collect()
+}
+
+/// The per-worker metrics; pid, worker and generation are labels in the text format.
+static WORKER: &[Metric<WorkerGet>] = &[
+    Metric {
+        json: &["pid"],
+        prom: JSON_ONLY,
+        get: |w| w.owner.pid.into(),
+    },
+    Metric {
+        json: &["worker"],
+        prom: JSON_ONLY,
+        get: |w| w.owner.worker.into(),
+    },
+    Metric {
+        json: &["generation"],
+        prom: JSON_ONLY,
+        get: |w| w.owner.generation.into(),
+    },
+    Metric {
+        json: &["alive"],
+        prom: gauge("worker_up", "1 while the slot's process is alive."),
+        get: |w| w.alive.into(),
+    },
+    Metric {
+        json: &["state"],
+        prom: JSON_ONLY,
+        get: |w| w.owner.state.as_str().into(),
+    },
+    Metric {
+        json: &["push"],
+        prom: JSON_ONLY,
+        get: |w| w.owner.push.into(),
+    },
+    Metric {
+        json: &["started"],
+        prom: JSON_ONLY,
+        get: |w| secs_ms(w.owner.started_ms).into(),
+    },
+    Metric {
+        json: &["delivered"],
+        prom: counter(
+            "worker_delivered_total",
+            "Events handed to the worker's consumers (one per consumer and event).",
+        ),
+        get: |w| w.counters.delivered.into(),
+    },
+    Metric {
+        json: &["lost"],
+        prom: counter(
+            "worker_lost_total",
+            "Events the worker's consumers lost (overwritten before they read them).",
+        ),
+        get: |w| w.counters.lost.into(),
+    },
+    Metric {
+        json: &["wakeups_received"],
+        prom: counter(
+            "worker_wakeups_received_total",
+            "Push wake-ups the worker received.",
+        ),
+        get: |w| w.counters.wakeups.into(),
+    },
+    Metric {
+        json: &["handler_errors"],
+        prom: counter(
+            "worker_handler_errors_total",
+            "Event handlers that raised in the worker.",
+        ),
+        get: |w| w.counters.handler_errors.into(),
+    },
+    Metric {
+        json: &["behind_events"],
+        prom: gauge(
+            "worker_behind_events",
+            "Events posted that the worker's slowest consumer has not read.",
+        ),
+        get: |w| Val::opt(w.behind_events),
+    },
+    Metric {
+        json: &["behind_bytes"],
+        prom: gauge(
+            "worker_behind_bytes",
+            "Log bytes the worker's slowest consumer has not read.",
+        ),
+        get: |w| Val::opt(w.behind_bytes),
+    },
+    Metric {
+        json: &["heartbeat_age_seconds"],
+        prom: gauge(
+            "worker_heartbeat_age_seconds",
+            "Seconds since the worker's last lifecycle heartbeat.",
+        ),
+        get: |w| Val::opt(w.heartbeat_age),
+    },
+];
+
+fn task_name(t: &TaskStats) -> String {
+    String::from_utf8_lossy(&t.name).into_owned()
+}
+
+/// The per-task metrics; the identifier is the `task` label in the text format.
+static TASK: &[Metric<TaskGet>] = &[
+    Metric {
+        json: &["identifier"],
+        prom: JSON_ONLY,
+        get: |t| task_name(t).into(),
+    },
+    Metric {
+        json: &["runs"],
+        prom: counter("task_runs_total", "Runs of the interval task."),
+        get: |t| t.runs.into(),
+    },
+    Metric {
+        json: &["failures"],
+        prom: counter("task_failures_total", "Runs of the task that raised."),
+        get: |t| t.failures.into(),
+    },
+    Metric {
+        json: &["retries"],
+        prom: counter(
+            "task_retries_total",
+            "Windows run again: their worker died mid-run.",
+        ),
+        get: |t| t.retries.into(),
+    },
+    Metric {
+        json: &["overlaps"],
+        prom: counter(
+            "task_overlaps_total",
+            "Windows skipped: the previous run was still going.",
+        ),
+        get: |t| t.overlaps.into(),
+    },
+    Metric {
+        json: &["skipped"],
+        prom: counter(
+            "task_skipped_total",
+            "Windows skipped: no room in the claims table.",
+        ),
+        get: |t| t.skipped.into(),
+    },
+    Metric {
+        json: &["last_duration_seconds"],
+        prom: gauge(
+            "task_last_duration_seconds",
+            "Duration of the task's last run.",
+        ),
+        get: |t| secs_us(t.last_duration_us).into(),
+    },
+    Metric {
+        json: &["last_run"],
+        prom: JSON_ONLY,
+        get: |t| secs_ms(t.last_ms).into(),
+    },
+    Metric {
+        json: &["last_pid"],
+        prom: JSON_ONLY,
+        get: |t| t.last_pid.into(),
+    },
+];
+
+/// The JSON document.
+pub fn json(v: &View) -> Value {
+    let s = v.stats;
+    let mut doc = table::json_object(ZONE, v);
+    doc.extend(table::json_object(DELAY, v));
+    doc.insert("workers".into(), table::json_array(WORKER, &worker_rows(v)));
+    doc.insert("tasks".into(), table::json_array(TASK, &s.tasks));
+    doc.insert(
+        "cluster".into(),
+        super::cluster::json(&s.cluster, v.cluster),
+    );
+    Value::Object(doc)
 }
 
 /// The Prometheus text exposition (version 0.0.4).
 pub fn prometheus(v: &View) -> String {
     let s = v.stats;
     let z = format!("zone=\"{}\"", label(v.zone));
-    let one = |x: u64| vec![(z.clone(), x as f64)];
     let mut out = String::new();
-    for (name, kind, help, x) in [
-        (
-            "events_posted_total",
-            "counter",
-            "Events posted to the zone.",
-            s.posted,
-        ),
-        (
-            "events_posted_bytes_total",
-            "counter",
-            "Bytes of the records posted (headers and padding included).",
-            s.bytes_posted,
-        ),
-        (
-            "events_evicted_total",
-            "counter",
-            "Events overwritten in the log to make room.",
-            s.evicted,
-        ),
-        (
-            "log_size_bytes",
-            "gauge",
-            "Capacity of the zone's event log.",
-            s.log_size,
-        ),
-        (
-            "log_used_bytes",
-            "gauge",
-            "Bytes of the log holding events.",
-            s.head.saturating_sub(s.tail),
-        ),
-        (
-            "max_record_bytes",
-            "gauge",
-            "Largest event the log accepts (record bytes).",
-            s.max_record,
-        ),
-        (
-            "wakeups_sent_total",
-            "counter",
-            "Push wake-ups posters sent to other workers.",
-            s.wakeups_sent,
-        ),
-        (
-            "claims_capacity",
-            "gauge",
-            "Live unique keys the claims table holds at most.",
-            s.claims_capacity,
-        ),
-        (
-            "claims_live",
-            "gauge",
-            "Live unique keys and task windows.",
-            v.claims_live,
-        ),
-        (
-            "claims_refused_total",
-            "counter",
-            "Posts refused: no room for their unique key.",
-            s.claims_refused,
-        ),
-        (
-            "generation",
-            "gauge",
-            "Configuration cycles (start and reloads) that adopted the zone.",
-            s.generation,
-        ),
-        (
-            "reloads_total",
-            "counter",
-            "Reloads that adopted the zone.",
-            s.generation.saturating_sub(1),
-        ),
-        (
-            "worker_crashes_total",
-            "counter",
-            "Workers reported crashed (died without exiting).",
-            s.crashes,
-        ),
-        (
-            "worker_unresponsive_reports_total",
-            "counter",
-            "Reports of a worker whose heartbeat was overdue.",
-            s.unresponsive,
-        ),
-        (
-            "workers_unresponsive",
-            "gauge",
-            "Workers whose heartbeat is overdue now.",
-            unresponsive_now(s) as u64,
-        ),
-    ] {
-        family(&mut out, name, kind, help, &one(x));
-    }
-
-    let wl: Vec<String> = s
-        .workers
+    table::prometheus(&mut out, ZONE, &[(z.clone(), v)]);
+    let rows = worker_rows(v);
+    let workers: Vec<(String, &WorkerRow)> = rows
         .iter()
-        .map(|o| {
-            format!(
+        .map(|w| {
+            let o = w.owner;
+            let l = format!(
                 "{z},pid=\"{}\",worker=\"{}\",generation=\"{}\"",
                 o.pid, o.worker, o.generation
-            )
+            );
+            (l, w)
         })
         .collect();
-    let per_worker = |f: &dyn Fn(usize) -> Option<f64>| -> Vec<(String, f64)> {
-        (0..s.workers.len())
-            .filter_map(|i| f(i).map(|x| (wl[i].clone(), x)))
-            .collect()
-    };
-    let c = &s.worker_counters;
-    family(
-        &mut out,
-        "worker_up",
-        "gauge",
-        "1 while the slot's process is alive.",
-        &per_worker(&|i| Some(worker_facts(v, i).alive as u8 as f64)),
-    );
-    family(
-        &mut out,
-        "worker_delivered_total",
-        "counter",
-        "Events handed to the worker's consumers (one per consumer and event).",
-        &per_worker(&|i| Some(c[i].delivered as f64)),
-    );
-    family(
-        &mut out,
-        "worker_lost_total",
-        "counter",
-        "Events the worker's consumers lost (overwritten before they read them).",
-        &per_worker(&|i| Some(c[i].lost as f64)),
-    );
-    family(
-        &mut out,
-        "worker_wakeups_received_total",
-        "counter",
-        "Push wake-ups the worker received.",
-        &per_worker(&|i| Some(c[i].wakeups as f64)),
-    );
-    family(
-        &mut out,
-        "worker_handler_errors_total",
-        "counter",
-        "Event handlers that raised in the worker.",
-        &per_worker(&|i| Some(c[i].handler_errors as f64)),
-    );
-    family(
-        &mut out,
-        "worker_behind_events",
-        "gauge",
-        "Events posted that the worker's slowest consumer has not read.",
-        &per_worker(&|i| worker_facts(v, i).behind_events.map(|x| x as f64)),
-    );
-    family(
-        &mut out,
-        "worker_behind_bytes",
-        "gauge",
-        "Log bytes the worker's slowest consumer has not read.",
-        &per_worker(&|i| worker_facts(v, i).behind_bytes.map(|x| x as f64)),
-    );
-    family(
-        &mut out,
-        "worker_heartbeat_age_seconds",
-        "gauge",
-        "Seconds since the worker's last lifecycle heartbeat.",
-        &per_worker(&|i| worker_facts(v, i).heartbeat_age),
-    );
-
-    let _ = writeln!(
-        out,
-        "# HELP ngx_worker_events_delivery_delay_seconds Time from post to delivery to a consumer."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ngx_worker_events_delivery_delay_seconds histogram"
-    );
-    let mut cumulative = 0;
-    for (i, n) in s.delay_buckets.iter().enumerate() {
-        cumulative += n;
-        let le = DELAY_BUCKETS_US
-            .get(i)
-            .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-        let _ = writeln!(
-            out,
-            "ngx_worker_events_delivery_delay_seconds_bucket{{{z},le=\"{le}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "ngx_worker_events_delivery_delay_seconds_sum{{{z}}} {}",
-        s.delay_sum_us as f64 / 1e6
-    );
-    let _ = writeln!(
-        out,
-        "ngx_worker_events_delivery_delay_seconds_count{{{z}}} {}",
-        s.delay_count
-    );
-
-    let tl: Vec<String> = s
+    table::prometheus(&mut out, WORKER, &workers);
+    table::prometheus(&mut out, DELAY, &[(z.clone(), v)]);
+    let tasks: Vec<(String, &TaskStats)> = s
         .tasks
         .iter()
-        .map(|t| format!("{z},task=\"{}\"", label(&String::from_utf8_lossy(&t.name))))
+        .map(|t| (format!("{z},task=\"{}\"", label(&task_name(t))), t))
         .collect();
-    let per_task = |f: &dyn Fn(usize) -> f64| -> Vec<(String, f64)> {
-        (0..s.tasks.len()).map(|i| (tl[i].clone(), f(i))).collect()
-    };
-    let t = &s.tasks;
-    family(
-        &mut out,
-        "task_runs_total",
-        "counter",
-        "Runs of the interval task.",
-        &per_task(&|i| t[i].runs as f64),
-    );
-    family(
-        &mut out,
-        "task_failures_total",
-        "counter",
-        "Runs of the task that raised.",
-        &per_task(&|i| t[i].failures as f64),
-    );
-    family(
-        &mut out,
-        "task_retries_total",
-        "counter",
-        "Windows run again: their worker died mid-run.",
-        &per_task(&|i| t[i].retries as f64),
-    );
-    family(
-        &mut out,
-        "task_overlaps_total",
-        "counter",
-        "Windows skipped: the previous run was still going.",
-        &per_task(&|i| t[i].overlaps as f64),
-    );
-    family(
-        &mut out,
-        "task_skipped_total",
-        "counter",
-        "Windows skipped: no room in the claims table.",
-        &per_task(&|i| t[i].skipped as f64),
-    );
-    family(
-        &mut out,
-        "task_last_duration_seconds",
-        "gauge",
-        "Duration of the task's last run.",
-        &per_task(&|i| t[i].last_duration_us as f64 / 1e6),
-    );
+    table::prometheus(&mut out, TASK, &tasks);
     super::cluster::prometheus(&mut out, &z, &s.cluster, v.cluster);
     out
 }
@@ -414,6 +447,22 @@ mod tests {
     use crate::zone::layout::testing::zone;
     use crate::zone::lock::TestLock;
     use crate::zone::tasks::TaskEvent;
+
+    #[test]
+    fn the_tables_are_sound() {
+        use table::{assert_sound, outline};
+        let mut zone = outline(ZONE);
+        zone.extend(outline(DELAY));
+        // the rows' arrays and the cluster's object, inserted by `json`
+        zone.extend([&["workers"][..], &["tasks"], &["cluster"]].map(|p| (p, None)));
+        let scopes = [
+            zone,
+            outline(WORKER),
+            outline(TASK),
+            outline(super::super::cluster::CLUSTER),
+        ];
+        assert_sound(&scopes);
+    }
 
     #[test]
     fn renders_counters_and_escapes_labels() {
