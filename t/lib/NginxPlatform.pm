@@ -9,6 +9,10 @@
 #   $NginxPlatform::LuaLoadModules  # the ndk + lua load_module lines ('' when built in)
 #   $NginxPlatform::Agent           # the privileged agent patch (OpenResty)
 #   $NginxPlatform::RedisModule     # "resty.redis" (OpenResty) or "nginx.redis" (Debian)
+#
+# Config sections and Lua see them as $TEST_NGINX_BINARY,
+# $TEST_NGINX_REDIS_MODULE (`require "$TEST_NGINX_REDIS_MODULE"`) and
+# $TEST_NGINX_MODULES_DIR (Debian's only: a block should not need it).
 package NginxPlatform;
 
 use strict;
@@ -38,5 +42,6 @@ our $Agent = $ENV{TEST_NGINX_PRIVILEGED_AGENT} // ($V =~ m{openresty/} ? 1 : 0);
 our $RedisModule = $ENV{TEST_NGINX_REDIS_MODULE}
     // ($V =~ m{--prefix=(\S+)} && -f "$1/../lualib/resty/redis.lua" ? 'resty.redis'
         : -f '/usr/share/lua/5.1/nginx/redis.lua' ? 'nginx.redis' : 'resty.redis');
+$ENV{TEST_NGINX_REDIS_MODULE} = $RedisModule;
 
 1;
