@@ -15,6 +15,7 @@ if (!$NginxPlatform::Agent) {
     plan 'no_plan';
 }
 
+master_on();
 workers(2);
 
 # the platform's lua lines (none where lua is compiled in), then ours
