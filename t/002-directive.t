@@ -96,9 +96,6 @@ worker_events_zone ev 1m;
 
 === TEST 9: not allowed outside http {}
 --- main_config
-load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
-load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
-load_module $TEST_NGINX_WE_MODULE;
 worker_events_zone ev 1m;
 --- must_die
 --- error_log

@@ -76,9 +76,6 @@ qr/\[alert\](?!.*(?:exited on signal 9|was locked by))/,
 === TEST 2: SIGKILL while holding the zone lock: the master frees it, the others go on
 --- main_config
 env NGX_WORKER_EVENTS_TEST_HOOKS=1;
-load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
-load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
-load_module $TEST_NGINX_WE_MODULE;
 --- workers: 2
 --- http_config
 worker_events_zone ev 256k;

@@ -74,9 +74,6 @@ open socket
 === TEST 3: push disabled: the interval loop delivers, and says why once
 --- main_config
 env NGX_WORKER_EVENTS_NO_PUSH=1;
-load_module $TEST_NGINX_MODULES_DIR/ndk_http_module.so;
-load_module $TEST_NGINX_MODULES_DIR/ngx_http_lua_module.so;
-load_module $TEST_NGINX_WE_MODULE;
 --- http_config
 init_worker_by_lua_block {
     local we = require "t.we"

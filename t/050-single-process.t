@@ -280,7 +280,7 @@ ran in worker 0 only: true
 
 
 
-=== TEST 8: resty.worker.manager without a master: one generation, the process is its only worker; at stop no exit callback runs (nginx ends the single process at once: no exiting phase, no premature timers), its slot is freed natively
+=== TEST 8: resty.worker.manager without a master: one generation, the process is its only worker; at stop, where nginx ends the single process at once (no exiting phase, no premature timers) no exit callback runs, where it exits gracefully (OpenResty) worker-exit and master-exit run as for a master's last worker; its slot is freed natively
 --- implicit_zone
 --- http_config
 init_by_lua_block {
@@ -323,9 +323,11 @@ generation 1, workers 1: pid is mine true, worker 0, state running
 unresponsive
 died without exiting
 --- shutdown_error_log eval
-qr/\[notice\] \d+#\d+: exit$/
---- no_shutdown_error_log
-lifecycle: worker-exit
-lifecycle: master-exit
-[error]
-[alert]
+[qr/\[notice\] \d+#\d+: exit$/,
+ ($NginxPlatform::SingleGracefulExit
+  ? (qr/lifecycle: worker-exit 1-\d+ nil 1 nil, context: ngx\.timer/,
+     qr/lifecycle: master-exit 1 nil 0 nil, context: ngx\.timer/)
+  : ())]
+--- no_shutdown_error_log eval
+[($NginxPlatform::SingleGracefulExit ? () : ("lifecycle: worker-exit", "lifecycle: master-exit")),
+ "[error]", "[alert]"]

@@ -394,7 +394,7 @@ every worker got 1000: true
 
 
 
-=== TEST 11: Debian's nginx has no privileged agent (ngx.process says so); enable_privileged_agent = true changes nothing for workers
+=== TEST 11: ngx.process says whether the platform has a privileged agent (OpenResty: yes, Debian's nginx: no); enable_privileged_agent = true changes nothing for workers
 --- implicit_zone
 --- http_config
     init_by_lua_block {
@@ -417,9 +417,9 @@ location = /t {
         ngx.say("a worker still gets events: ", got == ngx.worker.id())
     }
 }
---- response_body
-enable_privileged_agent(): nil, missing privileged agent process patch in the nginx core
-process type: worker
-a worker still gets events: true
+--- response_body eval
+($NginxPlatform::Agent ? "enable_privileged_agent(): true, nil\n"
+ : "enable_privileged_agent(): nil, missing privileged agent process patch in the nginx core\n")
+. "process type: worker\na worker still gets events: true\n"
 --- no_error_log
 [error]

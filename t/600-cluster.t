@@ -431,7 +431,7 @@ ClusterTest::start_node_b();
             for i = 1, 3 do assert(wev.post("s", "d", { i = i }, nil, { cluster = true })) end
             ngx.say("B: ", c.b("wait?key=wev%20s/d&n=3"))
             -- the stream as node A's bridge wrote it
-            local redis = require "nginx.redis"
+            local redis = require "$TEST_NGINX_REDIS_MODULE"
             local red = redis:new()
             assert(red:connect("127.0.0.1", c.redis_port))
             local entries = assert(red:xrange("t_events", "-", "+"))

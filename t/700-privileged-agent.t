@@ -1,25 +1,25 @@
 # OpenResty's privileged agent (ngx.process) on the bus: resty.worker.events'
 # configure() works there as the library's does (it posts and receives);
 # resty.events' agent receives with enable_privileged_agent = true and
-# publishes either way. OpenResty only (Debian's nginx has no agent): run
-# with TEST_NGINX_BINARY=target/openresty/nginx/sbin/nginx and
-# TEST_NGINX_WE_MODULE=build/openresty/ngx_http_worker_events_module.so
-# (scripts/openresty builds both). Lua is compiled into that nginx, so the
-# blocks load our module only.
+# publishes either way. Only where nginx has the agent (OpenResty; t/lib/
+# NginxPlatform.pm): run with TEST_NGINX_BINARY=target/openresty/nginx/sbin/nginx
+# and TEST_NGINX_WE_MODULE=build/openresty/ngx_http_worker_events_module.so
+# (scripts/openresty builds both; scripts/test runs t/ there too).
 use lib 't/lib';
 use Test::Nginx::Socket;
 use WorkerEventsTest;
 
-my $bin = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
-if (`$bin -v 2>&1` !~ m{openresty/}) {
-    plan skip_all => "$bin is not OpenResty's nginx (no privileged agent)";
+if (!$NginxPlatform::Agent) {
+    plan skip_all => "$NginxPlatform::Binary has no privileged agent (not OpenResty's nginx)";
 } else {
     plan 'no_plan';
 }
 
+master_on();
 workers(2);
 
-our $MainConfig = 'load_module $TEST_NGINX_WE_MODULE;';
+# the platform's lua lines (none where lua is compiled in), then ours
+our $MainConfig = $NginxPlatform::LuaLoadModules . 'load_module $TEST_NGINX_WE_MODULE;';
 
 # /t waits (up to 10 s each) until the agent and both workers are ready
 # (configured: a consumer reads what is posted after it opened), runs the block's

@@ -1,5 +1,6 @@
 # Cluster tests' setup (t/6xx): a real redis-server on a free port in the
-# test's own directory, and a second nginx node ("B", 4 workers, same module)
+# test's own directory, and a second nginx node ("B", 4 workers, the same
+# nginx binary and module; NginxPlatform)
 # next to the Test::Nginx instance ("A"). Both nodes get the same
 # http config ($ClusterHttp, filled per node), so a block's requests go to A
 # and reach B over HTTP through t/lib/t/cluster.lua.
@@ -22,6 +23,7 @@ use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use Exporter 'import';
+use NginxPlatform;
 
 our @EXPORT = qw(cluster_http start_node_b stop_node_b redis_cli redis_stop redis_start
                  fake_start fake_stop $RedisPort $NodeBPort $FakePort);
@@ -139,7 +141,8 @@ sub cluster_http {
     worker_events_cluster $url node=$name stream=$Stream maxlen=$maxlen $extra;
     init_worker_by_lua_block {
         $pre
-        require("t.cluster").init_worker("$name", $NodeBPort, "$Dir", $RedisPort)
+        require("t.cluster").init_worker("$name", $NodeBPort, "$Dir", $RedisPort,
+                                         "$NginxPlatform::RedisModule")
         $init
     }
     server {
@@ -153,13 +156,11 @@ sub node_b_conf {
     my (%o) = @_;
     my $http = cluster_http("b", %o);
     $http =~ s/\$TEST_NGINX_CLUSTER_PORT/$NodeBPort/g;
-    my $mod = $ENV{TEST_NGINX_WE_MODULE};
-    my $mods = $ENV{TEST_NGINX_MODULES_DIR} // '/usr/lib/nginx/modules';
+    # the same nginx and module lines as node A (NginxPlatform)
+    my $mods = $NginxPlatform::LuaLoadModules . "load_module $ENV{TEST_NGINX_WE_MODULE};";
     my $user = $> == 0 ? "user root;" : "";
     return <<"_EOC_";
-load_module $mods/ndk_http_module.so;
-load_module $mods/ngx_http_lua_module.so;
-load_module $mod;
+$mods
 $user
 worker_processes 4;
 daemon on;
@@ -234,7 +235,8 @@ sub start_node_b {
     open my $fh, '>', "$Dir/b/conf/nginx.conf" or die $!;
     print $fh node_b_conf(%o);
     close $fh;
-    my $out = `nginx -p $Dir/b/ -c $Dir/b/conf/nginx.conf -e $Dir/b/logs/error.log 2>&1`;
+    # the nginx under test, as node A
+    my $out = `$NginxPlatform::Binary -p $Dir/b/ -c $Dir/b/conf/nginx.conf -e $Dir/b/logs/error.log 2>&1`;
     die "node B failed to start: $out" if $?;
     my $ready;
     for (1 .. 100) {

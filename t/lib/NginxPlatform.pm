@@ -9,6 +9,11 @@
 #   $NginxPlatform::LuaLoadModules  # the ndk + lua load_module lines ('' when built in)
 #   $NginxPlatform::Agent           # the privileged agent patch (OpenResty)
 #   $NginxPlatform::RedisModule     # "resty.redis" (OpenResty) or "nginx.redis" (Debian)
+#   $NginxPlatform::SingleGracefulExit  # master_process off exits gracefully on QUIT (OpenResty)
+#
+# Config sections and Lua see them as $TEST_NGINX_BINARY,
+# $TEST_NGINX_REDIS_MODULE (`require "$TEST_NGINX_REDIS_MODULE"`) and
+# $TEST_NGINX_MODULES_DIR (Debian's only: a block should not need it).
 package NginxPlatform;
 
 use strict;
@@ -33,10 +38,16 @@ _EOC_
 # OpenResty's nginx reports itself as openresty/x.y.z and has the agent patch
 our $Agent = $ENV{TEST_NGINX_PRIVILEGED_AGENT} // ($V =~ m{openresty/} ? 1 : 0);
 
+# OpenResty's single_process_graceful_exit patch: with master_process off a
+# QUIT gives an exiting phase (premature timers run) before exit_process;
+# plain nginx exits at once
+our $SingleGracefulExit = $ENV{TEST_NGINX_SINGLE_GRACEFUL_EXIT} // ($V =~ m{openresty/} ? 1 : 0);
+
 # the Redis client the platform ships: OpenResty's lualib has resty.redis,
 # Debian's lua-nginx-redis installs nginx.redis
 our $RedisModule = $ENV{TEST_NGINX_REDIS_MODULE}
     // ($V =~ m{--prefix=(\S+)} && -f "$1/../lualib/resty/redis.lua" ? 'resty.redis'
         : -f '/usr/share/lua/5.1/nginx/redis.lua' ? 'nginx.redis' : 'resty.redis');
+$ENV{TEST_NGINX_REDIS_MODULE} = $RedisModule;
 
 1;

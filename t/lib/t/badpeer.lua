@@ -15,9 +15,9 @@ function _M.fake()
   return cjson.decode(s) or {}
 end
 
--- a connection to the real redis-server
+-- a connection to the real redis-server (with the platform's client)
 function _M.redis()
-  local red = require("nginx.redis"):new()
+  local red = require(c.redis_module):new()
   red:set_timeout(3000)
   assert(red:connect("127.0.0.1", c.redis_port))
   return red

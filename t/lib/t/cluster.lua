@@ -8,9 +8,12 @@ local _M = {}
 local function dict() return ngx.shared.out end
 
 -- per worker: resty.worker.events and resty.events handlers that count
--- events by "api source/event" and keep the payloads' `i` in order
-function _M.init_worker(node, b_port, dir, redis_port)
+-- events by "api source/event" and keep the payloads' `i` in order;
+-- `redis_module` is the platform's Redis client (t/lib/NginxPlatform.pm:
+-- "resty.redis" on OpenResty, "nginx.redis" on Debian)
+function _M.init_worker(node, b_port, dir, redis_port, redis_module)
   _M.node, _M.b_port, _M.dir, _M.redis_port = node, b_port, dir, redis_port
+  _M.redis_module = redis_module
   dict():rpush("pids", ngx.worker.pid())
   local wev = require "resty.worker.events"
   wev.register(function(data, event, source, pid)
