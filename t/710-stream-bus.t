@@ -100,3 +100,121 @@ we: http=4/4 stream=4/4
 re: http=4/4 stream=4/4
 --- no_error_log
 [error]
+
+
+
+=== TEST 3: a unique event runs once per API per subsystem, whichever subsystem posted it
+--- main_config eval: $::Stream
+--- http_config eval: $::Http
+--- config eval
+"location = /t {
+    content_by_lua_block {
+        local t, port = require 't.stream', $::Port
+        local function remote(code) return t.remote(port, code) end
+        assert(t.wait_ready(port))
+        t.post('we', 'u1', 'key-we-http')
+        t.post('re', 'u2', 'key-re-http')
+        remote([[return require('t.stream').post('we', 'u3', 'key-we-stream')]])
+        remote([[return require('t.stream').post('re', 'u4', 'key-re-stream')]])
+        -- a broadcast after them: once every consumer handled it, each has
+        -- read (and claimed or skipped) the unique events before it
+        t.post('we', 'fence')
+        t.wait(port, 'we', 'fence=http')
+        t.wait(port, 're', 'fence=http')
+        for _, e in ipairs({ 'u1=http', 'u2=http', 'u3=stream', 'u4=stream' }) do
+            ngx.say(e, ': we ', t.both(port, 'we', e), ', re ', t.both(port, 're', e))
+        end
+    }
+}"
+--- response_body
+u1=http: we http=1/1 stream=1/1, re http=1/1 stream=1/1
+u2=http: we http=1/1 stream=1/1, re http=1/1 stream=1/1
+u3=stream: we http=1/1 stream=1/1, re http=1/1 stream=1/1
+u4=stream: we http=1/1 stream=1/1, re http=1/1 stream=1/1
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: stream consumers get push wake-ups (their semaphores are stream-lua's), as http's do
+--- main_config eval: $::Stream
+--- http_config eval: $::Http
+--- config eval
+"location = /t {
+    content_by_lua_block {
+        local t, port = require 't.stream', $::Port
+        assert(t.wait_ready(port))
+        ngx.say('http: ', require('resty.worker.events').stats().push, ' ', _G.t_events:stats().push)
+        ngx.say('stream: ', t.remote(port, [[return require('resty.worker.events').stats().push]]),
+                ' ', t.remote(port, [[return _G.t_events:stats().push]]))
+    }
+}"
+--- response_body
+http: true true
+stream: true true
+--- no_error_log
+[error]
+push wake-ups unavailable
+
+
+
+=== TEST 5: a HUP reload: the new workers of both subsystems are on the bus, both directions
+--- main_config eval: $::Stream
+--- http_config eval: $::Http
+--- config eval
+"location = /t {
+    content_by_lua_block {
+        local t, port = require 't.stream', $::Port
+        local function remote(code) return t.remote(port, code) end
+        local function ok(s) return s:match('^http=4/%d+ stream=4/%d+\$') ~= nil end
+        assert(t.wait_ready(port))
+        t.post('we', 'before')
+        ngx.say('before: ', t.wait(port, 'we', 'before=http'))
+        t.set('ready', 0)
+        remote([[return require('t.stream').set('ready', 0)]])
+        require('t.we').reload()
+        ngx.say('ready after HUP: ', t.wait_ready(port))
+        t.post('re', 'after-hup')
+        ngx.say('http -> every worker: ', ok(t.wait(port, 're', 'after-hup=http')))
+        remote([[return require('t.stream').post('we', 'after-hup-s')]])
+        ngx.say('stream -> every worker: ', ok(t.wait(port, 'we', 'after-hup-s=stream')))
+    }
+}"
+--- response_body
+before: http=4/4 stream=4/4
+ready after HUP: true
+http -> every worker: true
+stream -> every worker: true
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a worker SIGKILLed and respawned: its http and stream Lua are back on the bus, both directions
+--- main_config eval: $::Stream
+--- http_config eval: $::Http
+--- config eval
+"location = /t {
+    content_by_lua_block {
+        local t, port = require 't.stream', $::Port
+        local function remote(code) return t.remote(port, code) end
+        local function ok(s) return s:match('^http=4/%d+ stream=4/%d+\$') ~= nil end
+        assert(t.wait_ready(port))
+        local victim = require('t.we').other_worker_pid()
+        t.set('ready', 3)
+        remote([[return require('t.stream').set('ready', 3)]])
+        os.execute('kill -9 ' .. victim)
+        ngx.say('respawned: ', t.wait_ready(port))
+        t.post('we', 'after-kill')
+        ngx.say('http -> every worker: ', ok(t.wait(port, 'we', 'after-kill=http')))
+        remote([[return require('t.stream').post('re', 'after-kill-s')]])
+        ngx.say('stream -> every worker: ', ok(t.wait(port, 're', 'after-kill-s=stream')))
+    }
+}"
+--- response_body
+respawned: true
+http -> every worker: true
+stream -> every worker: true
+--- no_error_log
+[crit]
+[emerg]
