@@ -36,6 +36,9 @@ stream {
     }
     server {
         listen 127.0.0.1:\$TEST_NGINX_RAND_PORT_1;
+        preread_by_lua_block {
+            require("t.stream").set("preread", tostring(require("resty.worker.events").configured()))
+        }
         content_by_lua_block { require("t.stream").serve() }
     }
 }
@@ -136,7 +139,7 @@ u4=stream: we http=1/1 stream=1/1, re http=1/1 stream=1/1
 
 
 
-=== TEST 4: stream consumers get push wake-ups (their semaphores are stream-lua's), as http's do
+=== TEST 4: stream consumers get push wake-ups (their semaphores are stream-lua's), as http's do; every package loads in stream Lua, preread_by_lua* sees the API configured
 --- main_config eval: $::Stream
 --- http_config eval: $::Http
 --- config eval
@@ -147,11 +150,18 @@ u4=stream: we http=1/1 stream=1/1, re http=1/1 stream=1/1
         ngx.say('http: ', require('resty.worker.events').stats().push, ' ', _G.t_events:stats().push)
         ngx.say('stream: ', t.remote(port, [[return require('resty.worker.events').stats().push]]),
                 ' ', t.remote(port, [[return _G.t_events:stats().push]]))
+        ngx.say('stream packages: ', t.remote(port, 'local n = 0 '
+            .. 'for _, p in ipairs({ [[resty.worker.events]], [[resty.events]], [[resty.events.compat]], '
+            .. '[[resty.worker.manager]], [[ngx_tasks]] }) do '
+            .. 'if type(require(p)) == [[table]] then n = n + 1 end end return n'))
+        ngx.say('preread: ', t.remote(port, [[return require('t.stream').get('preread')]]))
     }
 }"
 --- response_body
 http: true true
 stream: true true
+stream packages: 5
+preread: true
 --- no_error_log
 [error]
 push wake-ups unavailable
