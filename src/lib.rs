@@ -34,7 +34,7 @@ pub mod runtime;
 #[cfg(not(test))]
 mod module;
 #[cfg(not(test))]
-pub use module::ngx_http_worker_events_module;
+pub use module::{ngx_http_worker_events_module, ngx_stream_worker_events_module};
 
 #[cfg(test)]
 mod testing;

@@ -1,8 +1,10 @@
-//! The module object nginx loads: the `ngx_module_t`, its http context, the
-//! directive table (`conf::commands`) and the process hooks. The top of the
+//! The module objects nginx loads: the http `ngx_module_t`, its context, the
+//! directive table (`conf::commands`) and the process hooks; and a second,
+//! stream module whose only job is to register the Lua packages with
+//! stream-lua-nginx-module (the same .so carries both). The top of the
 //! layers: it wires the others together and holds no logic of its own.
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use ::ngx::core::Status;
@@ -13,6 +15,7 @@ use ::ngx::ffi::{
 use ::ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
 use crate::ngx::catch_unwind_or;
+use crate::ngx::lua_module::Subsystem;
 use crate::runtime::lifecycle;
 use crate::{conf, lua};
 
@@ -31,7 +34,7 @@ impl HttpModule for Module {
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         catch_unwind_or(Status::NGX_ERROR.into(), || {
             // SAFETY: nginx passes the configuration being parsed.
-            match unsafe { lua::register_preload(cf) } {
+            match unsafe { lua::register_preload(cf, Subsystem::Http) } {
                 Ok(()) => Status::NGX_OK.into(),
                 Err(_) => Status::NGX_ERROR.into(),
             }
@@ -64,7 +67,30 @@ static CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: None,
 };
 
-::ngx::ngx_modules!(ngx_http_worker_events_module);
+// What `ngx::ngx_modules!` writes, for two modules (its counting macro
+// takes one): the tables nginx's `load_module` reads from the .so.
+/// The modules of this .so, in order.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_modules: [*const ngx_module_t; 3] = [
+    ptr::addr_of!(ngx_http_worker_events_module),
+    ptr::addr_of!(ngx_stream_worker_events_module),
+    ptr::null(),
+];
+
+/// Their names (nginx refuses a second module of the same name).
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_module_names: [*const c_char; 3] = [
+    c"ngx_http_worker_events_module".as_ptr(),
+    c"ngx_stream_worker_events_module".as_ptr(),
+    ptr::null(),
+];
+
+/// No ordering constraint.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_module_order: [*const c_char; 1] = [ptr::null()];
 
 /// The module object nginx loads.
 #[used]
@@ -106,3 +132,54 @@ extern "C" fn init_process(_cycle: *mut ngx_cycle_t) -> ngx_int_t {
 extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     catch_unwind_or((), lifecycle::on_worker_exit);
 }
+
+/// `NGX_STREAM_MODULE` ("STRM"): not in the bindings of an nginx configured
+/// without stream (the module type is a constant of nginx's ABI).
+const NGX_STREAM_MODULE: ngx_uint_t = 0x4d52_5453;
+
+/// `ngx_stream_module_t` (src/stream/ngx_stream.h, the same from nginx 1.11
+/// to 1.27), declared here for the same reason.
+#[repr(C)]
+pub struct StreamModuleCtx {
+    preconfiguration: Option<unsafe extern "C" fn(*mut ngx_conf_t) -> ngx_int_t>,
+    postconfiguration: Option<unsafe extern "C" fn(*mut ngx_conf_t) -> ngx_int_t>,
+    create_main_conf: Option<unsafe extern "C" fn(*mut ngx_conf_t) -> *mut c_void>,
+    init_main_conf: Option<unsafe extern "C" fn(*mut ngx_conf_t, *mut c_void) -> *mut c_char>,
+    create_srv_conf: Option<unsafe extern "C" fn(*mut ngx_conf_t) -> *mut c_void>,
+    merge_srv_conf:
+        Option<unsafe extern "C" fn(*mut ngx_conf_t, *mut c_void, *mut c_void) -> *mut c_char>,
+}
+
+/// The stream module's preconfiguration (runs once per `stream {}` block):
+/// registers the Lua packages with stream-lua-nginx-module when nginx has
+/// it; does nothing otherwise (Debian's nginx: stream without Lua).
+unsafe extern "C" fn stream_preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    catch_unwind_or(Status::NGX_ERROR.into(), || {
+        // SAFETY: nginx passes the stream configuration being parsed.
+        match unsafe { lua::register_preload(cf, Subsystem::Stream) } {
+            Ok(()) => Status::NGX_OK.into(),
+            Err(_) => Status::NGX_ERROR.into(),
+        }
+    })
+}
+
+static STREAM_CTX: StreamModuleCtx = StreamModuleCtx {
+    preconfiguration: Some(stream_preconfiguration),
+    postconfiguration: None,
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+};
+
+/// The stream module object: no directives, no process hooks (the http
+/// module's run once per process for both subsystems). On an nginx without
+/// stream nothing ever looks at a module of this type.
+#[used]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_stream_worker_events_module: ngx_module_t = ngx_module_t {
+    ctx: ptr::addr_of!(STREAM_CTX) as *mut c_void,
+    type_: NGX_STREAM_MODULE,
+    ..ngx_module_t::default()
+};

@@ -16,7 +16,8 @@
 --     skip_unique = false,              -- true: leave unique events alone (no
 --                                       -- claim: for a consumer that has no use for them)
 --     claim_tag = "...",                -- the API's name: a unique event runs
---   }                                   -- once per API (default: api_prefix)
+--   }                                   -- once per API (default: api_prefix) and
+--                                       -- per subsystem (stream's tag gets "@stream")
 --   b.open(zone_or_dict)  b.post(...)  b.post_local(...)  b.poll()  b.start()
 --   b.ready()  -- true once the loop has run (the worker left init_worker)
 --
@@ -46,6 +47,10 @@ local n_now_us = native.now_us
 local n_status = native.status
 local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
 local PREFIX = native.LOG_PREFIX
+-- stream-lua's VM (stream {}): its semaphores are stream-lua's, its unique
+-- claims and task keys its own (README "Stream subsystem")
+local STREAM = ngx.config.subsystem == "stream"
+local STREAM_FLAG = STREAM and 1 or 0
 
 local MAX_BATCH = 10000 -- broadcast events handled per poll() before yielding
 local BATCH_US = 20000  -- ... or this long (µs), whichever comes first
@@ -60,6 +65,9 @@ local LOST_LOG_EVERY = 1 -- seconds between two "lost" ERR lines
 
 local _M = {
   LOG_PREFIX = PREFIX,
+  STREAM = STREAM, -- this VM is the stream subsystem's
+  -- what tags per-subsystem names in the zone (claims, task keys): "" in http
+  SUBSYSTEM_TAG = STREAM and "@stream" or "",
   POST_DEDUP = native.POST_DEDUP, -- post flag: drop it when its unique key is live
   POST_OWN = native.POST_OWN,     -- post flag: the API's own event
   POST_CLUSTER = native.POST_CLUSTER, -- post flag: every worker of every node
@@ -134,8 +142,9 @@ function _M.new(spec)
   local drain = spec.drain
   local api_prefix = spec.api_prefix or PREFIX
   local skip_own, skip_unique = spec.skip_own, spec.skip_unique
-  -- unique events run once per API: each claims under its own tag
-  local claim_tag = spec.claim_tag or api_prefix  local self = {}
+  -- unique events run once per API and subsystem: each claims under its own tag
+  local claim_tag = (spec.claim_tag or api_prefix) .. _M.SUBSYSTEM_TAG
+  local self = {}
   local has_run = false -- the loop has run a turn (in this process)
 
   local consumer, zone, pid       -- consumer id, the zone it reads, the pid it lives in
@@ -166,14 +175,15 @@ function _M.new(spec)
     if self.opened() then return false end
     consumer, loop_running, sema, has_run = nil, false, nil, false
     local agent = _M.is_agent()
-    local id, z = n_open(name, ngx.get_phase() == "init", agent)
+    local id, z = n_open(name, ngx.get_phase() == "init", agent, STREAM)
     if not id then return nil, z end
     consumer, zone, pid = id, z, n_pid()
     _M.refresh_debug()
     -- with worker_events_cluster on this zone, this worker joins the
     -- bridge's lease (once per worker, whichever API opens first); the
-    -- agent is no worker and never bridges
-    local cluster = not agent and native.cluster_config()
+    -- agent is no worker and never bridges, and the bridge is http's (the
+    -- stream subsystem's cluster events go through it)
+    local cluster = not agent and not STREAM and native.cluster_config()
     if cluster and cluster.zone == z then
       local ok, err = require("ngx_worker_events.cluster").start()
       if not ok then log(ERR, PREFIX, "cluster: ", err) end
@@ -405,7 +415,7 @@ function _M.new(spec)
         sema_posted = true
         -- posts made during the batch must not cut this wait short
         while sema:count() > 0 do sema:wait(0) end
-        c_next_turn(sema.sem)
+        c_next_turn(sema.sem, STREAM_FLAG)
         sema:wait(1)
         sema_posted = false
       else

@@ -8,6 +8,8 @@
 use core::ffi::c_void;
 
 use crate::ngx::catch_unwind_or;
+use crate::ngx::lua_module::Subsystem;
+use crate::runtime::state::Sema;
 use crate::runtime::{attach, consumer};
 
 /// The `ffi.cdef` for the functions below.
@@ -15,8 +17,8 @@ pub const CDEF: &str = "
 int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
-int ngx_worker_events_tasks_set_sema(void *sema);
-void ngx_worker_events_next_turn(void *sema);
+int ngx_worker_events_tasks_set_sema(void *sema, int stream);
+void ngx_worker_events_next_turn(void *sema, int stream);
 ";
 
 fn id(consumer: libc::c_int) -> u32 {
@@ -29,9 +31,11 @@ pub extern "C" fn ngx_worker_events_pending(consumer: libc::c_int) -> libc::c_in
     catch_unwind_or(0, || consumer::pending(id(consumer)) as libc::c_int)
 }
 
-/// Registers the `ngx_http_lua_sema_t` `consumer`'s loop waits on (NULL to
-/// unregister). The Lua side keeps the semaphore referenced until it
-/// unregisters it. Returns 1 when push wake-ups reach this worker, else 0.
+/// Registers the semaphore `consumer`'s loop waits on (NULL to unregister):
+/// an `ngx_http_lua_sema_t`, or an `ngx_stream_lua_sema_t` for a consumer
+/// opened in the stream subsystem. The Lua side keeps the semaphore
+/// referenced until it unregisters it. Returns 1 when push wake-ups reach
+/// this worker, else 0.
 #[no_mangle]
 pub extern "C" fn ngx_worker_events_set_sema(
     consumer: libc::c_int,
@@ -40,20 +44,31 @@ pub extern "C" fn ngx_worker_events_set_sema(
     catch_unwind_or(0, || consumer::set_sema(id(consumer), sema) as libc::c_int)
 }
 
-/// Registers an `ngx_http_lua_sema_t` a task loop waits on, posted once when
+fn sema(ptr: *mut c_void, stream: libc::c_int) -> Sema {
+    Sema {
+        ptr,
+        subsystem: Subsystem::from_flag(stream),
+    }
+}
+
+/// Registers a semaphore a task loop waits on (`stream` 0: an
+/// `ngx_http_lua_sema_t`, else an `ngx_stream_lua_sema_t`), posted once when
 /// nginx starts shutting down. Returns 1 when that will happen, else 0.
 #[no_mangle]
-pub extern "C" fn ngx_worker_events_tasks_set_sema(sema: *mut c_void) -> libc::c_int {
+pub extern "C" fn ngx_worker_events_tasks_set_sema(
+    ptr: *mut c_void,
+    stream: libc::c_int,
+) -> libc::c_int {
     catch_unwind_or(0, || {
-        crate::runtime::tasks::set_shutdown_sema(sema) as libc::c_int
+        crate::runtime::tasks::set_shutdown_sema(sema(ptr, stream)) as libc::c_int
     })
 }
 
-/// Posts the `ngx_http_lua_sema_t` `sema` on the event loop's next turn
-/// (after nginx polled for I/O). The Lua side keeps it referenced.
+/// Posts the semaphore `ptr` (`stream` as above) on the event loop's next
+/// turn (after nginx polled for I/O). The Lua side keeps it referenced.
 #[no_mangle]
-pub extern "C" fn ngx_worker_events_next_turn(sema: *mut c_void) {
-    catch_unwind_or((), || crate::runtime::notify::next_turn(sema))
+pub extern "C" fn ngx_worker_events_next_turn(ptr: *mut c_void, stream: libc::c_int) {
+    catch_unwind_or((), || crate::runtime::notify::next_turn(sema(ptr, stream)))
 }
 
 /// Test hook: takes the lock of the first zone this worker is attached to

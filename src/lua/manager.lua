@@ -102,7 +102,7 @@ end
 -- this worker exits: its exit callback, then the master exit if it is its
 -- generation's last
 local function exiting()
-  local gen, prev, mine, nxt = native.manager_leave()
+  local gen, prev, mine, nxt = native.manager_leave(bus.STREAM)
   if not gen then return end
   debug_counts(worker_id, "worker exiting", prev, mine, nxt)
   call("worker exit", worker_exit_cb, worker_id, prev, mine, nxt)
@@ -166,7 +166,7 @@ function _M.on_init_worker_by_lua(start_cb, exit_cb)
 
   local shm = config.shm or ""
   local gen, gen_time, first, mp, mm, mn, wp, wm, wn =
-    native.manager_start(shm, config.interval, config.failed)
+    native.manager_start(shm, config.interval, config.failed, bus.STREAM)
   if not gen then
     log(ERR, PREFIX, "error starting worker: ", gen_time)
     return nil, "Error starting worker: " .. tostring(gen_time)

@@ -1,5 +1,6 @@
-//! The Lua surface: the packages we preload into lua-nginx-module, and the
-//! native functions they stand on.
+//! The Lua surface: the packages we preload into lua-nginx-module (and into
+//! stream-lua-nginx-module, when nginx has it: the same packages, on the
+//! same zones, for `stream {}` Lua), and the native functions they stand on.
 //!
 //! | package | file | what |
 //! |---|---|---|
@@ -35,7 +36,7 @@ mod preload {
     use ngx::ffi::{ngx_conf_t, ngx_int_t, NGX_LOG_EMERG, NGX_OK};
     use ngx::ngx_conf_log_error;
 
-    use crate::ngx::lua_module::{self, LuaCFunction};
+    use crate::ngx::lua_module::{self, AddPreload, LuaCFunction, Subsystem};
 
     /// The packages: (name, chunk name, embedded source).
     const PACKAGES: [(&CStr, &str, &str); 7] = [
@@ -73,24 +74,39 @@ mod preload {
     pub enum PreloadError {
         #[error("ngx_http_lua_module is not loaded; load ndk_http_module.so and ngx_http_lua_module.so with load_module")]
         NoLuaModule,
-        #[error("ngx_http_lua_add_package_preload failed for {0}")]
+        #[error("adding the package preload failed for {0}")]
         Refused(&'static str),
     }
 
-    /// Registers our packages with lua-nginx-module.
+    /// Registers our packages with `subsystem`'s lua module: http's
+    /// lua-nginx-module must be there; stream-lua is optional (an nginx
+    /// without it, e.g. Debian's, gets nothing for `stream {}`, silently).
     ///
     /// # Safety
-    /// `cf` must be the configuration being parsed (from preconfiguration).
-    pub unsafe fn register_preload(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
-        let result = add_all(cf);
+    /// `cf` must be the configuration being parsed (from that subsystem's
+    /// preconfiguration: `cf->ctx` is its configuration context).
+    pub unsafe fn register_preload(
+        cf: *mut ngx_conf_t,
+        subsystem: Subsystem,
+    ) -> Result<(), PreloadError> {
+        let Some(add) = lua_module::add_package_preload(subsystem) else {
+            return match subsystem {
+                Subsystem::Stream => Ok(()),
+                Subsystem::Http => {
+                    let e = PreloadError::NoLuaModule;
+                    ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
+                    Err(e)
+                }
+            };
+        };
+        let result = add_all(cf, add);
         if let Err(e) = &result {
             ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}{}", crate::ngx::log::PREFIX, e);
         }
         result
     }
 
-    fn add_all(cf: *mut ngx_conf_t) -> Result<(), PreloadError> {
-        let add = lua_module::add_package_preload().ok_or(PreloadError::NoLuaModule)?;
+    fn add_all(cf: *mut ngx_conf_t, add: AddPreload) -> Result<(), PreloadError> {
         let loaders: [LuaCFunction; PACKAGES.len()] = [
             open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>,
         ];

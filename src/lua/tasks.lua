@@ -26,7 +26,13 @@ local ffi = require "ffi"
 pcall(ffi.cdef, native.CDEF)
 local C = ffi.C
 local semaphore = require "ngx.semaphore"
-local error_text = require("ngx_worker_events.bus").error_text
+local bus = require "ngx_worker_events.bus"
+local error_text = bus.error_text
+-- task names are per subsystem: stream {} Lua's keys and status entries
+-- carry "@stream" (README "Stream subsystem")
+local TAG = bus.SUBSYSTEM_TAG
+local KEY = "ngx_tasks" .. TAG .. ":"
+local STREAM_FLAG = bus.STREAM and 1 or 0
 
 local n_take, n_finish, n_release = native.tasks_take, native.tasks_finish, native.tasks_release
 local n_record, n_resolve = native.tasks_record, native.tasks_resolve
@@ -172,7 +178,7 @@ local function execute(task, zone, key, lock, ends)
   end
   c.last = { time = ngx.now(), pid = ngx.worker.pid(), duration = dur }
   if dur > c.max_duration then c.max_duration = dur end
-  n_record(zone, tostring(task.identifier), "ran", dur, not ok)
+  n_record(zone, tostring(task.identifier) .. TAG, "ran", dur, not ok)
   n_finish(zone, key, ends)
   if lock then n_release(zone, lock) end
 end
@@ -196,7 +202,7 @@ local function skipped(task, zone)
   local id = tostring(task.identifier)
   local c = counter(task.identifier)
   c.skipped = c.skipped + 1
-  n_record(zone, id, "skipped")
+  n_record(zone, id .. TAG, "skipped")
   local l = skip_log[task.identifier]
   if not l then
     l = { at = -huge, n = 0 }
@@ -259,12 +265,12 @@ local function try_window(task, zone, key, threaded, held, ends)
   end
   local lock
   if task.typ == "preemption" then
-    lock = "ngx_tasks:run:" .. id
+    lock = KEY .. "run:" .. id
     local l, err = n_take(zone, lock, RUN_LOCK_TTL)
     if l == "busy" then
       -- an earlier window still runs (here or in another worker)
       c.overlaps = c.overlaps + 1
-      n_record(zone, id, "overlapped")
+      n_record(zone, id .. TAG, "overlapped")
       n_finish(zone, key, ends)
       return
     elseif l == "full" then
@@ -278,7 +284,7 @@ local function try_window(task, zone, key, threaded, held, ends)
   end
   if got == "retry" then
     c.retries = c.retries + 1
-    n_record(zone, id, "retried")
+    n_record(zone, id .. TAG, "retried")
     log(WARN, PREFIX, "task '", id, "': worker ", owner, " died before it finished ", key,
         ", running it again")
   end
@@ -326,7 +332,7 @@ local function consider(self, task, zone, threaded)
     -- its previous window is still running here (preemption: its run lock
     -- says so, to whichever worker takes the window)
     c.overlaps = c.overlaps + 1
-    n_record(zone, tostring(task.identifier), "overlapped")
+    n_record(zone, tostring(task.identifier) .. TAG, "overlapped")
     return min(again, wait)
   end
   if task.filter then
@@ -341,9 +347,9 @@ local function consider(self, task, zone, threaded)
   end
   local key
   if task.typ == "preemption" then
-    key = "ngx_tasks:p:" .. tostring(name) .. ":" .. tostring(w)
+    key = KEY .. "p:" .. tostring(name) .. ":" .. tostring(w)
   else
-    key = "ngx_tasks:n:" .. tostring(name) .. ":" .. tostring(ngx.worker.id()) .. ":" .. tostring(w)
+    key = KEY .. "n:" .. tostring(name) .. ":" .. tostring(ngx.worker.id()) .. ":" .. tostring(w)
   end
   try_window(task, zone, key, threaded, false, ends)
   -- a window just found held is looked at again soon, in case its worker dies
@@ -390,7 +396,7 @@ local function loop(premature, self)
   if premature then return end
   local sema = semaphore.new(0)
   -- woken when nginx starts shutting down (else: look every RECHECK s)
-  local woken_at_exit = C.ngx_worker_events_tasks_set_sema(sema.sem) == 1
+  local woken_at_exit = C.ngx_worker_events_tasks_set_sema(sema.sem, STREAM_FLAG) == 1
   local cap = woken_at_exit and 60 or RECHECK
   loops[self] = sema
   while not exiting() do

@@ -2,13 +2,14 @@
 //! instance): open, read, pending, wake-up semaphore, exit posts, stats,
 //! close. Posting is `runtime::post`.
 
+use crate::ngx::lua_module::Subsystem;
 use crate::ngx::process::{self, NgxProcess};
 use crate::runtime::attach::{attachment, take_slot};
 use crate::runtime::counters;
 use crate::runtime::notify;
 use crate::runtime::post::KEEP_BUFFER;
 use crate::runtime::resolve::{resolve, AttachError};
-use crate::runtime::state::{Consumer, ExitPost, STATE};
+use crate::runtime::state::{Consumer, ExitPost, Sema, STATE};
 use crate::zone::record::RecordHeader;
 use crate::zone::slots::SlotCounter;
 use crate::zone::{ReadOutcome, ZoneStats};
@@ -29,7 +30,13 @@ pub struct Opened {
 /// that runs `init_worker_by_lua*`): it attaches without a slot (no push
 /// wake-ups: its loop, when it runs one, polls every interval); its posts
 /// wake the workers as any post does.
-pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachError> {
+/// `subsystem`: the Lua subsystem it lives in (its semaphore's kind).
+pub fn open(
+    name: &str,
+    in_init: bool,
+    agent: bool,
+    subsystem: Subsystem,
+) -> Result<Opened, AttachError> {
     let kind = NgxProcess::current();
     if in_init {
         return Err(AttachError::InInit);
@@ -55,7 +62,8 @@ pub fn open(name: &str, in_init: bool, agent: bool) -> Result<Opened, AttachErro
         let c = Consumer {
             zone: z,
             cursor,
-            sema: core::ptr::null_mut(),
+            subsystem,
+            sema: Sema::NONE,
             woken: false,
             lost: 0,
             last_posted_us: 0,
@@ -182,7 +190,8 @@ pub fn pending(id: u32) -> bool {
 }
 
 /// Registers the semaphore consumer `id`'s loop waits on (null to
-/// unregister). True when push wake-ups reach this worker.
+/// unregister; of the consumer's subsystem). True when push wake-ups reach
+/// this worker and its subsystem's semaphores can be posted.
 ///
 /// A worker that found its zone's slots all taken (e.g. by an old
 /// generation during a big reload) tries again here: the loop calls this
@@ -190,39 +199,42 @@ pub fn pending(id: u32) -> bool {
 pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
     STATE
         .with(|st| {
-            let Some(c) = st.consumer(id) else {
-                return false;
+            let c = st.consumer(id)?;
+            c.sema = Sema {
+                ptr: sema,
+                subsystem: c.subsystem,
             };
-            c.sema = sema;
             c.woken = false;
-            let z = c.zone;
+            let (z, subsystem) = (c.zone, c.subsystem);
             let a = &mut st.zones[z];
             if a.slot.is_none() && !sema.is_null() {
                 a.slot = take_slot(&a.handle);
             }
-            a.slot.is_some()
+            a.slot.is_some().then_some(subsystem)
         })
-        .unwrap_or(false)
-        && notify::active()
+        .ok()
+        .flatten()
+        .is_some_and(|subsystem| notify::active() && notify::can_post(subsystem))
 }
 
 /// Posts `source`/`event` (nil data) to consumer `id`'s zone when this
-/// worker exits (once per zone and pair).
+/// worker exits (once per zone, pair and subsystem: each subsystem's API
+/// posts its own, as the library does in each Lua VM).
 pub fn post_at_exit(id: u32, source: &[u8], event: &[u8]) -> bool {
     STATE
         .with(|st| {
-            let Some(zone) = st.consumer(id).map(|c| c.zone) else {
+            let Some((zone, subsystem)) = st.consumer(id).map(|c| (c.zone, c.subsystem)) else {
                 return false;
             };
-            let dup = st
-                .exit_posts
-                .iter()
-                .any(|p| p.zone == zone && p.source == source && p.event == event);
+            let dup = st.exit_posts.iter().any(|p| {
+                p.zone == zone && p.source == source && p.event == event && p.subsystem == subsystem
+            });
             if !dup {
                 st.exit_posts.push(ExitPost {
                     zone,
                     source: source.to_vec(),
                     event: event.to_vec(),
+                    subsystem,
                 });
             }
             true

@@ -8,9 +8,16 @@
 //! and runs them after the lock is released. Crashes, hangs and recoveries
 //! become events on the bus (source [`SOURCE`]), posted by the one worker
 //! that noticed.
+//!
+//! Subsystems: the lifecycle is the worker process's, tracked once (one
+//! slot, one heartbeat). When both the http and the stream subsystem's Lua
+//! use the API, the second to start gets the first's counts, and each gets
+//! the exit counts once: each subsystem runs its own callbacks with the
+//! same numbers.
 
 use core::sync::atomic::Ordering;
 
+use crate::ngx::lua_module::Subsystem;
 use crate::ngx::process::{self, NgxProcess};
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::timer::{self, Timer};
@@ -44,6 +51,22 @@ struct Tracked {
     /// A heartbeat older than this is overdue (`interval + failed`).
     overdue_ms: u64,
     left: bool,
+    /// The zone's name (for messages).
+    zone_name: String,
+    /// What the start found (a second subsystem's start gets it too).
+    started: Started,
+    /// The subsystems that started, and those that got the exit counts.
+    started_in: [bool; 2],
+    left_in: [bool; 2],
+    /// The counts at exit (with this worker still included).
+    left_counts: Option<Counts>,
+}
+
+fn index(subsystem: Subsystem) -> usize {
+    match subsystem {
+        Subsystem::Http => 0,
+        Subsystem::Stream => 1,
+    }
 }
 
 impl Tracked {
@@ -72,6 +95,8 @@ pub enum ManagerError {
     /// Every slot of the zone is taken.
     NoSlot(String),
     AlreadyStarted,
+    /// The other subsystem tracks this worker in another zone.
+    OtherZone(String),
     Reentered,
 }
 
@@ -84,12 +109,17 @@ impl core::fmt::Display for ManagerError {
                 "zone \"{zone}\" has no free worker slot: this worker's lifecycle cannot be tracked"
             ),
             ManagerError::AlreadyStarted => f.write_str("already started in this worker"),
+            ManagerError::OtherZone(zone) => write!(
+                f,
+                "this worker's lifecycle is tracked in zone \"{zone}\" already (by the other subsystem's Lua): use the same shm in both"
+            ),
             ManagerError::Reentered => f.write_str("internal error: busy"),
         }
     }
 }
 
 /// What a worker's start found.
+#[derive(Clone)]
 pub struct Started {
     pub generation: u64,
     /// When the generation started (wall ms).
@@ -101,12 +131,34 @@ pub struct Started {
     pub worker: Counts,
 }
 
-/// Starts tracking this worker in zone `name` ("" for the default zone).
-pub fn start(name: &str, interval_ms: u64, failed_ms: u64) -> Result<Started, ManagerError> {
-    if matches!(TRACKED.with(|t| t.is_some()), Ok(true)) {
+/// The start of a second subsystem in a tracked worker: the first's counts.
+fn start_again(
+    t: &mut Tracked,
+    zone: usize,
+    subsystem: Subsystem,
+) -> Result<Started, ManagerError> {
+    if t.started_in[index(subsystem)] {
         return Err(ManagerError::AlreadyStarted);
     }
+    if t.zone != zone {
+        return Err(ManagerError::OtherZone(t.zone_name.clone()));
+    }
+    t.started_in[index(subsystem)] = true;
+    Ok(t.started.clone())
+}
+
+/// Starts tracking this worker in zone `name` ("" for the default zone),
+/// for `subsystem`'s Lua (see the file's doc for two subsystems).
+pub fn start(
+    name: &str,
+    interval_ms: u64,
+    failed_ms: u64,
+    subsystem: Subsystem,
+) -> Result<Started, ManagerError> {
     let (zone, handle, slot) = attach::attach_named(name).map_err(ManagerError::Attach)?;
+    if let Ok(Some(again)) = TRACKED.with(|t| t.as_mut().map(|t| start_again(t, zone, subsystem))) {
+        return again;
+    }
     let slot = slot.ok_or_else(|| ManagerError::NoSlot(name.to_string()))?;
     let generation = handle.generation;
     let slots = handle.zone.slots();
@@ -149,7 +201,18 @@ pub fn start(name: &str, interval_ms: u64, failed_ms: u64) -> Result<Started, Ma
         tick_ms: interval.min(MAX_TICK_MS),
         overdue_ms: interval.saturating_add(failed_ms),
         left: false,
+        zone_name: STATE
+            .with(|st| st.zones.get(zone).map(|a| a.name.clone()))
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        started: started.clone(),
+        started_in: [false; 2],
+        left_in: [false; 2],
+        left_counts: None,
     };
+    let mut tracked = tracked;
+    tracked.started_in[index(subsystem)] = true;
     let tick_ms = tracked.tick_ms;
     TRACKED
         .with(|t| *t = Some(tracked))
@@ -163,10 +226,19 @@ fn tracked() -> Option<Tracked> {
 }
 
 /// This worker leaves its generation (it is exiting): the counts with it
-/// still included, `None` when not tracked or already left. The caller runs
+/// still included, `None` when not tracked or already left for `subsystem`
+/// (a second subsystem gets the counts the first one got). The caller runs
 /// the worker exit, and the master exit when `mine == 1`.
-pub fn leave() -> Option<(u64, Counts)> {
-    let t = tracked().filter(|t| !t.left)?;
+pub fn leave(subsystem: Subsystem) -> Option<(u64, Counts)> {
+    let t = tracked().filter(|t| t.started_in[index(subsystem)] && !t.left_in[index(subsystem)])?;
+    let _ = TRACKED.with(|c| {
+        if let Some(c) = c {
+            c.left_in[index(subsystem)] = true;
+        }
+    });
+    if let Some(c) = t.left_counts.filter(|_| t.left) {
+        return Some((t.generation, c));
+    }
     TICK.cancel();
     // a worker that died (and, nginx stopping, was not replaced) must not
     // keep the last live one from seeing itself last
@@ -181,6 +253,11 @@ pub fn leave() -> Option<(u64, Counts)> {
     let newest = t.newest();
     let c = counts(&slots.owners(), t.generation, newest);
     slots.set_exiting(t.slot, process::pid());
+    let _ = TRACKED.with(|tr| {
+        if let Some(tr) = tr {
+            tr.left_counts = Some(c);
+        }
+    });
     Some((t.generation, c))
 }
 

@@ -6,7 +6,9 @@
 //! sends one byte to each other worker whose slot wake flag it flipped from
 //! 0 to 1 (so a burst costs each reader one wake-up); the reader's handler
 //! drains the socket, takes its flags and posts the semaphore of every
-//! consumer of the zones that were flagged (`ngx_http_lua_ffi_sema_post`).
+//! consumer of the zones that were flagged (`ngx_http_lua_ffi_sema_post`,
+//! or `ngx_stream_lua_ffi_sema_post` for a consumer in the stream
+//! subsystem's Lua: each semaphore is posted by its own lua module).
 //! At graceful shutdown nginx calls the handler with `close` set: every
 //! loop wakes up to exit.
 //!
@@ -29,18 +31,14 @@
 //! `interval` loop stays as the safety net, and when any of this fails the
 //! worker logs it once and falls back to that loop.
 
-use core::ffi::c_void;
-
 use ngx::ffi::ngx_event_t;
 
-use crate::ngx::lua_module;
+use crate::ngx::lua_module::{self, SemaPost, Subsystem};
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::socket::{Listener, Sender};
 use crate::ngx::timer::{self, Timer};
 use crate::runtime::cell::ProcessCell;
-use crate::runtime::state::{State, STATE};
-
-type SemaPost = unsafe extern "C" fn(*mut c_void, libc::c_int) -> libc::c_int;
+use crate::runtime::state::{Sema, State, STATE};
 
 #[derive(Default)]
 struct Push {
@@ -48,7 +46,10 @@ struct Push {
     /// The random name of `listener`.
     token: u128,
     sender: Option<Sender>,
+    /// http's semaphore post (push needs it: every worker has http Lua).
     sema_post: Option<SemaPost>,
+    /// stream-lua's, looked up when a stream consumer first needs it.
+    sema_post_stream: Option<SemaPost>,
     /// Listening was tried in this process (it is tried once).
     tried: bool,
     warned: bool,
@@ -100,7 +101,7 @@ pub fn listen() -> bool {
             return p.listener.is_some();
         }
         p.tried = true;
-        p.sema_post = lua_module::sema_post();
+        p.sema_post = lua_module::sema_post(Subsystem::Http);
         if std::env::var_os("NGX_WORKER_EVENTS_NO_PUSH").is_some_and(|v| v == "1") {
             warn_once(p, format_args!("disabled by NGX_WORKER_EVENTS_NO_PUSH"));
             return false;
@@ -169,30 +170,45 @@ unsafe extern "C" fn on_resume(ev: *mut ngx_event_t) {
     unsafe { on_readable(ev) };
 }
 
-/// Posts `sema` (a live `ngx_http_lua_sema_t`) once.
-fn post_sema(sema: *mut c_void) {
-    let found = PUSH.with(|p| {
-        if p.sema_post.is_none() {
-            p.sema_post = lua_module::sema_post();
-        }
-        p.sema_post
-    });
-    let Ok(Some(post)) = found else {
+/// The semaphore post function of `subsystem` (None: that lua module is
+/// not in this nginx).
+fn poster(p: &mut Push, subsystem: Subsystem) -> Option<SemaPost> {
+    let slot = match subsystem {
+        Subsystem::Http => &mut p.sema_post,
+        Subsystem::Stream => &mut p.sema_post_stream,
+    };
+    if slot.is_none() {
+        *slot = lua_module::sema_post(subsystem);
+    }
+    *slot
+}
+
+/// True when semaphores of `subsystem` can be posted from here.
+pub fn can_post(subsystem: Subsystem) -> bool {
+    PUSH.with(|p| poster(p, subsystem).is_some())
+        .unwrap_or(false)
+}
+
+/// Posts `sema` (a live `ngx_{http,stream}_lua_sema_t`) once, with its
+/// subsystem's lua module.
+fn post_sema(sema: Sema) {
+    let Ok(Some(post)) = PUSH.with(|p| poster(p, sema.subsystem)) else {
         return;
     };
-    if !sema.is_null() {
+    if !sema.ptr.is_null() {
         // SAFETY: the Lua side keeps the semaphore alive while it is
         // registered with its consumer (see `exports::ngx_worker_events_set_sema`),
-        // and we run on the event loop.
-        unsafe { post(sema, 1) };
+        // it is of the subsystem whose function we call, and we run on the
+        // event loop.
+        unsafe { post(sema.ptr, 1) };
     }
 }
 
-/// Posts `sema` (a live `ngx_http_lua_sema_t`) on the event loop's next
+/// Posts `sema` (a live `ngx_{http,stream}_lua_sema_t`) on the event loop's next
 /// turn, after nginx polled for I/O: a dispatch loop that waits for it
 /// between two batches lets requests, signals and timers run, even when its
 /// handlers call `ngx.update_time()`.
-pub fn next_turn(sema: *mut c_void) {
+pub fn next_turn(sema: Sema) {
     let _ = STATE.with(|st| {
         if !st.next_turn_semas.contains(&sema) {
             st.next_turn_semas.push(sema);
@@ -220,7 +236,7 @@ unsafe extern "C" fn on_next_turn(_ev: *mut ngx_event_t) {
 pub fn wake_local(st: &mut State, zone: usize, except: Option<usize>, all: bool) {
     for (i, c) in st.consumers.iter_mut().enumerate() {
         let Some(c) = c else { continue };
-        if c.zone != zone || Some(i) == except || (c.woken && !all) || c.sema.is_null() {
+        if c.zone != zone || Some(i) == except || (c.woken && !all) || c.sema.ptr.is_null() {
             continue;
         }
         c.woken = true;

@@ -3,6 +3,7 @@
 
 use core::ffi::c_void;
 
+use crate::ngx::lua_module::Subsystem;
 use crate::ngx::shm::ZoneHandle;
 use crate::runtime::cell::ProcessCell;
 use crate::wire::payload::Encoder;
@@ -47,13 +48,31 @@ impl Pending {
     }
 }
 
+/// A Lua semaphore (`ngx.semaphore`'s `sem`) native code posts, and the
+/// subsystem whose lua module made it (each posts its own kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sema {
+    pub ptr: *mut c_void,
+    pub subsystem: Subsystem,
+}
+
+impl Sema {
+    /// No semaphore.
+    pub const NONE: Sema = Sema {
+        ptr: core::ptr::null_mut(),
+        subsystem: Subsystem::Http,
+    };
+}
+
 /// One reader of one zone (one Lua API instance in this process).
 pub struct Consumer {
     /// Index into `State::zones`.
     pub zone: usize,
     pub cursor: Cursor,
-    /// The `ngx_http_lua_sema_t` its dispatch loop waits on (null: none).
-    pub sema: *mut c_void,
+    /// The Lua subsystem it lives in (`ngx.config.subsystem`).
+    pub subsystem: Subsystem,
+    /// The semaphore its dispatch loop waits on (null: none), of `subsystem`.
+    pub sema: Sema,
     /// A wake-up was posted and the consumer has not drained since.
     pub woken: bool,
     /// Events it lost (overrun), since it was opened.
@@ -70,6 +89,8 @@ pub struct ExitPost {
     pub zone: usize,
     pub source: Vec<u8>,
     pub event: Vec<u8>,
+    /// The subsystem of the API that asked (each posts its own).
+    pub subsystem: Subsystem,
 }
 
 /// Everything this process holds.
@@ -90,9 +111,9 @@ pub struct State {
     pub claimed: std::collections::VecDeque<(usize, u64, u64)>,
     /// Semaphores (task loops) posted once when nginx starts shutting down;
     /// the Lua side keeps them referenced for the worker's life.
-    pub shutdown_semas: Vec<*mut c_void>,
+    pub shutdown_semas: Vec<Sema>,
     /// Semaphores to post on the event loop's next turn (`notify::next_turn`).
-    pub next_turn_semas: Vec<*mut c_void>,
+    pub next_turn_semas: Vec<Sema>,
 }
 
 impl State {

@@ -3,13 +3,11 @@
 //! taken over), and the semaphores of task loops, woken when nginx starts
 //! shutting down so the loops end at once.
 
-use core::ffi::c_void;
-
 use crate::ngx::process;
 use crate::runtime::attach;
 use crate::runtime::notify;
 use crate::runtime::resolve::AttachError;
-use crate::runtime::state::STATE;
+use crate::runtime::state::{Sema, STATE};
 use crate::zone::claims::TaskClaim;
 use crate::zone::tasks::TaskEvent;
 
@@ -74,11 +72,11 @@ pub fn record(zone: &str, name: &[u8], event: TaskEvent) -> Result<bool, AttachE
 /// Registers a task loop's semaphore to be posted when nginx starts shutting
 /// down; true when that will happen (push is on in this worker), else the
 /// loop must check `ngx.worker.exiting()` on its own.
-pub fn set_shutdown_sema(sema: *mut c_void) -> bool {
+pub fn set_shutdown_sema(sema: Sema) -> bool {
     let _ = STATE.with(|st| {
         if !st.shutdown_semas.contains(&sema) {
             st.shutdown_semas.push(sema);
         }
     });
-    notify::active()
+    notify::active() && notify::can_post(sema.subsystem)
 }

@@ -1,10 +1,13 @@
 //! The native table's `manager_*` functions, for `resty.worker.manager`
 //! (see `crate::runtime::manager`). Counts travel as `prev, mine, next`
-//! (`prev` and `next` may be nil, as the library's).
+//! (`prev` and `next` may be nil, as the library's). `stream`: the caller
+//! is stream-lua's (the lifecycle is tracked once per worker; each
+//! subsystem gets the counts).
 
 use super::convert::secs_to_ms;
 use mlua::{Lua, MultiValue, Table, Value};
 
+use crate::ngx::lua_module::Subsystem;
 use crate::runtime::manager;
 use crate::zone::manager::Counts;
 
@@ -21,38 +24,50 @@ fn err(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
     ]))
 }
 
+/// `stream` (the caller is stream-lua's) as a subsystem.
+fn subsystem(stream: Option<bool>) -> Subsystem {
+    if stream.unwrap_or(false) {
+        Subsystem::Stream
+    } else {
+        Subsystem::Http
+    }
+}
+
 /// Adds the `manager_*` functions to the native table `t`.
 pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
-    // manager_start(zone, interval_s, failed_s) -> generation, generation_time,
+    // manager_start(zone, interval_s, failed_s, stream?) -> generation, generation_time,
     //   is_first, m_prev, m_mine, m_next, w_prev, w_mine, w_next | nil, err
     t.set(
         "manager_start",
         lua.create_function(
-            |lua, (zone, interval, failed): (String, f64, f64)| match manager::start(
-                &zone,
-                secs_to_ms(interval),
-                secs_to_ms(failed),
-            ) {
-                Err(e) => err(lua, e),
-                Ok(s) => {
-                    let mut out = vec![
-                        Value::Integer(s.generation as i64),
-                        Value::Number(s.generation_ms as f64 / 1000.0),
-                        Value::Boolean(s.master.is_some()),
-                    ];
-                    push_counts(&mut out, s.master.unwrap_or(s.worker));
-                    push_counts(&mut out, s.worker);
-                    Ok(MultiValue::from_vec(out))
+            |lua, (zone, interval, failed, stream): (String, f64, f64, Option<bool>)| {
+                match manager::start(
+                    &zone,
+                    secs_to_ms(interval),
+                    secs_to_ms(failed),
+                    subsystem(stream),
+                ) {
+                    Err(e) => err(lua, e),
+                    Ok(s) => {
+                        let mut out = vec![
+                            Value::Integer(s.generation as i64),
+                            Value::Number(s.generation_ms as f64 / 1000.0),
+                            Value::Boolean(s.master.is_some()),
+                        ];
+                        push_counts(&mut out, s.master.unwrap_or(s.worker));
+                        push_counts(&mut out, s.worker);
+                        Ok(MultiValue::from_vec(out))
+                    }
                 }
             },
         )?,
     )?;
-    // manager_leave() -> generation, prev, mine, next | nothing
+    // manager_leave(stream?) -> generation, prev, mine, next | nothing
     t.set(
         "manager_leave",
-        lua.create_function(|_, ()| {
+        lua.create_function(|_, stream: Option<bool>| {
             let mut out = Vec::new();
-            if let Some((g, c)) = manager::leave() {
+            if let Some((g, c)) = manager::leave(subsystem(stream)) {
                 out.push(Value::Integer(g as i64));
                 push_counts(&mut out, c);
             }

@@ -6,7 +6,7 @@
 //!
 //! | field | what |
 //! |---|---|
-//! | `open(zone, in_init, agent)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`) |
+//! | `open(zone, in_init, agent, stream)` | `consumer, zone_name` / `nil, err` (a dict name or `""` maps to the default zone; refused in init_by_lua and outside workers, except the privileged agent with `agent`; `stream`: the caller is stream-lua's) |
 //! | `close(consumer)` | forgets the consumer |
 //! | `post`, `fetch` | per event, see `bus` |
 //! | `claim(consumer, unique, ttl_s, seq, api_tag)` | `true` / `false, owner_pid` / `false` (no room: nobody runs it); per API tag; a record this worker claimed through another consumer of that API is `true` again |
@@ -33,6 +33,7 @@ mod tasks;
 
 use mlua::{Lua, LuaString, MultiValue, Table, Value};
 
+use crate::ngx::lua_module::Subsystem;
 use crate::ngx::process::{self, NgxProcess};
 use crate::runtime::consumer;
 use crate::zone::claims::ClaimOutcome;
@@ -96,11 +97,21 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
 
 fn open(
     lua: &Lua,
-    (name, in_init, agent): (LuaString, Option<bool>, Option<bool>),
+    (name, in_init, agent, stream): (LuaString, Option<bool>, Option<bool>, Option<bool>),
 ) -> mlua::Result<MultiValue> {
     let name = name.to_str()?.to_string();
+    let subsystem = if stream.unwrap_or(false) {
+        Subsystem::Stream
+    } else {
+        Subsystem::Http
+    };
     Ok(
-        match consumer::open(&name, in_init.unwrap_or(false), agent.unwrap_or(false)) {
+        match consumer::open(
+            &name,
+            in_init.unwrap_or(false),
+            agent.unwrap_or(false),
+            subsystem,
+        ) {
             Ok(o) => MultiValue::from_vec(vec![
                 Value::Integer(o.id as _),
                 Value::String(lua.create_string(&o.zone)?),
