@@ -47,7 +47,7 @@ pub extern "C" fn ngx_worker_events_set_sema(
 fn sema(ptr: *mut c_void, stream: libc::c_int) -> Sema {
     Sema {
         ptr,
-        subsystem: Subsystem::from_flag(stream),
+        subsystem: Subsystem::from_stream(stream != 0),
     }
 }
 

@@ -28,12 +28,13 @@ pub enum Subsystem {
 }
 
 impl Subsystem {
-    /// From the FFI's `int stream` argument (0: http, else stream).
-    pub fn from_flag(stream: c_int) -> Self {
-        if stream == 0 {
-            Subsystem::Http
-        } else {
+    /// Stream when `stream` (what Lua passes: `ngx.config.subsystem ==
+    /// "stream"`), else http.
+    pub fn from_stream(stream: bool) -> Self {
+        if stream {
             Subsystem::Stream
+        } else {
+            Subsystem::Http
         }
     }
 

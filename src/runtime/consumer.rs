@@ -9,7 +9,7 @@ use crate::runtime::counters;
 use crate::runtime::notify;
 use crate::runtime::post::KEEP_BUFFER;
 use crate::runtime::resolve::{resolve, AttachError};
-use crate::runtime::state::{Consumer, ExitPost, Sema, STATE};
+use crate::runtime::state::{Consumer, ExitPost, STATE};
 use crate::zone::record::RecordHeader;
 use crate::zone::slots::SlotCounter;
 use crate::zone::{ReadOutcome, ZoneStats};
@@ -63,7 +63,7 @@ pub fn open(
             zone: z,
             cursor,
             subsystem,
-            sema: Sema::NONE,
+            sema: core::ptr::null_mut(),
             woken: false,
             lost: 0,
             last_posted_us: 0,
@@ -200,10 +200,7 @@ pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
     STATE
         .with(|st| {
             let c = st.consumer(id)?;
-            c.sema = Sema {
-                ptr: sema,
-                subsystem: c.subsystem,
-            };
+            c.sema = sema;
             c.woken = false;
             let (z, subsystem) = (c.zone, c.subsystem);
             let a = &mut st.zones[z];

@@ -236,11 +236,11 @@ unsafe extern "C" fn on_next_turn(_ev: *mut ngx_event_t) {
 pub fn wake_local(st: &mut State, zone: usize, except: Option<usize>, all: bool) {
     for (i, c) in st.consumers.iter_mut().enumerate() {
         let Some(c) = c else { continue };
-        if c.zone != zone || Some(i) == except || (c.woken && !all) || c.sema.ptr.is_null() {
+        if c.zone != zone || Some(i) == except || (c.woken && !all) || c.sema.is_null() {
             continue;
         }
         c.woken = true;
-        post_sema(c.sema);
+        post_sema(c.sema());
     }
 }
 

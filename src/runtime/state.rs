@@ -56,14 +56,6 @@ pub struct Sema {
     pub subsystem: Subsystem,
 }
 
-impl Sema {
-    /// No semaphore.
-    pub const NONE: Sema = Sema {
-        ptr: core::ptr::null_mut(),
-        subsystem: Subsystem::Http,
-    };
-}
-
 /// One reader of one zone (one Lua API instance in this process).
 pub struct Consumer {
     /// Index into `State::zones`.
@@ -72,7 +64,7 @@ pub struct Consumer {
     /// The Lua subsystem it lives in (`ngx.config.subsystem`).
     pub subsystem: Subsystem,
     /// The semaphore its dispatch loop waits on (null: none), of `subsystem`.
-    pub sema: Sema,
+    pub sema: *mut c_void,
     /// A wake-up was posted and the consumer has not drained since.
     pub woken: bool,
     /// Events it lost (overrun), since it was opened.
@@ -91,6 +83,16 @@ pub struct ExitPost {
     pub event: Vec<u8>,
     /// The subsystem of the API that asked (each posts its own).
     pub subsystem: Subsystem,
+}
+
+impl Consumer {
+    /// Its semaphore, with the subsystem that posts it.
+    pub fn sema(&self) -> Sema {
+        Sema {
+            ptr: self.sema,
+            subsystem: self.subsystem,
+        }
+    }
 }
 
 /// Everything this process holds.

@@ -24,15 +24,6 @@ fn err(lua: &Lua, e: impl ToString) -> mlua::Result<MultiValue> {
     ]))
 }
 
-/// `stream` (the caller is stream-lua's) as a subsystem.
-fn subsystem(stream: Option<bool>) -> Subsystem {
-    if stream.unwrap_or(false) {
-        Subsystem::Stream
-    } else {
-        Subsystem::Http
-    }
-}
-
 /// Adds the `manager_*` functions to the native table `t`.
 pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // manager_start(zone, interval_s, failed_s, stream?) -> generation, generation_time,
@@ -45,7 +36,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     &zone,
                     secs_to_ms(interval),
                     secs_to_ms(failed),
-                    subsystem(stream),
+                    Subsystem::from_stream(stream.unwrap_or(false)),
                 ) {
                     Err(e) => err(lua, e),
                     Ok(s) => {
@@ -67,7 +58,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "manager_leave",
         lua.create_function(|_, stream: Option<bool>| {
             let mut out = Vec::new();
-            if let Some((g, c)) = manager::leave(subsystem(stream)) {
+            if let Some((g, c)) = manager::leave(Subsystem::from_stream(stream.unwrap_or(false))) {
                 out.push(Value::Integer(g as i64));
                 push_counts(&mut out, c);
             }

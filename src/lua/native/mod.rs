@@ -100,11 +100,7 @@ fn open(
     (name, in_init, agent, stream): (LuaString, Option<bool>, Option<bool>, Option<bool>),
 ) -> mlua::Result<MultiValue> {
     let name = name.to_str()?.to_string();
-    let subsystem = if stream.unwrap_or(false) {
-        Subsystem::Stream
-    } else {
-        Subsystem::Http
-    };
+    let subsystem = Subsystem::from_stream(stream.unwrap_or(false));
     Ok(
         match consumer::open(
             &name,
