@@ -312,7 +312,7 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
         };
         let slots = handle.zone.slots();
         let mut sent = 0;
-        slots.to_wake(slot, |idx, _pid| {
+        handle.zone.to_wake(slot, |idx, _pid| {
             sent += 1;
             if let Err(e) = sender.send(&address(slots.token(idx))) {
                 match e.raw_os_error() {

@@ -7,7 +7,7 @@
 //! computed [`Layout`], so a process attaching to an existing zone (a worker,
 //! or a new cycle reusing the zone across a reload) never recomputes it.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::claims::{Claim, Claims};
 use super::cluster::ClusterBlock;
@@ -82,6 +82,12 @@ impl Layout {
 pub struct Header {
     pub magic: u64,
     pub layout: Layout,
+    /// Slots at or above this index never had push on: a post scans only
+    /// the slots below it. Raised when a slot turns push on, never lowered;
+    /// next to the layout because every post reads both and almost nothing
+    /// writes this line.
+    pub push_below: AtomicU32,
+    /// On a cache line of its own (see [`RingHeader`]).
     pub ring: RingHeader,
     /// Bumped by the master each time a configuration cycle (start or
     /// reload) adopts the zone: workers record it in their slots.
@@ -262,6 +268,26 @@ impl Zone {
             )
         })
     }
+
+    /// Turns push wake-ups on for slot `idx` (its socket name is set).
+    pub fn push_on(&self, idx: usize) {
+        let below = u32::try_from(idx + 1).unwrap_or(u32::MAX);
+        // Raised before the flag: a poster that sees the flag scans this far.
+        self.header().push_below.fetch_max(below, Ordering::SeqCst);
+        self.slots().set_push(idx, true);
+    }
+
+    /// After a post: calls `wake(slot, pid)` for every push-enabled slot
+    /// except `except` whose wake flag this call set (see
+    /// [`Slots::to_wake`]).
+    pub fn to_wake(&self, except: Option<usize>, wake: impl FnMut(usize, i32)) {
+        // Pairs with the fence in `Slots::take_wake`: either this post sees
+        // the reader's cleared flag, or the reader's drain sees this post's
+        // record (the record was committed before this call).
+        fence(Ordering::SeqCst);
+        let below = self.header().push_below.load(Ordering::Acquire) as usize;
+        self.slots().to_wake(except, below, wake);
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +328,41 @@ mod tests {
             assert!(l.ring_off + l.ring_cap <= len as u64);
             assert_eq!(l.ring_cap % 8, 0);
         }
+    }
+
+    #[test]
+    fn the_log_counters_have_a_line_of_their_own() {
+        let ring = core::mem::offset_of!(Header, ring);
+        let next = ring + core::mem::size_of::<RingHeader>();
+        assert_eq!(ring % 64, 0);
+        assert!(core::mem::offset_of!(Header, push_below) < ring);
+        assert!(core::mem::offset_of!(Header, generation) >= next);
+        assert_eq!(next % 64, 0);
+    }
+
+    #[test]
+    fn a_post_scans_only_slots_that_had_push() {
+        let z = testing::zone(1 << 20);
+        let l = crate::zone::lock::TestLock::default();
+        let slots = z.slots();
+        let a = slots.acquire(&l, 1, 0, 1, 0, |_| true).unwrap();
+        let b = slots.acquire(&l, 2, 1, 1, 0, |_| true).unwrap();
+        let mut woken = Vec::new();
+        z.to_wake(Some(a), |_, p| woken.push(p));
+        assert!(woken.is_empty(), "no slot has push yet");
+        z.push_on(b);
+        z.push_on(a);
+        assert_eq!(
+            z.header().push_below.load(Ordering::Relaxed) as usize,
+            a.max(b) + 1
+        );
+        z.to_wake(Some(a), |_, p| woken.push(p));
+        assert_eq!(woken, vec![2]);
+        // A slot at or above the mark is not scanned, whatever its flag.
+        z.header().push_below.store(b as u32, Ordering::Relaxed);
+        assert!(slots.take_wake(b));
+        z.to_wake(Some(a), |_, p| woken.push(p));
+        assert_eq!(woken, vec![2]);
     }
 
     #[test]

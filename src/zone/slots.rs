@@ -12,7 +12,7 @@
 //! when it started; a slot whose heartbeat was never stamped is not
 //! *managed* (its worker does not run the manager) and is not counted.
 
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::lock::{Guard, ZoneLock};
 
@@ -318,9 +318,14 @@ impl Slots<'_> {
     /// poster had set it. A wake-up without the flag did not come from a
     /// poster and can be ignored.
     pub fn take_wake(&self, idx: usize) -> bool {
-        self.0
+        let took = self
+            .0
             .get(idx)
-            .is_some_and(|s| s.wake.swap(0, Ordering::SeqCst) != 0)
+            .is_some_and(|s| s.wake.swap(0, Ordering::SeqCst) != 0);
+        // Pairs with the poster's fence (`Zone::to_wake`): the drain that
+        // follows sees every record whose poster saw the flag still set.
+        fence(Ordering::SeqCst);
+        took
     }
 
     /// Clears slot `idx`'s wake flag after a wake-up could not be sent, so the
@@ -331,11 +336,16 @@ impl Slots<'_> {
         }
     }
 
-    /// Calls `wake(slot, pid)` for every push-enabled slot except `except`
-    /// whose wake flag was not already set (coalescing).
-    pub fn to_wake(&self, except: Option<usize>, mut wake: impl FnMut(usize, i32)) {
-        for (i, s) in self.0.iter().enumerate() {
-            if Some(i) == except || s.push.load(Ordering::Acquire) == 0 {
+    /// Calls `wake(slot, pid)` for every push-enabled slot below `below`
+    /// except `except` whose wake flag was not already set (coalescing).
+    /// A flag already set is only loaded: a burst of posts does not write
+    /// the readers' lines (the caller fences before, see `Zone::to_wake`).
+    pub fn to_wake(&self, except: Option<usize>, below: usize, mut wake: impl FnMut(usize, i32)) {
+        for (i, s) in self.0.iter().enumerate().take(below) {
+            if Some(i) == except
+                || s.push.load(Ordering::Acquire) == 0
+                || s.wake.load(Ordering::SeqCst) != 0
+            {
                 continue;
             }
             let pid = s.pid.load(Ordering::Acquire);
@@ -489,16 +499,16 @@ mod tests {
         z.set_push(a, true);
         z.set_push(b, true);
         let mut woken = Vec::new();
-        z.to_wake(Some(a), |_, p| woken.push(p));
-        z.to_wake(Some(a), |_, p| woken.push(p));
+        z.to_wake(Some(a), usize::MAX, |_, p| woken.push(p));
+        z.to_wake(Some(a), usize::MAX, |_, p| woken.push(p));
         assert_eq!(woken, vec![2]);
         assert!(z.take_wake(b));
         assert!(!z.take_wake(b), "taken once");
         // A wake-up that could not be sent is retried by the next post.
-        z.to_wake(Some(a), |i, _| z.reset_wake(i));
-        z.to_wake(Some(a), |_, p| woken.push(p));
+        z.to_wake(Some(a), usize::MAX, |i, _| z.reset_wake(i));
+        z.to_wake(Some(a), usize::MAX, |_, p| woken.push(p));
         assert!(z.take_wake(b));
-        z.to_wake(None, |_, p| woken.push(p));
+        z.to_wake(None, usize::MAX, |_, p| woken.push(p));
         assert_eq!(woken, vec![2, 2, 1, 2]);
     }
 }
