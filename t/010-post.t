@@ -344,3 +344,39 @@ location = /t {
 worker 0 got what was sent: true
 worker 1 got what was sent: true
 worker 2 got what was sent: true
+
+
+
+=== TEST 10: edge payloads arrive equal: 1000 levels deep (the deepest post accepts), multi-byte lengths, integers past 2^53, NaN keys left out
+--- workers: 2
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        assert(we.wait_ready())
+        local deep = "bottom"
+        for _ = 1, 1000 do deep = { deep } end
+        local values = {
+            deep,
+            string.rep("x", 127), string.rep("y", 128), string.rep("z", 70000), "",
+            2^53 + 2, -2^63, 2^63, 1/0, -1/0, 0.1, -0.0,
+            { [1/0] = "inf key", [2^60] = "big key", [true] = false, [ngx.null] = nil },
+            { 1, nil, 3, n = ngx.null },
+        }
+        local sent = {}
+        for i, v in ipairs(values) do
+            assert(ev.post("test", "edge", v))
+            sent[i] = "edge " .. we.show(v)
+        end
+        assert(we.wait_all(#values))
+        we.say_each_equal(sent, "got what was sent")
+    }
+}
+--- response_body
+worker 0 got what was sent: true
+worker 1 got what was sent: true
+--- no_error_log
+[error]
+[alert]

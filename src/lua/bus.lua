@@ -40,12 +40,18 @@ local c_set_sema = C.ngx_worker_events_set_sema
 local c_next_turn = C.ngx_worker_events_next_turn
 local semaphore = require "ngx.semaphore"
 
-local n_open, n_close, n_post, n_fetch, n_claim = native.open, native.close, native.post,
-                                                  native.fetch, native.claim
+local c_fetch = C.ngx_worker_events_fetch
+local ffi_string = ffi.string
+local decode = require("ngx_worker_events.payload").decode
+local n_open, n_close, n_post, n_decode, n_claim = native.open, native.close, native.post,
+                                                   native.decode, native.claim
 local n_pid, n_stats, n_at_exit = native.pid, native.stats, native.at_exit
 local n_now_us = native.now_us
 local n_status = native.status
-local FETCH_EVENT, FETCH_LOST = native.FETCH_EVENT, native.FETCH_LOST
+local FETCH_EVENT, FETCH_LOST, FETCH_BAD = native.FETCH_EVENT, native.FETCH_LOST, native.FETCH_BAD
+-- the record a fetch fills in (its byte pointers are good until the next
+-- fetch, by any consumer of this worker: run_broadcast copies them first)
+local rec = ffi.new("ngx_worker_events_record_t")
 local PREFIX = native.LOG_PREFIX
 -- stream-lua's VM (stream {}): its semaphores are stream-lua's, its unique
 -- claims and task keys its own (README "Stream subsystem")
@@ -292,8 +298,26 @@ function _M.new(spec)
         if lost > 0 then report_lost(lost) end
         return true
       end
-      local kind, a, b, c, d, e, f, g, own = n_fetch(consumer)
-      if kind == nil then
+      local kind = c_fetch(consumer, rec)
+      local a, b, c, d, e, f, g, err
+      if kind == FETCH_EVENT then
+        -- a=source b=event c=data d=pid e=unique f=seq g=wid
+        a, b = ffi_string(rec.source, rec.source_len), ffi_string(rec.event, rec.event_len)
+        local ok
+        c, ok = decode(rec.data, rec.data_len)
+        if not ok then
+          -- the native decoder has the last word (and the error text)
+          c, err = n_decode(ffi_string(rec.data, rec.data_len))
+          if err then kind = FETCH_BAD end
+        end
+        f = rec.seq
+        if kind == FETCH_EVENT then
+          d = rec.pid >= 0 and rec.pid or nil
+          e = rec.has_unique ~= 0 and ffi_string(rec.unique, rec.unique_len) or nil
+          g = rec.has_wid ~= 0 and rec.wid or nil
+        end
+      end
+      if kind == 0 then
         if lost > 0 then report_lost(lost) end
         return false
       elseif kind == FETCH_EVENT then
@@ -301,8 +325,7 @@ function _M.new(spec)
           report_lost(lost)
           lost = 0
         end
-        -- a=source b=event c=data d=pid e=unique f=seq g=wid
-        if own and skip_own then
+        if skip_own and rec.own ~= 0 then
           -- another API's own event (e.g. resty.worker.events' started)
         elseif e == nil then
           dispatch(a, b, c, d, g)
@@ -321,9 +344,9 @@ function _M.new(spec)
           end
         end
       elseif kind == FETCH_LOST then
-        lost = lost + a
+        lost = lost + rec.seq
       else
-        log(ERR, PREFIX, "dropping event ", b, ": ", a)
+        log(ERR, PREFIX, "dropping event ", rec.seq, ": ", err or "malformed record")
       end
     end
     if lost > 0 then report_lost(lost) end

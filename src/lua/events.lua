@@ -111,6 +111,15 @@ local function run_list(funcs, list, data, event, source, wid)
   if not list then return end
   -- callbacks subscribed by a callback start with the next event
   local i, n = 1, #list
+  -- One callback, the common case, runs without entering the loop below
+  -- (a loop of one trip on every event's path makes LuaJIT's traces of the
+  -- dispatch loop fragile: see resty.worker.events' run_mode)
+  if n == 1 then
+    local handler = funcs[list[1]]
+    if handler ~= nil then
+      return run_handler(handler, "wid", data, event, source, wid)
+    end
+  end
   while i <= n do
     local id = list[i]
     local handler = funcs[id]

@@ -14,6 +14,14 @@ use crate::runtime::{attach, consumer};
 
 /// The `ffi.cdef` for the functions below.
 pub const CDEF: &str = "
+typedef struct {
+  const unsigned char *source, *event, *unique, *data;
+  uint32_t source_len, event_len, unique_len, data_len;
+  double seq;
+  int32_t pid, wid;
+  uint8_t has_unique, own, has_wid, remote;
+} ngx_worker_events_record_t;
+int ngx_worker_events_fetch(int consumer, ngx_worker_events_record_t *record);
 int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
@@ -23,6 +31,25 @@ void ngx_worker_events_next_turn(void *sema, int stream);
 
 fn id(consumer: libc::c_int) -> u32 {
     u32::try_from(consumer).unwrap_or(0)
+}
+
+/// Reads `consumer`'s next record into `record` (see
+/// [`crate::lua::native::bus::fetch_into`]): 0 when none is waiting (or
+/// `record` is NULL).
+///
+/// # Safety
+/// `record` is NULL or points to a writable `ngx_worker_events_record_t`
+/// (LuaJIT FFI allocates it from [`CDEF`]).
+#[no_mangle]
+pub unsafe extern "C" fn ngx_worker_events_fetch(
+    consumer: libc::c_int,
+    record: *mut crate::lua::native::bus::Record,
+) -> libc::c_int {
+    // SAFETY: per the contract, a valid exclusive pointer or NULL.
+    let Some(r) = (unsafe { record.as_mut() }) else {
+        return 0;
+    };
+    catch_unwind_or(0, || crate::lua::native::bus::fetch_into(id(consumer), r))
 }
 
 /// 1 if records are waiting for `consumer`, else 0 (also when not open).

@@ -5,6 +5,7 @@
 //! | package | file | what |
 //! |---|---|---|
 //! | `ngx_worker_events.bus` | `bus.lua` | the shared core every API stands on: a consumer, its dispatch loop, local events, lost events, unique claims |
+//! | `ngx_worker_events.payload` | `payload.lua` | the payload decoder over LuaJIT FFI (`crate::wire::payload`'s format; the native one has the last word) |
 //! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x (and 1.x): handler tree, argument checks, its events and messages |
 //! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
@@ -13,7 +14,7 @@
 //! | `ngx_worker_events.cluster` | `cluster.lua` | the Redis Streams bridge: lease, XADD of cluster events, XREAD of other nodes', cluster claims |
 //!
 //! Native side: `native/` (the table each package gets, one file per
-//! package it serves: `bus` the per-event `post`/`fetch` on the raw C API,
+//! package it serves: `bus` the per-event `post` on the raw C API, the FFI fetch and the native `decode`,
 //! `manager`, `tasks`, `cluster` and `cluster_feed`), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
 //! `cdef` that declares them), `value` (Lua values <-> `crate::wire::payload`).
 
@@ -39,11 +40,16 @@ mod preload {
     use crate::ngx::lua_module::{self, AddPreload, LuaCFunction, Subsystem};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 7] = [
+    const PACKAGES: [(&CStr, &str, &str); 8] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
             include_str!("bus.lua"),
+        ),
+        (
+            c"ngx_worker_events.payload",
+            "=ngx_worker_events.payload",
+            include_str!("payload.lua"),
         ),
         (
             c"resty.worker.events",
@@ -108,7 +114,7 @@ mod preload {
 
     fn add_all(cf: *mut ngx_conf_t, add: AddPreload) -> Result<(), PreloadError> {
         let loaders: [LuaCFunction; PACKAGES.len()] = [
-            open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>,
+            open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>, open::<7>,
         ];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.

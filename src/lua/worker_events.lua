@@ -79,7 +79,21 @@ end
 
 -- runs one list (weak or strong) of a level; no allocation per call
 local function run_mode(lvl, ck, list, data, event, source, pid)
+  local n = lvl[ck]
+  if n == 0 then return end
   local i = 1
+  -- One handler, the common case, runs without entering the loop below:
+  -- a loop of one trip on every event's path makes LuaJIT's traces of the
+  -- dispatch loop fragile (aborted, then blacklisted: interpreted for the
+  -- worker's life). The loop carries on if the handler registered more.
+  if n == 1 then
+    local handler = list[1]
+    if type(handler) == "function" then
+      run_handler(handler, "pid", data, event, source, pid)
+      if lvl[ck] == 1 then return end
+      i = 2
+    end
+  end
   while i <= lvl[ck] do
     local handler = list[i]
     if type(handler) ~= "function" then

@@ -109,6 +109,12 @@ pub fn fetch(id: u32) -> Fetched {
     STATE
         .with(|st| {
             let mut buf = core::mem::take(&mut st.buf);
+            // One large record must not pin its size for the process' life
+            // (shrunk here, not when given back: until this next fetch, the
+            // last record's bytes are still being read where they are).
+            if buf.capacity() > KEEP_BUFFER {
+                buf = Vec::new();
+            }
             let Some(c) = st.consumer(id) else {
                 st.buf = buf;
                 return Fetched::Empty;
@@ -134,8 +140,11 @@ pub fn fetch(id: u32) -> Fetched {
             }
             match outcome {
                 ReadOutcome::Record(rh) => {
+                    // SAFETY: reading nginx's cached time, a process global.
+                    let loop_ms = unsafe { ngx::ffi::ngx_current_msec };
+                    let now = st.delay_clock.now(loop_ms, crate::ngx::monotonic_us);
                     let a = &mut st.zones[z];
-                    a.pending.note(rh.posted_us, crate::ngx::monotonic_us());
+                    a.pending.note(rh.posted_us, now);
                     if a.pending.delivered >= counters::FLUSH_EVERY {
                         counters::flush(st, z);
                     }
@@ -163,12 +172,8 @@ pub fn fetch(id: u32) -> Fetched {
         .unwrap_or(Fetched::Empty)
 }
 
-/// Returns the buffer lent by [`fetch`].
-pub fn put_buffer(mut buf: Vec<u8>) {
-    if buf.capacity() > KEEP_BUFFER {
-        buf.clear();
-        buf.shrink_to(KEEP_BUFFER);
-    }
+/// Returns the buffer lent by [`fetch`] (its bytes stay where they are).
+pub fn put_buffer(buf: Vec<u8>) {
     let _ = STATE.with(|st| st.buf = buf);
 }
 

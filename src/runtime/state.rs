@@ -95,14 +95,44 @@ impl Consumer {
     }
 }
 
+/// The "now" of delivery delays, read once per batch of fetches instead of
+/// once per record: again after [`DelayClock::REUSE`] records, or when
+/// nginx's event loop turned (its cached millisecond moved), so a delay is
+/// off by at most the handling of that many records.
+#[derive(Default)]
+pub struct DelayClock {
+    now_us: u64,
+    loop_ms: usize,
+    left: u32,
+}
+
+impl DelayClock {
+    /// Records one clock read serves.
+    pub const REUSE: u32 = 32;
+
+    /// Now (monotonic µs) for a delay; `loop_ms`: nginx's cached time.
+    pub fn now(&mut self, loop_ms: usize, read: impl FnOnce() -> u64) -> u64 {
+        if self.left == 0 || self.loop_ms != loop_ms {
+            self.now_us = read();
+            self.loop_ms = loop_ms;
+            self.left = Self::REUSE;
+        }
+        self.left -= 1;
+        self.now_us
+    }
+}
+
 /// Everything this process holds.
 #[derive(Default)]
 pub struct State {
     pub zones: Vec<Attachment>,
     /// Consumer ids are indexes + 1; closed ones leave `None`.
     pub consumers: Vec<Option<Consumer>>,
-    /// Record copy buffer for reads (lent out while a record is decoded).
+    /// Record copy buffer for reads: holds the record fetched last until
+    /// the next fetch (lent out while a read fills it).
     pub buf: Vec<u8>,
+    /// The clock reads' cache for delivery delays (see [`DelayClock`]).
+    pub delay_clock: DelayClock,
     /// Payload encoding buffer for posts (lent out while a value is encoded).
     pub enc: Encoder,
     pub exit_posts: Vec<ExitPost>,

@@ -1,16 +1,18 @@
-//! The per-event native functions, `native.post` and `native.fetch`, written
-//! against the Lua C API directly (mlua's value handles cost more than the
-//! rest of the path together).
+//! The per-event native functions: `native.post`, written against the Lua C
+//! API directly (mlua's value handles cost more than the rest of the path
+//! together), and the FFI fetch of one record (no Lua API call at all: the
+//! Lua side copies the parts and decodes the payload itself).
 //!
 //! Protocol (the `FETCH_*` constants reach Lua through the native table):
 //! - `post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`
 //!   -> `seq` | `false` (a live `unique` key, with `POST_DEDUP`) | `nil, reason`.
 //!   `flags`: `POST_DEDUP`, `POST_OWN`, `POST_CLUSTER`, `POST_HOLD` (see [`crate::runtime::post::PostMode`]);
 //!   `max_payload`: the API's limit on source + event + unique + encoded data, bytes
-//! - `fetch(consumer)` -> nothing
-//!   | `FETCH_EVENT, source, event, data, pid, unique|nil, seq, wid|nil, own`
-//!   | `FETCH_LOST, count`
-//!   | `FETCH_BAD, reason, seq`
+//! - `ngx_worker_events_fetch(consumer, record)` (LuaJIT FFI, see [`Record`])
+//!   -> 0 | `FETCH_EVENT` | `FETCH_LOST` | `FETCH_BAD`; the payload is decoded
+//!   on the Lua side (`ngx_worker_events.payload`), with
+//! - `decode(bytes)` -> value | `nil, reason`: this decoder, for what that one
+//!   leaves to it (and for its error text)
 //!
 //! Rust code that could panic runs inside `catch_unwind`; Lua API calls that
 //! can raise (allocation) run outside it and outside any borrow of the
@@ -21,8 +23,8 @@ use core::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::ffi::{
-    lua_State, lua_pushinteger, lua_pushlstring_, lua_pushnil, lua_pushnumber, lua_settop,
-    lua_tointeger, lua_tonumber, lua_type, LUA_TSTRING,
+    lua_State, lua_pushlstring_, lua_pushnil, lua_pushnumber, lua_tointeger, lua_tonumber,
+    lua_type, LUA_TSTRING,
 };
 
 use crate::lua::value;
@@ -162,70 +164,96 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
     }
 }
 
-/// `native.fetch(consumer)`.
-///
-/// # Safety
-/// Called by Lua as a `lua_CFunction`.
-pub unsafe extern "C-unwind" fn fetch(l: *mut lua_State) -> c_int {
-    // SAFETY: reading the argument.
-    let id = unsafe { consumer_at(l) };
-    let got = catch_unwind(AssertUnwindSafe(|| consumer::fetch(id))).unwrap_or(Fetched::Empty);
-    let (rh, buf) = match got {
+/// One fetched record as LuaJIT FFI sees it (`ngx_worker_events_record_t`
+/// in [`crate::lua::exports::CDEF`]). The byte pointers point into this
+/// process' read buffer: valid until the next fetch, by any consumer, so the
+/// Lua side copies what it keeps before it runs a handler.
+#[repr(C)]
+pub struct Record {
+    pub source: *const u8,
+    pub event: *const u8,
+    pub unique: *const u8,
+    pub data: *const u8,
+    pub source_len: u32,
+    pub event_len: u32,
+    pub unique_len: u32,
+    pub data_len: u32,
+    /// The record's seq; with [`FETCH_LOST`], how many records were lost.
+    pub seq: f64,
+    /// The poster's pid; -1 for an event from another node.
+    pub pid: i32,
+    /// The poster's worker id; -1 when it has none (or came from another node).
+    pub wid: i32,
+    pub has_unique: u8,
+    pub own: u8,
+    pub has_wid: u8,
+    pub remote: u8,
+}
+
+/// Reads consumer `id`'s next record into `r`: 0 (nothing), [`FETCH_EVENT`],
+/// [`FETCH_LOST`] (`r.seq` lost records) or [`FETCH_BAD`] (`r.seq`: a record
+/// whose parts do not fit it; the Lua side reports it as malformed).
+pub fn fetch_into(id: u32, r: &mut Record) -> c_int {
+    let (rh, buf) = match consumer::fetch(id) {
         Fetched::Empty => return 0,
         Fetched::Lost(n) => {
-            // SAFETY: valid state, two pushes.
-            unsafe {
-                lua_pushinteger(l, FETCH_LOST as _);
-                lua_pushnumber(l, n as f64);
-            }
-            return 2;
+            r.seq = n as f64;
+            return FETCH_LOST as c_int;
         }
         Fetched::Record(rh, buf) => (rh, buf),
     };
-    // SAFETY: (rest of the function) valid state; at most 9 pushes (LUA_MINSTACK = 20), the
-    // decoder checks the stack for nested tables itself.
-    let n = unsafe {
-        match RecordView::parse(&rh, &buf) {
-            None => {
-                lua_pushinteger(l, FETCH_BAD as _);
-                push_str(l, b"malformed record");
-                lua_pushnumber(l, rh.seq as f64);
-                3
-            }
-            Some(v) => {
-                lua_pushinteger(l, FETCH_EVENT as _);
-                push_str(l, v.source);
-                push_str(l, v.event);
-                match value::decode(l, v.data) {
-                    Ok(()) => {
-                        if v.remote {
-                            lua_pushnil(l);
-                        } else {
-                            lua_pushinteger(l, v.pid as _);
-                        }
-                        match v.unique {
-                            Some(u) => push_str(l, u),
-                            None => lua_pushnil(l),
-                        }
-                        lua_pushnumber(l, v.seq as f64);
-                        match v.wid.filter(|_| !v.remote) {
-                            Some(w) => lua_pushinteger(l, w as _),
-                            None => lua_pushnil(l),
-                        }
-                        mlua::ffi::lua_pushboolean(l, v.own as c_int);
-                        9
-                    }
-                    Err(e) => {
-                        lua_settop(l, -4);
-                        lua_pushinteger(l, FETCH_BAD as _);
-                        push_str(l, format!("failed decoding event data: {e}").as_bytes());
-                        lua_pushnumber(l, v.seq as f64);
-                        3
-                    }
-                }
-            }
+    let kind = match RecordView::parse(&rh, &buf) {
+        None => {
+            r.seq = rh.seq as f64;
+            FETCH_BAD
+        }
+        Some(v) => {
+            let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(0);
+            r.source = v.source.as_ptr();
+            r.source_len = len(v.source);
+            r.event = v.event.as_ptr();
+            r.event_len = len(v.event);
+            r.data = v.data.as_ptr();
+            r.data_len = len(v.data);
+            r.has_unique = v.unique.is_some() as u8;
+            let unique = v.unique.unwrap_or_default();
+            r.unique = unique.as_ptr();
+            r.unique_len = len(unique);
+            r.seq = v.seq as f64;
+            r.pid = if v.remote { -1 } else { v.pid };
+            let wid = v.wid.filter(|_| !v.remote);
+            r.has_wid = wid.is_some() as u8;
+            r.wid = wid.unwrap_or(-1);
+            r.own = v.own as u8;
+            r.remote = v.remote as u8;
+            FETCH_EVENT
         }
     };
+    // The buffer goes back to the state without moving its bytes: the
+    // pointers above stay valid until the next fetch takes it again.
     consumer::put_buffer(buf);
-    n
+    kind as c_int
+}
+
+/// `native.decode(bytes)` -> value | `nil, "failed decoding event data: ..."`:
+/// the payload decoder on the Lua C API, for the records the Lua decoder
+/// (`ngx_worker_events.payload`) leaves to it: it has the last word on
+/// what a payload holds and on the error text.
+///
+/// # Safety
+/// Called by Lua as a `lua_CFunction`.
+pub unsafe extern "C-unwind" fn decode(l: *mut lua_State) -> c_int {
+    // SAFETY: (whole function) called by Lua with `l` valid; the argument is
+    // read only after checking its type; at most two pushes besides the
+    // decoder's own (it checks the stack for nested tables itself).
+    unsafe {
+        if lua_type(l, 1) != LUA_TSTRING {
+            return nil_err(l, "failed decoding event data: not a string");
+        }
+        let bytes = value::str_at(l, 1);
+        match value::decode(l, bytes) {
+            Ok(()) => 1,
+            Err(e) => nil_err(l, &format!("failed decoding event data: {e}")),
+        }
+    }
 }

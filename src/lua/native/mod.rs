@@ -24,7 +24,7 @@
 //! | `cluster_*` | the Redis bridge, see `cluster` |
 //! | `COMPAT` | `worker_events_compat` for this process: `"1.x"` or `"2.x"` |
 
-mod bus;
+pub mod bus;
 mod cluster;
 mod cluster_feed;
 mod convert;
@@ -52,7 +52,7 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
     // SAFETY: both follow the lua_CFunction protocol and never unwind a panic.
     unsafe {
         t.set("post", lua.create_c_function(bus::post)?)?;
-        t.set("fetch", lua.create_c_function(bus::fetch)?)?;
+        t.set("decode", lua.create_c_function(bus::decode)?)?;
     }
     t.set("claim", lua.create_function(claim)?)?;
     t.set("status", lua.create_function(status)?)?;
