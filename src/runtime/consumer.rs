@@ -91,7 +91,10 @@ pub fn open(
 pub fn close(id: u32) {
     let _ = STATE.with(|st| {
         if let Some(c) = st.entry(id) {
-            *c = None;
+            if let Some(z) = c.take().map(|c| c.zone) {
+                // It may have been the last one awake in this worker.
+                notify::drained(st, z);
+            }
         }
     });
 }
@@ -133,7 +136,11 @@ pub fn fetch(id: u32) -> Fetched {
             if let Some(c) = st.consumer(id) {
                 c.cursor = cursor;
                 match outcome {
-                    ReadOutcome::Empty => c.woken = false,
+                    ReadOutcome::Empty => {
+                        if core::mem::take(&mut c.woken) {
+                            notify::drained(st, z);
+                        }
+                    }
                     ReadOutcome::Lost(n) => c.lost += n,
                     ReadOutcome::Record(rh) => c.last_posted_us = rh.posted_us,
                 }
@@ -183,9 +190,10 @@ pub fn pending(id: u32) -> bool {
         .with(|st| {
             let (c, a) = st.reader(id)?;
             let pending = a.handle.zone.ring().has_pending(&c.cursor);
-            if !pending {
-                // Drained: the next post must wake it again.
-                c.woken = false;
+            // Drained after a wake-up: the next post must wake it again.
+            if !pending && core::mem::take(&mut c.woken) {
+                let z = c.zone;
+                notify::drained(st, z);
             }
             Some(pending)
         })
@@ -208,6 +216,8 @@ pub fn set_sema(id: u32, sema: *mut core::ffi::c_void) -> bool {
             c.sema = sema;
             c.woken = false;
             let (z, subsystem) = (c.zone, c.subsystem);
+            // It may have been the last one awake in this worker.
+            notify::drained(st, z);
             let a = &mut st.zones[z];
             if a.slot.is_none() && !sema.is_null() {
                 a.slot = take_slot(&a.handle);

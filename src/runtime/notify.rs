@@ -4,9 +4,13 @@
 //! with a random name (`ngx::socket`), in nginx's event loop; its slot in
 //! each attached zone publishes the name and is marked "push". A poster
 //! sends one byte to each other worker whose slot wake flag it flipped from
-//! 0 to 1 (so a burst costs each reader one wake-up); the reader's handler
-//! drains the socket, takes its flags and posts the semaphore of every
-//! consumer of the zones that were flagged (`ngx_http_lua_ffi_sema_post`,
+//! 0 to 1; the reader's handler drains the socket and posts the semaphore
+//! of every consumer of the zones whose flag is set. The flag stays set
+//! while the worker is awake: it is cleared only when every consumer of
+//! the zone in that worker has drained the log ([`drained`]), which then
+//! looks at the log once more. So a flood costs a reader that keeps up no
+//! wake-up at all, and one that sleeps between posts one per sleep
+//! (`ngx_http_lua_ffi_sema_post`,
 //! or `ngx_stream_lua_ffi_sema_post` for a consumer in the stream
 //! subsystem's Lua: each semaphore is posted by its own lua module).
 //! At graceful shutdown nginx calls the handler with `close` set: every
@@ -244,6 +248,36 @@ pub fn wake_local(st: &mut State, zone: usize, except: Option<usize>, all: bool)
     }
 }
 
+/// A consumer of zone `z` (an index) was woken and has drained the log, or
+/// stopped waiting: when no consumer of that zone in this process is still
+/// woken, clears this worker's wake flag so that the next post from another
+/// worker sends a wake-up, then looks at the log again for every sleeping
+/// consumer: a post that saw the flag still set sent nothing (the fences
+/// in `Zone::to_wake` and `Slots::take_wake` pair up, so either it sent or
+/// its record is seen here).
+pub fn drained(st: &mut State, z: usize) {
+    let awake = st
+        .consumers
+        .iter()
+        .flatten()
+        .any(|c| c.zone == z && c.woken && !c.sema.is_null());
+    let Some(slot) = st.zones.get(z).and_then(|a| a.slot) else {
+        return;
+    };
+    let handle = st.zones[z].handle.clone();
+    let slots = handle.zone.slots();
+    if awake || !slots.wake_set(slot) || !slots.take_wake(slot) {
+        return;
+    }
+    let ring = handle.zone.ring();
+    for c in st.consumers.iter_mut().flatten() {
+        if c.zone == z && !c.woken && !c.sema.is_null() && ring.has_pending(&c.cursor) {
+            c.woken = true;
+            post_sema(c.sema());
+        }
+    }
+}
+
 /// Read handler of the worker's socket.
 unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
     crate::ngx::catch_unwind_or((), || {
@@ -257,11 +291,11 @@ unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
                 // anyone else costs a recv, not a wake-up.
                 let flagged = st.zones[z].slot.is_some_and(|s| {
                     let slots = st.zones[z].handle.zone.slots();
-                    let took = slots.take_wake(s);
-                    if took {
+                    let set = slots.wake_set(s);
+                    if set && read > 0 {
                         slots.count(s, crate::zone::slots::SlotCounter::Wakeups, 1);
                     }
-                    took
+                    set
                 });
                 if closing || flagged {
                     any = true;

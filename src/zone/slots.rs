@@ -4,8 +4,9 @@
 //! is gone counts as free: the caller supplies the liveness check) and frees
 //! it when it exits. A slot records who owns it (pid, `ngx_worker` number,
 //! the zone generation it started in) and how to wake it: posters walk the
-//! slots, and the `wake` flag coalesces a burst of posts into one wake-up
-//! per reader.
+//! slots, and the `wake` flag coalesces posts into one wake-up per reader
+//! for as long as the reader is awake (it clears the flag only when it has
+//! drained the log and goes to sleep).
 //!
 //! For lifecycle tracking (`resty.worker.manager`) a slot also holds the
 //! owner's state (running / exiting / unresponsive), its last heartbeat and
@@ -313,10 +314,18 @@ impl Slots<'_> {
         }
     }
 
-    /// Takes this reader's pending-wake flag before it drains the log (so a
-    /// post that lands after the drain started wakes it again); true if a
-    /// poster had set it. A wake-up without the flag did not come from a
-    /// poster and can be ignored.
+    /// True while slot `idx`'s wake flag is set: a poster sent its owner a
+    /// wake-up that the owner has not slept since (posters send no other).
+    /// A datagram that finds it clear did not come from a poster.
+    pub fn wake_set(&self, idx: usize) -> bool {
+        self.0
+            .get(idx)
+            .is_some_and(|s| s.wake.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Clears this reader's wake flag when it has drained the log and goes
+    /// to sleep; true if a poster had set it. The reader then looks at the
+    /// log once more: a post that saw the flag still set sent nothing.
     pub fn take_wake(&self, idx: usize) -> bool {
         let took = self
             .0
