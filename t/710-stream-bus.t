@@ -228,3 +228,40 @@ stream -> every worker: true
 --- no_error_log
 [crit]
 [emerg]
+
+
+
+=== TEST 7: push wake-ups reach stream Lua through stream-lua's own semaphore post: with a 60 s interval, an event posted from http reaches every worker's stream handlers within a second, again and again
+--- main_config eval
+(my $s = $::Stream) =~ s/require\("t.stream"\).start\(\)/require("t.stream").start(60)/;
+$s
+--- http_config
+    init_worker_by_lua_block {
+        require("t.stream").start(60)
+    }
+--- config eval
+"location = /t {
+    content_by_lua_block {
+        local t, port = require 't.stream', $::Port
+        assert(t.wait_ready(port))
+        -- the loops have gone to sleep for their 60 s
+        ngx.sleep(0.3)
+        for i = 1, 3 do
+            ngx.update_time()
+            local t0 = ngx.now()
+            t.post('we', 'p' .. i)
+            local got = t.wait(port, 'we', 'p' .. i .. '=http')
+            ngx.update_time()
+            ngx.say(got, ' within a second: ', ngx.now() - t0 < 1)
+            ngx.sleep(0.2)
+        end
+    }
+}"
+--- response_body
+http=4/4 stream=4/4 within a second: true
+http=4/4 stream=4/4 within a second: true
+http=4/4 stream=4/4 within a second: true
+--- no_error_log
+[error]
+push wake-ups unavailable
+--- timeout: 40

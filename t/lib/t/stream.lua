@@ -45,14 +45,16 @@ function _M.incr(key) return d():incr(key, 1, 0) end
 function _M.set(key, v) return d():set(key, v) end
 
 -- configures both APIs in this worker; their handlers of source "t" record
--- "<event>=<data>"; counts the worker in "ready"
-function _M.start()
+-- "<event>=<data>"; counts the worker in "ready". `interval`:
+-- resty.worker.events' safety-net interval (default 1 s; a long one leaves
+-- push wake-ups as the only way an event arrives soon)
+function _M.start(interval)
   local wid = ngx.worker.id()
   local we = require "resty.worker.events"
   we.register(function(data, event)
     _M.rec(SUB .. ":we:" .. wid, event .. "=" .. tostring(data))
   end, "t")
-  assert(we.configure { shm = "ev" })
+  assert(we.configure { shm = "ev", interval = interval })
   local ev = require("resty.events").new {
     listening = "unix:/nonexistent/events.sock", shm = "ev",
   }
