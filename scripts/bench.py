@@ -490,7 +490,7 @@ SCENARIOS = {
 
 
 # rows of reference measurements (no implementation): their impl column
-REFERENCE_IMPLS = {"latency_floor": "os-pipe", "cluster_redis_floor": "redis-xread"}
+REFERENCE_IMPLS = {"latency_floor": "os-pipe", "cluster_redis_floor": "redis-xread", "cluster_redis_xadd": "redis-benchmark"}
 
 
 def print_table():

@@ -36,6 +36,16 @@ each event locally, every worker of B through Redis.
               nginx: 500 stamps, one every 5 ms, XADDed by this process and
               read by a child blocked in XREAD BLOCK on the same redis-server,
               i.e. what one Redis hop between two processes costs here
+  cluster_redis_xadd  (with throughput, each round) a reference without
+              nginx: redis-benchmark (REDIS_BENCHMARK; skipped when not
+              found) on the same redis-server, BENCH_CLUSTER_XADD_REQUESTS
+              (1000000, ~1.5 s here) XADDs pipelined 256 deep like the
+              bridge's batches, entries shaped like the bridge's (`XADD
+              <stream> MAXLEN ~ <maxlen> * n e o s v d`, d as long as the
+              64 B table's encoding, 96 B), one client (the bridge's one
+              connection), then 4: requests/s, i.e. about the most one
+              connection can XADD here; the throughput rows give cross-node
+              delivered/s ÷ that (1 client, medians)
 BENCH_CLUSTER_POSTER: "other" (the poster is not A's bridge worker),
 "bridge" (the poster is A's bridge worker), or both, comma-separated
 (default other,bridge). Each of BENCH_CLUSTER_REPEAT (3) rounds runs every
@@ -49,13 +59,18 @@ BENCH_CLUSTER_PERIOD, BENCH_CLUSTER_BATCH, BENCH_CLUSTER_PAUSE,
 BENCH_CLUSTER_PORT (18994; B: +1), BENCH_CLUSTER_PREFIX (target/bench-cluster),
 BENCH_CLUSTER_QUEUE (the directive's queue=; default count + 1000, so that
 posting faster than the bridge sends does not fail), BENCH_CLUSTER_MAXLEN
-(maxlen=; default max(100000, 2 x count)), REDIS_SERVER (redis-server).
+(maxlen=; default max(100000, 2 x count)), BENCH_CLUSTER_XADD_REQUESTS
+(1000000; 0: no XADD reference), REDIS_SERVER (redis-server), REDIS_BENCHMARK
+(redis-benchmark, Debian's redis-tools).
 """
 import contextlib
+import csv
 import json
 import os
+import re
 import shutil
 import socket
+import subprocess
 import time
 
 from bench_lib import (
@@ -79,6 +94,10 @@ REPEAT = K.cluster_repeat
 TESTS = [t for t in K.cluster_tests.split(",") if t]
 POSTERS = [p for p in K.cluster_poster.split(",") if p]
 REDIS_SERVER = K.redis_server
+REDIS_BENCHMARK = K.redis_benchmark
+XADD_REQUESTS = K.cluster_xadd_requests
+XADD_PIPELINE = 256  # the bridge's BATCH (src/lua/cluster.lua): XADDs per write
+XADD_CLIENTS = (1, 4)  # 1: the bridge's one connection
 SIZE = 64
 # ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
 AVOID_PORTS = {1984, 1985, 1986, 2085, 2086, 2087, 19400, 7385, 7485, 2290}
@@ -546,6 +565,106 @@ def redis_floor(redis, rnd, count=500, period=0.005):
     return dict(p50=p50, p99=p99, max=mx, received=len(samples), count=count, period=period)
 
 
+def payload_bytes(size):
+    """Bytes of the payload codec's encoding (src/wire/payload.rs) of the
+    harness' table {n = i, z = size, p = size bytes}: the table's tag and
+    varints (3), three 1-byte string keys (3 each), two i64 (9 each), the
+    string's tag, varint length and bytes. 96 for 64."""
+    varint = 1 if size < 0x80 else 2 if size < 0x4000 else 3
+    return 3 + 3 * 3 + 2 * 9 + 1 + varint + size
+
+
+def xadd_args(stream, maxlen):
+    """One XADD shaped like the bridge's (src/wire/resp.rs Stream::xadd,
+    without secret=): `MAXLEN ~ maxlen *`, then n node, e epoch (a random
+    u64: 19 digits), o ordinal (up to 6 digits in a K=100000 run), s source,
+    v event, d data (the harness' source and event; the data's size, as
+    'x's since argv cannot carry the codec's NUL bytes)."""
+    return ["XADD", stream, "MAXLEN", "~", str(maxlen), "*", "n", "a", "e", "1" * 19, "o", "100000",
+            "s", "bench", "v", "tp", "d", "x" * payload_bytes(SIZE)]
+
+
+def parse_benchmark_rps(out):
+    """requests/s from redis-benchmark's --csv output (a header row naming
+    "rps", then one row per test; 7.x) or its -q line
+    ("<title>: <rps> requests per second, ..."); None when neither."""
+    rows = [r for r in csv.reader(out.splitlines()) if r]
+    col = None
+    for r in rows:
+        if "rps" in r:
+            col = r.index("rps")
+            continue
+        try:
+            return float(r[col if col is not None else 1])
+        except (IndexError, ValueError):
+            pass
+    m = re.search(r"([0-9.]+) requests per second", out)
+    return float(m.group(1)) if m else None
+
+
+def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
+    """Reference, not a measurement of the module: what pipelined XADD gets
+    from this redis-server on this host. redis-benchmark sends `requests`
+    XADDs shaped like the bridge's (xadd_args: same fields, ~ the same bytes,
+    MAXLEN ~ the throughput run's maxlen), XADD_PIPELINE (256, the bridge's
+    batch) per write, with each client count of `clients` (1: like the
+    bridge's one connection), each on a stream of its own, DELeted after.
+    `requests` goes up to a multiple of the pipeline (redis-benchmark sends
+    whole pipelines). Past maxlen, MAXLEN ~ trims whole stream nodes, as it
+    would for the bridge (not in a K=100000 run: maxlen is 2K), and keeps
+    the stream's memory bounded. Returns dict(rps={clients: requests/s},
+    ...), or None (with a note) when redis-benchmark is not found."""
+    binary = shutil.which(REDIS_BENCHMARK)
+    if not binary:
+        note("cluster redis XADD reference skipped: %s not found (Debian: apt-get install redis-tools; or "
+             "REDIS_BENCHMARK=/path/to/redis-benchmark)" % REDIS_BENCHMARK)
+        return None
+    requests = XADD_REQUESTS if requests is None else requests
+    requests = -(-requests // XADD_PIPELINE) * XADD_PIPELINE
+    maxlen = maxlen_for(COUNT)
+    entry = xadd_args("", maxlen)[6:]
+    fields, entry_bytes = len(entry) // 2, sum(len(a) for a in entry)
+    note("cluster redis XADD reference (round %d): redis-benchmark, %d XADDs of %d fields (%d B) pipelined %d deep, "
+         "MAXLEN ~ %d, %s client(s)" % (rnd, requests, fields, entry_bytes, XADD_PIPELINE, maxlen,
+                                          "/".join(map(str, clients))))
+    rps, entries, wall = {}, {}, {}
+    for c in clients:
+        stream = "bench:xadd:%d:%d:c%d" % (os.getpid(), rnd, c)
+        cmd = [binary, "-h", "127.0.0.1", "-p", str(redis.port), "-c", str(c), "-n", str(requests),
+               "-P", str(XADD_PIPELINE), "--csv"] + xadd_args(stream, maxlen)
+        t = time.monotonic()
+        try:
+            try:
+                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, timeout=300)
+            except subprocess.TimeoutExpired:
+                raise BenchError("redis-benchmark -c %d: not done after 300 s" % c)
+            wall[c] = time.monotonic() - t
+            out = (r.stdout + r.stderr).strip()
+            if r.returncode != 0:
+                raise BenchError("redis-benchmark -c %d exited with %d: %s" % (c, r.returncode, out[-500:]))
+            x = parse_benchmark_rps(r.stdout)
+            if not x:
+                raise BenchError("redis-benchmark -c %d: no requests/s in its output: %r" % (c, out[-500:]))
+            entries[c] = int(redis.cmd("XLEN", stream) or 0)
+            # MAXLEN ~ trims whole nodes only past maxlen: below it, every XADD is an entry
+            if entries[c] < min(requests, maxlen):
+                raise BenchError("redis-benchmark -c %d: %d XADDs sent, the stream holds %d entries (error "
+                                 "replies?): %s" % (c, requests, entries[c], out[-500:]))
+            rps[c] = x
+        finally:
+            try:
+                redis.cmd("DEL", stream)
+            except (OSError, BenchError) as e:
+                note("DEL %s: %s" % (stream, e))
+        emit([("scenario", "cluster_redis_xadd"), ("impl", "redis-benchmark"), ("round", rnd),
+              ("pipeline", XADD_PIPELINE), ("clients", c), ("requests", requests), ("fields", fields),
+              ("entry_bytes", entry_bytes), ("maxlen", maxlen), ("entries", entries[c]),
+              ("rps", "%.0f" % rps[c]), ("wall_s", "%.2f" % wall[c])])
+    return dict(rps=rps, requests=requests, pipeline=XADD_PIPELINE, fields=fields, entry_bytes=entry_bytes,
+                maxlen=maxlen, entries=entries)
+
+
 # ---------------------------------------------------------------------------
 # rows
 # ---------------------------------------------------------------------------
@@ -557,6 +676,19 @@ def floor_row(add_row, rs):
     result = "p50 %s, p99 %s, max %s" % (rng([r["p50"] for r in rs], us), rng([r["p99"] for r in rs], us),
                                           rng([r["max"] for r in rs], us))
     add_row(("cluster_redis_floor", 2, params, result))
+
+
+def xadd_row(add_row, rs):
+    n = len(rs)
+    r0 = rs[0]
+    params = "reference (no nginx): redis-benchmark, %d XADDs like the bridge's (%d fields, %d B, MAXLEN ~ %d) " \
+             "pipelined %d deep, on the same redis-server%s" % (
+                 r0["requests"], r0["fields"], r0["entry_bytes"], r0["maxlen"], r0["pipeline"],
+                 "; median (range) of %d runs" % n if n > 1 else "")
+    result = ", ".join("%d client%s %s" % (c, "" if c == 1 else "s", rng([r["rps"][c] for r in rs], rate))
+                       for c in sorted(r0["rps"]))
+    add_row(("cluster_redis_xadd", 1, params, result))
+
 
 def rng(vals, fmt):
     vals = sorted(vals)
@@ -605,7 +737,9 @@ def latency_row(add_row, placement, rs):
     add_row(("cluster", WORKERS, params, result))
 
 
-def throughput_row(add_row, placement, rs):
+def throughput_row(add_row, placement, rs, xadds=()):
+    """xadds: the rounds' redis_xadd_ceiling results (cross-node ÷ its
+    1-client requests/s, medians)."""
     n = len(rs)
     params = "throughput, %s, K=%d × %d B table, batches of %d + ngx.sleep(%g)%s" % (
         POSTER_LABELS[placement], COUNT, SIZE, BATCH, PAUSE, "; median (range) of %d runs" % n if n > 1 else "")
@@ -621,6 +755,11 @@ def throughput_row(add_row, placement, rs):
         lost, sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
         sum(r["a"]["ooo"] + r["b"]["ooo"] for r in rs),
         rng([r["waiting_peak"] for r in rs], lambda x: "%.0f" % x), sum(r["errors"] for r in rs))
+    ceil = [x["rps"][1] for x in xadds if x["rps"].get(1)]
+    if ceil:
+        cross = median([slow(r, "b", "rate_ff") for r in rs])
+        result += "; cross-node ÷ redis-benchmark XADD (1 client, -P %d) %.2f (%s ÷ %s, medians)" % (
+            XADD_PIPELINE, cross / median(ceil), rate(cross), rate(median(ceil)))
     if any(r["warns"] for r in rs):
         result += "; [warn] lines %d" % sum(r["warns"] for r in rs)
     if any(r["fails"] for r in rs):
@@ -653,13 +792,23 @@ def run(add_row, zone_for):
         print("# cluster: redis-server %s on 127.0.0.1:%d (no persistence); nodes A 127.0.0.1:%d, B 127.0.0.1:%d, "
               "%d workers each; load average at start %s" % (redis.version(), redis.port, PORT, PORT + 1, WORKERS,
                                                             loadavg()), flush=True)
-        floors = []
+        floors, xadds = [], []
+        xadd_on = "throughput" in TESTS and XADD_REQUESTS > 0
         for rnd in range(1, REPEAT + 1):
             if "latency" in TESTS:
                 try:
                     floors.append(redis_floor(redis, rnd))
                 except (BenchError, OSError) as e:
                     note("cluster redis floor (round %d) failed: %s" % (rnd, e))
+            if xadd_on:
+                try:
+                    x = redis_xadd_ceiling(redis, rnd)
+                    if x is None:
+                        xadd_on = False  # no redis-benchmark (noted)
+                    else:
+                        xadds.append(x)
+                except (BenchError, OSError) as e:
+                    note("cluster redis XADD reference (round %d) failed: %s" % (rnd, e))
             for t in TESTS:
                 for p in POSTERS:
                     try:
@@ -675,6 +824,8 @@ def run(add_row, zone_for):
         print("# cluster: load average at end %s" % loadavg(), flush=True)
     if floors:
         floor_row(add_row, floors)
+    if xadds:
+        xadd_row(add_row, xadds)
     for t in TESTS:
         for p in POSTERS:
             rs = results[(t, p)]
@@ -683,7 +834,7 @@ def run(add_row, zone_for):
             if t == "latency":
                 latency_row(add_row, p, rs)
             else:
-                throughput_row(add_row, p, rs)
+                throughput_row(add_row, p, rs, xadds)
     if failed:
         raise BenchError("; ".join("%s/%s failed in %d of %d runs: %s" % (t, p, len(f), REPEAT, f[0])
                                    for (t, p), f in failed.items()))

@@ -372,7 +372,14 @@ def main(argv):
     anchors = find_anchors(a.anchors)
     impls = implementations(anchors)
     if a.impls:
-        impls = [i for i in impls if i[0] in a.impls.split(",")]
+        asked = [x for x in a.impls.split(",") if x]
+        known = [i[0] for i in implementations({"lua-resty-worker-events": ("", ""),
+                                                 "lua-resty-events": ("", "")})]
+        unknown = [x for x in asked if x not in known]
+        if unknown:
+            raise SystemExit("scripts/bench compare: unknown implementation(s) %s; known: %s"
+                             % (",".join(unknown), ",".join(known)))
+        impls = [i for i in impls if i[0] in asked]
     print("# compare: workers=%s rounds=%d scenarios=%s impls=%s count=%d; load average at start %s" % (
         ",".join(map(str, a.workers)), a.rounds, ",".join(a.scenarios), ",".join(i[0] for i in impls), a.count,
         " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)

@@ -49,5 +49,9 @@ CLUSTER = [
     ("--cluster-poster", "BENCH_CLUSTER_POSTER", "other,bridge", "cluster: poster placements, comma-separated"),
     ("--cluster-queue", "BENCH_CLUSTER_QUEUE", "", "cluster: the directive's queue= (default count + 1000)"),
     ("--cluster-maxlen", "BENCH_CLUSTER_MAXLEN", "", "cluster: maxlen= (default max(100000, 2 x count))"),
+    ("--cluster-xadd-requests", "BENCH_CLUSTER_XADD_REQUESTS", 1000000, "cluster: redis-benchmark's pipelined "
+     "XADDs per client count in the XADD reference (0: no reference)"),
     ("--redis-server", "REDIS_SERVER", "redis-server", "cluster: the redis-server binary"),
+    ("--redis-benchmark", "REDIS_BENCHMARK", "redis-benchmark", "cluster: the redis-benchmark binary (the XADD "
+     "reference; skipped when not found)"),
 ]
