@@ -19,7 +19,7 @@ typedef struct {
   uint32_t source_len, event_len, unique_len, data_len;
   double seq;
   int32_t pid, wid;
-  uint8_t has_unique, own, has_wid, remote;
+  uint8_t has_unique, own, has_wid;
 } ngx_worker_events_record_t;
 int ngx_worker_events_fetch(int consumer, ngx_worker_events_record_t *record);
 int ngx_worker_events_pending(int consumer);

@@ -142,12 +142,12 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
             let mut last = b.acked.load(Relaxed);
             let (mut out, mut lost) = (Vec::new(), 0);
             let mut cursor = c.cursor;
-            let mut drained = None;
+            let mut drained = false;
             while out.len() < max {
                 match ring.read_next(&a.handle, &mut cursor, &mut buf) {
                     ReadOutcome::Empty => {
                         // Drained: the next post must wake the bridge again.
-                        drained = core::mem::take(&mut c.woken).then_some(c.zone);
+                        drained = true;
                         break;
                     }
                     ReadOutcome::Lost(_) => continue,
@@ -177,8 +177,8 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
                 b.counters.lost_out.fetch_add(lost, Relaxed);
             }
             st.buf = buf;
-            if let Some(z) = drained {
-                crate::runtime::notify::drained(st, z);
+            if drained {
+                crate::runtime::notify::found_empty(st, id);
             }
             Some((out, last, lost))
         })

@@ -136,11 +136,7 @@ pub fn fetch(id: u32) -> Fetched {
             if let Some(c) = st.consumer(id) {
                 c.cursor = cursor;
                 match outcome {
-                    ReadOutcome::Empty => {
-                        if core::mem::take(&mut c.woken) {
-                            notify::drained(st, z);
-                        }
-                    }
+                    ReadOutcome::Empty => notify::found_empty(st, id),
                     ReadOutcome::Lost(n) => c.lost += n,
                     ReadOutcome::Record(rh) => c.last_posted_us = rh.posted_us,
                 }
@@ -191,9 +187,8 @@ pub fn pending(id: u32) -> bool {
             let (c, a) = st.reader(id)?;
             let pending = a.handle.zone.ring().has_pending(&c.cursor);
             // Drained after a wake-up: the next post must wake it again.
-            if !pending && core::mem::take(&mut c.woken) {
-                let z = c.zone;
-                notify::drained(st, z);
+            if !pending {
+                notify::found_empty(st, id);
             }
             Some(pending)
         })

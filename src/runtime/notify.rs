@@ -261,20 +261,29 @@ pub fn drained(st: &mut State, z: usize) {
         .iter()
         .flatten()
         .any(|c| c.zone == z && c.woken && !c.sema.is_null());
-    let Some(slot) = st.zones.get(z).and_then(|a| a.slot) else {
+    let Some((slot, zone)) = st.zones.get(z).and_then(|a| Some((a.slot?, a.handle.zone))) else {
         return;
     };
-    let handle = st.zones[z].handle.clone();
-    let slots = handle.zone.slots();
+    let slots = zone.slots();
     if awake || !slots.wake_set(slot) || !slots.take_wake(slot) {
         return;
     }
-    let ring = handle.zone.ring();
+    let ring = zone.ring();
     for c in st.consumers.iter_mut().flatten() {
         if c.zone == z && !c.woken && !c.sema.is_null() && ring.has_pending(&c.cursor) {
             c.woken = true;
             post_sema(c.sema());
         }
+    }
+}
+
+/// Consumer `id` found the log empty: if it had been woken, it has drained
+/// (see [`drained`]).
+pub fn found_empty(st: &mut State, id: u32) {
+    let Some(c) = st.consumer(id) else { return };
+    if core::mem::take(&mut c.woken) {
+        let z = c.zone;
+        drained(st, z);
     }
 }
 

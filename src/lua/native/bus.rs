@@ -187,7 +187,6 @@ pub struct Record {
     pub has_unique: u8,
     pub own: u8,
     pub has_wid: u8,
-    pub remote: u8,
 }
 
 /// Reads consumer `id`'s next record into `r`: 0 (nothing), [`FETCH_EVENT`],
@@ -225,7 +224,6 @@ pub fn fetch_into(id: u32, r: &mut Record) -> c_int {
             r.has_wid = wid.is_some() as u8;
             r.wid = wid.unwrap_or(-1);
             r.own = v.own as u8;
-            r.remote = v.remote as u8;
             FETCH_EVENT
         }
     };
