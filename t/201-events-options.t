@@ -423,3 +423,51 @@ location = /t {
 . "process type: worker\na worker still gets events: true\n"
 --- no_error_log
 [error]
+
+
+
+=== TEST 12: near max_payload_len, the Lua encoder's post and the native one agree on every size (a metatable leaves a table to the native encoder)
+--- implicit_zone
+--- http_config
+    init_worker_by_lua_block {
+        local ev = require("resty.events").new { listening = "unix:/x", max_payload_len = 300 }
+        _G.ev = ev
+        assert(ev:init_worker())
+    }
+--- config
+location = /t {
+    content_by_lua_block {
+        local ev = _G.ev
+        local mt = {}
+        local mismatches, largest = 0, {}
+        for k = 150, 300 do
+            for _, shape in ipairs({ "array", "table", "nested" }) do
+                local s = string.rep("a", k)
+                local plain, native
+                if shape == "array" then
+                    plain, native = { s }, setmetatable({ s }, mt)
+                elseif shape == "table" then
+                    plain = { s = s, n = 1.5, 7, true }
+                    native = setmetatable({ s = s, n = 1.5, 7, true }, mt)
+                else
+                    plain = { { { s } }, x = { y = -0.0 } }
+                    native = setmetatable({ { { s } }, x = { y = -0.0 } }, mt)
+                end
+                local ok1, err1 = ev:publish("all", "nobody", "e", plain)
+                local ok2, err2 = ev:publish("all", "nobody", "e", native)
+                if ok1 ~= ok2 or err1 ~= err2 then
+                    mismatches = mismatches + 1
+                    ngx.say("mismatch at ", k, " ", shape, ": ", tostring(err1), " / ", tostring(err2))
+                end
+                if ok1 then largest[shape] = k end
+            end
+        end
+        ngx.say("mismatches: ", mismatches)
+        ngx.say("largest: ", largest.array, " ", largest.table, " ", largest.nested)
+    }
+}
+--- response_body
+mismatches: 0
+largest: 279 262 257
+--- no_error_log
+[error]

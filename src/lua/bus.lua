@@ -27,7 +27,7 @@ local native = ...
 local ngx = ngx
 local log = ngx.log
 local ERR, DEBUG = ngx.ERR, ngx.DEBUG
-local tostring, pcall, type = tostring, pcall, type
+local tostring, tonumber, pcall, type = tostring, tonumber, pcall, type
 local timer_at = ngx.timer.at
 local exiting = ngx.worker.exiting
 local min, max = math.min, math.max
@@ -42,7 +42,9 @@ local semaphore = require "ngx.semaphore"
 
 local c_fetch = C.ngx_worker_events_fetch
 local ffi_string = ffi.string
-local decode = require("ngx_worker_events.payload").decode
+local payload = require "ngx_worker_events.payload"
+local decode, encode = payload.decode, payload.encode
+local c_post, c_pid = C.ngx_worker_events_post, C.ngx_worker_events_pid
 local n_open, n_close, n_post, n_decode, n_claim = native.open, native.close, native.post,
                                                    native.decode, native.claim
 local n_pid, n_stats, n_at_exit = native.pid, native.stats, native.at_exit
@@ -52,6 +54,37 @@ local FETCH_EVENT, FETCH_LOST, FETCH_BAD = native.FETCH_EVENT, native.FETCH_LOST
 -- the record a fetch fills in (its byte pointers are good until the next
 -- fetch, by any consumer of this worker: run_broadcast copies them first)
 local rec = ffi.new("ngx_worker_events_record_t")
+-- what a post hands to ngx_worker_events_post (strings and the encoder's
+-- buffer: referenced by the caller for the call's length)
+local pst = ffi.new("ngx_worker_events_post_t")
+
+-- posts through FFI what the Lua encoder took: seq | false | nil, err |
+-- nil, nil (only native.post can tell: call it)
+local function post_ffi(consumer, source, event, data, unique, timeout, flags, max_payload)
+  local p, len = encode(data)
+  if not p then return nil, nil end
+  pst.source, pst.source_len = source, #source
+  pst.event, pst.event_len = event, #event
+  if type(unique) == "string" then
+    pst.unique, pst.unique_len, pst.has_unique = unique, #unique, 1
+  else
+    pst.unique, pst.unique_len, pst.has_unique = nil, 0, 0
+  end
+  pst.data, pst.data_len = p, len
+  pst.ttl = tonumber(timeout) or 0
+  pst.flags = flags or 0
+  if type(max_payload) == "number" then
+    pst.max_payload, pst.has_max = max_payload, 1
+  else
+    pst.has_max = 0
+  end
+  local rc = c_post(consumer, pst)
+  pst.source, pst.event, pst.unique = nil, nil, nil
+  if rc == 1 then return pst.seq end
+  if rc == 0 then return false end
+  if rc == -2 then return nil, ffi_string(pst.err, pst.err_len) end
+  return nil, nil
+end
 local PREFIX = native.LOG_PREFIX
 -- stream-lua's VM (stream {}): its semaphores are stream-lua's, its unique
 -- claims and task keys its own (README "Stream subsystem")
@@ -170,7 +203,7 @@ function _M.new(spec)
 
   -- true when open in this process (a fork leaves the parent's consumer behind)
   function self.opened()
-    return consumer ~= nil and pid == n_pid()
+    return consumer ~= nil and pid == c_pid()
   end
 
   -- opens the consumer of `name` (a zone, or a lua_shared_dict meaning the
@@ -215,7 +248,14 @@ function _M.new(spec)
     if not self.opened() then
       return nil, "events not configured, call configure() first"
     end
-    local seq, err = n_post(consumer, source, event, data, unique, timeout, flags, max_payload)
+    local seq, err
+    if type(source) == "string" and type(event) == "string" then
+      seq, err = post_ffi(consumer, source, event, data, unique, timeout, flags, max_payload)
+    end
+    if seq == nil and err == nil then
+      -- what the Lua encoder leaves (or the limit leaves) to the native one
+      seq, err = n_post(consumer, source, event, data, unique, timeout, flags, max_payload)
+    end
     if seq then wake_self() end
     return seq, err
   end

@@ -22,6 +22,18 @@ typedef struct {
   uint8_t has_unique, own, has_wid;
 } ngx_worker_events_record_t;
 int ngx_worker_events_fetch(int consumer, ngx_worker_events_record_t *record);
+typedef struct {
+  const char *source, *event, *unique;
+  const unsigned char *data;
+  size_t source_len, event_len, unique_len, data_len;
+  double ttl, max_payload, seq;
+  const char *err;
+  size_t err_len;
+  int32_t flags;
+  uint8_t has_unique, has_max;
+} ngx_worker_events_post_t;
+int ngx_worker_events_post(int consumer, ngx_worker_events_post_t *post);
+int ngx_worker_events_pid(void);
 int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
@@ -50,6 +62,34 @@ pub unsafe extern "C" fn ngx_worker_events_fetch(
         return 0;
     };
     catch_unwind_or(0, || crate::lua::native::bus::fetch_into(id(consumer), r))
+}
+
+/// Posts for `consumer` what `post` holds (see
+/// [`crate::lua::native::bus::post_ffi`]): 1 posted (`post->seq`), 0 a
+/// duplicate, -1 "use `native.post`", -2 failed (`post->err`).
+///
+/// # Safety
+/// `post` is NULL or points to a writable `ngx_worker_events_post_t` whose
+/// byte pointers are valid for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn ngx_worker_events_post(
+    consumer: libc::c_int,
+    post: *mut crate::lua::native::bus::PostFfi,
+) -> libc::c_int {
+    // SAFETY: per the contract, a valid exclusive pointer or NULL.
+    let Some(p) = (unsafe { post.as_mut() }) else {
+        return crate::lua::native::bus::POST_FFI_NATIVE;
+    };
+    catch_unwind_or(crate::lua::native::bus::POST_FFI_NATIVE, || {
+        // SAFETY: per the contract, the pointers in `p` are valid.
+        unsafe { crate::lua::native::bus::post_ffi(id(consumer), p) }
+    })
+}
+
+/// This process' pid (`native.pid` without leaving the trace).
+#[no_mangle]
+pub extern "C" fn ngx_worker_events_pid() -> libc::c_int {
+    crate::ngx::process::pid()
 }
 
 /// 1 if records are waiting for `consumer`, else 0 (also when not open).

@@ -5,7 +5,7 @@
 //! | package | file | what |
 //! |---|---|---|
 //! | `ngx_worker_events.bus` | `bus.lua` | the shared core every API stands on: a consumer, its dispatch loop, local events, lost events, unique claims |
-//! | `ngx_worker_events.payload` | `payload.lua` | the payload decoder over LuaJIT FFI (`crate::wire::payload`'s format; the native one has the last word) |
+//! | `ngx_worker_events.payload` | `payload.lua` | the payload codec over LuaJIT FFI (`crate::wire::payload`'s format; the native encoder and decoder have the last word) |
 //! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x (and 1.x): handler tree, argument checks, its events and messages |
 //! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
@@ -14,7 +14,7 @@
 //! | `ngx_worker_events.cluster` | `cluster.lua` | the Redis Streams bridge: lease, XADD of cluster events, XREAD of other nodes', cluster claims |
 //!
 //! Native side: `native/` (the table each package gets, one file per
-//! package it serves: `bus` the per-event `post` on the raw C API, the FFI fetch and the native `decode`,
+//! package it serves: `bus` the FFI post and fetch, and the native `post` and `decode` on the raw C API,
 //! `manager`, `tasks`, `cluster` and `cluster_feed`), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
 //! `cdef` that declares them), `value` (Lua values <-> `crate::wire::payload`).
 

@@ -1,9 +1,11 @@
--- ngx_worker_events.payload: the payload decoder (crate::wire::payload's
--- format) in Lua over LuaJIT FFI, so that delivering an event builds its
--- value without a Lua C API call per field and stays inside compiled traces.
+-- ngx_worker_events.payload: the payload codec (crate::wire::payload's
+-- format) in Lua over LuaJIT FFI, so that posting and delivering an event
+-- walk and build its value without a Lua C API call per field and stay
+-- inside compiled traces.
 --
 --   local payload = require "ngx_worker_events.payload"
 --   local value, ok = payload.decode(ptr, len) -- ptr: const unsigned char *
+--   local ptr, len = payload.encode(value)     -- nil: left to the native encoder
 --
 -- ok is false when the bytes are anything but a well-formed payload this
 -- decoder is sure about (truncated, an unknown tag, trailing bytes, very
@@ -17,11 +19,14 @@
 --         | 0x07 varint(n_array) varint(n_hash) value*n_array (value value)*n_hash
 local ffi = require "ffi"
 
-local ffi_string, ffi_cast, tonumber = ffi.string, ffi.cast, tonumber
+local ffi_string, ffi_cast, ffi_copy, tonumber = ffi.string, ffi.cast, ffi.copy, tonumber
+local type, next, getmetatable = type, next, getmetatable
 local floor = math.floor
 local null = ngx.null
 local i64_ptr = ffi.typeof("const int64_t *")
 local f64_ptr = ffi.typeof("const double *")
+local i64_out = ffi.typeof("int64_t *")
+local f64_out = ffi.typeof("double *")
 
 local ok_new, new_tab = pcall(require, "table.new")
 if not ok_new then
@@ -106,6 +111,118 @@ local function value(p, i, n, depth)
 end
 
 local _M = {}
+
+-- The encoder takes the common case (strings, numbers, booleans, nil,
+-- ngx.null and plain tables of them, up to ENC_CAP bytes and ENC_DEPTH
+-- levels) and refuses everything else: a value it refuses goes to the
+-- native encoder, which has the last word on what is refused and on the
+-- error text, so this one never accepts what that one refuses (and writes
+-- the same bytes for what both take: the same table walk, next()'s order).
+local ENC_CAP = 16384
+local ENC_DEPTH = 32
+local ebuf = ffi.new("unsigned char[?]", ENC_CAP)
+
+-- varint at ebuf[n] (the caller checked the room): next n
+local function put_varint(n, v)
+  while v >= 128 do
+    ebuf[n] = 128 + v % 128
+    v = floor(v / 128)
+    n = n + 1
+  end
+  ebuf[n] = v
+  return n + 1
+end
+
+-- a value that is no table at ebuf[n]: next n, or nil (refused)
+local function scalar(v, n)
+  local tv = type(v)
+  if tv == "string" then
+    local len = #v
+    if n + len + 11 > ENC_CAP then return nil end
+    ebuf[n] = 6
+    n = put_varint(n + 1, len)
+    ffi_copy(ebuf + n, v, len)
+    return n + len
+  elseif tv == "number" then
+    if n + 9 > ENC_CAP then return nil end
+    -- an integer when exact (not -0.0), as crate::wire::payload does
+    if v == floor(v) and v >= -9e15 and v <= 9e15 and (v ~= 0 or 1 / v > 0) then
+      ebuf[n] = 4
+      ffi_cast(i64_out, ebuf + n + 1)[0] = v
+    else
+      ebuf[n] = 5
+      ffi_cast(f64_out, ebuf + n + 1)[0] = v
+    end
+    return n + 9
+  elseif n >= ENC_CAP then
+    return nil
+  elseif tv == "boolean" then
+    ebuf[n] = v and 2 or 1
+    return n + 1
+  elseif v == nil then
+    ebuf[n] = 0
+    return n + 1
+  elseif v == null then
+    ebuf[n] = 3
+    return n + 1
+  end
+  return nil
+end
+
+local encode_table
+
+local function any(v, n, depth)
+  if type(v) == "table" then return encode_table(v, n, depth + 1) end
+  return scalar(v, n)
+end
+
+-- a table at ebuf[n]: next n, or nil (refused: a metatable, which the
+-- native encoder does not consult but __len could bend here, a key that is
+-- no string, number or boolean, too deep, too large)
+encode_table = function(t, n, depth)
+  if depth > ENC_DEPTH or n + 21 > ENC_CAP or getmetatable(t) ~= nil then
+    return nil
+  end
+  -- the array part: keys 1..m without a hole
+  local len, m = #t, 0
+  while m < len and t[m + 1] ~= nil do m = m + 1 end
+  local nh = 0
+  for k in next, t do
+    local tk = type(k)
+    if tk == "number" then
+      if k < 1 or k > m or k ~= floor(k) then nh = nh + 1 end
+    elseif tk == "string" or tk == "boolean" then
+      nh = nh + 1
+    else
+      return nil
+    end
+  end
+  ebuf[n] = 7
+  n = put_varint(put_varint(n + 1, m), nh)
+  for i = 1, m do
+    n = any(t[i], n, depth)
+    if not n then return nil end
+  end
+  if nh > 0 then
+    for k, v in next, t do
+      if type(k) ~= "number" or k < 1 or k > m or k ~= floor(k) then
+        n = scalar(k, n)
+        if not n then return nil end
+        n = any(v, n, depth)
+        if not n then return nil end
+      end
+    end
+  end
+  return n
+end
+
+-- `v` encoded into this module's buffer: pointer, length (good until
+-- the next encode); nil when it leaves the value to the native encoder
+function _M.encode(v)
+  local n = any(v, 0, 0)
+  if n then return ebuf, n end
+  return nil
+end
 
 -- the value encoded in the `len` bytes at `p`: value, true; or nil, false
 -- (see above: leave those bytes to the native decoder)

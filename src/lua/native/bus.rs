@@ -1,9 +1,13 @@
-//! The per-event native functions: `native.post`, written against the Lua C
+//! The per-event native functions: the FFI post and fetch of one record (no
+//! Lua API call at all: the Lua side encodes, copies and decodes payloads
+//! itself), and `native.post` / `native.decode`, written against the Lua C
 //! API directly (mlua's value handles cost more than the rest of the path
-//! together), and the FFI fetch of one record (no Lua API call at all: the
-//! Lua side copies the parts and decodes the payload itself).
+//! together), for what the Lua codec leaves to them.
 //!
 //! Protocol (the `FETCH_*` constants reach Lua through the native table):
+//! - `ngx_worker_events_post(consumer, post)` (LuaJIT FFI, see [`PostFfi`]):
+//!   the data encoded on the Lua side (`ngx_worker_events.payload`), and for
+//!   what that encoder leaves to this one,
 //! - `post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`
 //!   -> `seq` | `false` (a live `unique` key, with `POST_DEDUP`) | `nil, reason`.
 //!   `flags`: `POST_DEDUP`, `POST_OWN`, `POST_CLUSTER`, `POST_HOLD` (see [`crate::runtime::post::PostMode`]);
@@ -81,7 +85,90 @@ unsafe fn consumer_at(l: *mut lua_State) -> u32 {
     u32::try_from(unsafe { lua_tointeger(l, 1) }).unwrap_or(0)
 }
 
-/// `native.post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`.
+/// A post's arguments, read from Lua by either path (`native.post` or the
+/// FFI post), the data aside.
+pub struct PostArgs<'a> {
+    pub source: &'a [u8],
+    pub event: &'a [u8],
+    pub unique: Option<&'a [u8]>,
+    /// The `unique` claim's lifetime (the API's `timeout`), ms.
+    pub ttl_ms: u64,
+    /// `POST_*` flags.
+    pub flags: i64,
+    /// The API's own limit on source + event + unique + encoded data
+    /// (resty.events' `max_payload_len`), bytes.
+    pub max_payload: Option<f64>,
+}
+
+/// How many bytes the encoded data may take, and how to say it did not fit.
+struct DataLimit {
+    /// The smaller of the zone's and the API's limit.
+    bytes: usize,
+    zone: usize,
+    /// The API's limit when it is the smaller one.
+    api: Option<u64>,
+}
+
+impl DataLimit {
+    /// The limit for a post by consumer `id`, or why it cannot post.
+    fn of(id: u32, a: &PostArgs<'_>) -> Result<Self, String> {
+        let zone = post::max_record(id).ok_or_else(|| post::PostError::NotOpen.to_string())?;
+        let zone = usize::try_from(zone).unwrap_or(usize::MAX);
+        // The API's own limit counts the names too: what is left of it for
+        // the data, and the limit itself.
+        let api = a.max_payload.map(|max| {
+            let max = max.clamp(0.0, 1e15) as u64;
+            let names = a.source.len() + a.event.len() + a.unique.map_or(0, <[u8]>::len);
+            let room = usize::try_from(max.saturating_sub(names as u64)).unwrap_or(usize::MAX);
+            (max, room)
+        });
+        // The encoder never writes past its limit, so the smaller limit decides.
+        let api = api.filter(|&(_, room)| room < zone);
+        Ok(Self {
+            bytes: api.map_or(zone, |(_, room)| room),
+            zone,
+            api: api.map(|(max, _)| max),
+        })
+    }
+
+    /// The error when the data does not fit.
+    fn exceeded(&self) -> String {
+        match self.api {
+            Some(max) => format!("payload exceeds the limitation ({max})"),
+            None => format!(
+                "payload too large: more than {0} bytes encoded, the limit for this zone is {0}",
+                self.zone
+            ),
+        }
+    }
+}
+
+/// Posts the encoded `data` (the tail both paths share): the post mode from
+/// the flags, then [`post::post`] inside `catch_unwind`.
+fn post_encoded(id: u32, a: &PostArgs<'_>, data: &[u8]) -> Result<post::Posted, String> {
+    let cluster = if a.flags & POST_CLUSTER != 0 {
+        Some(cluster::config().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mode = post::PostMode {
+        dedup: a.flags & POST_DEDUP != 0,
+        own: a.flags & POST_OWN != 0,
+        cluster: cluster.as_ref().map(|(c, zone)| post::ClusterPost {
+            zone,
+            queue: c.queue,
+            hold: (a.flags & POST_HOLD != 0 && a.unique.is_some()).then_some(a.ttl_ms),
+        }),
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        post::post(id, a.source, a.event, a.unique, a.ttl_ms, data, mode).map_err(|e| e.to_string())
+    }))
+    .unwrap_or_else(|_| Err("internal error".into()))
+}
+
+/// `native.post(consumer, source, event, data, unique?, unique_ttl_s, flags?, max_payload?)`:
+/// the path for what the Lua encoder leaves to this one (see
+/// [`post_ffi`]), so it has the last word on what a payload may hold.
 ///
 /// # Safety
 /// Called by Lua as a `lua_CFunction`.
@@ -93,62 +180,30 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
             return nil_err(l, "source and event must be strings");
         }
         let id = consumer_at(l);
-        let Some(zone_limit) = post::max_record(id) else {
-            return nil_err(l, &post::PostError::NotOpen.to_string());
+        let args = PostArgs {
+            source: value::str_at(l, 2),
+            event: value::str_at(l, 3),
+            // A string, even an empty one, makes a unique event.
+            unique: (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5)),
+            ttl_ms: super::convert::secs_to_ms(lua_tonumber(l, 6)),
+            flags: lua_tointeger(l, 7) as i64,
+            max_payload: (lua_type(l, 8) == mlua::ffi::LUA_TNUMBER).then(|| lua_tonumber(l, 8)),
         };
-        let (source, event) = (value::str_at(l, 2), value::str_at(l, 3));
-        // A string, even an empty one, makes a unique event.
-        let unique = (lua_type(l, 5) == LUA_TSTRING).then(|| value::str_at(l, 5));
-        // The `unique` claim's lifetime, seconds (the API's `timeout`).
-        let ttl_ms = super::convert::secs_to_ms(lua_tonumber(l, 6));
-        let flags = lua_tointeger(l, 7) as i64;
-        let cluster = if flags & POST_CLUSTER != 0 {
-            match cluster::config() {
-                Ok(c) => Some(c),
-                Err(e) => return nil_err(l, &e.to_string()),
-            }
-        } else {
-            None
+        let limit = match DataLimit::of(id, &args) {
+            Ok(limit) => limit,
+            Err(e) => return nil_err(l, &e),
         };
-        let mode = post::PostMode {
-            dedup: flags & POST_DEDUP != 0,
-            own: flags & POST_OWN != 0,
-            cluster: cluster.as_ref().map(|(c, zone)| post::ClusterPost {
-                zone,
-                queue: c.queue,
-                hold: (flags & POST_HOLD != 0 && unique.is_some()).then_some(ttl_ms),
-            }),
-        };
-        // The API's own limit (resty.events' max_payload_len) counts the
-        // names too: what is left of it for the data, and the limit itself.
-        let zone_limit = usize::try_from(zone_limit).unwrap_or(usize::MAX);
-        let api = (lua_type(l, 8) == mlua::ffi::LUA_TNUMBER).then(|| {
-            let max = lua_tonumber(l, 8).clamp(0.0, 1e15) as u64;
-            let names = source.len() + event.len() + unique.map_or(0, <[u8]>::len);
-            let room = usize::try_from(max.saturating_sub(names as u64)).unwrap_or(usize::MAX);
-            (max, room)
-        });
-        // The encoder never writes past its limit, so the smaller limit decides.
-        let api_binds = api.filter(|&(_, room)| room < zone_limit);
-        let data_limit = api_binds.map_or(zone_limit, |(_, room)| room);
         // Borrow the encoder out of the state, encode (Lua API), put it back.
         let Ok(mut enc) = post::take_encoder() else {
             return nil_err(l, "internal error: busy");
         };
         // Stops at the limit: a huge value is refused without being copied.
-        enc.set_limit(data_limit);
-        let encoded = value::encode(l, 4, &mut enc).map_err(|e| match api_binds {
-            _ if !enc.exceeded() => e,
-            Some((max, _)) => format!("payload exceeds the limitation ({max})"),
-            None => format!("payload too large: more than {zone_limit} bytes encoded, the limit for this zone is {zone_limit}"),
+        enc.set_limit(limit.bytes);
+        let encoded = value::encode(l, 4, &mut enc).map_err(|e| match enc.exceeded() {
+            true => limit.exceeded(),
+            false => e,
         });
-        let res = encoded.and_then(|()| {
-            catch_unwind(AssertUnwindSafe(|| {
-                post::post(id, source, event, unique, ttl_ms, enc.as_bytes(), mode)
-                    .map_err(|e| e.to_string())
-            }))
-            .unwrap_or_else(|_| Err("internal error".into()))
-        });
+        let res = encoded.and_then(|()| post_encoded(id, &args, enc.as_bytes()));
         post::put_encoder(enc);
         match res {
             Ok(post::Posted::Seq(seq)) => {
@@ -161,6 +216,103 @@ pub unsafe extern "C-unwind" fn post(l: *mut lua_State) -> c_int {
             }
             Err(reason) => nil_err(l, &reason),
         }
+    }
+}
+
+/// One post through LuaJIT FFI (`ngx_worker_events_post_t` in
+/// [`crate::lua::exports::CDEF`]): the Lua side encoded the data
+/// (`ngx_worker_events.payload`); the byte pointers are Lua strings and
+/// that module's buffer, valid for the call.
+#[repr(C)]
+pub struct PostFfi {
+    pub source: *const u8,
+    pub event: *const u8,
+    pub unique: *const u8,
+    pub data: *const u8,
+    pub source_len: usize,
+    pub event_len: usize,
+    pub unique_len: usize,
+    pub data_len: usize,
+    /// The `unique` claim's lifetime, seconds.
+    pub ttl: f64,
+    /// The API's limit (see [`PostArgs::max_payload`]) when `has_max`.
+    pub max_payload: f64,
+    /// Out: the seq, with [`POST_FFI_SEQ`].
+    pub seq: f64,
+    /// Out: the error, with [`POST_FFI_ERR`] (good until the next post).
+    pub err: *const u8,
+    pub err_len: usize,
+    pub flags: i32,
+    pub has_unique: u8,
+    pub has_max: u8,
+}
+
+/// [`post_ffi`]: posted, `seq` holds the seq.
+pub const POST_FFI_SEQ: c_int = 1;
+/// [`post_ffi`]: not posted, its unique key is live (`POST_DEDUP`).
+pub const POST_FFI_DUPLICATE: c_int = 0;
+/// [`post_ffi`]: nothing done; only the native encoder can tell whether
+/// this data fits (it is within a few bytes of the limit): use `native.post`.
+pub const POST_FFI_NATIVE: c_int = -1;
+/// [`post_ffi`]: failed, `err` says why.
+pub const POST_FFI_ERR: c_int = -2;
+
+/// The longest a native encoder's header reservation overshoots what it
+/// writes (a table's: 21 bytes for at least 3): data this much under the
+/// limit passes the native encoder's checks too.
+const RESERVE_SLACK: usize = 21;
+
+thread_local! {
+    /// The last FFI post's error text ([`PostFfi::err`] points into it).
+    static POST_ERR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Posts for consumer `id` what `p` holds (see [`PostFfi`] and the
+/// `POST_FFI_*` results).
+///
+/// # Safety
+/// The pointers in `p` are valid for their lengths (NULL with length 0).
+pub unsafe fn post_ffi(id: u32, p: &mut PostFfi) -> c_int {
+    let bytes = |ptr: *const u8, len: usize| -> &[u8] {
+        if ptr.is_null() || len == 0 {
+            &[]
+        } else {
+            // SAFETY: per the contract, `len` readable bytes at `ptr`.
+            unsafe { core::slice::from_raw_parts(ptr, len) }
+        }
+    };
+    let args = PostArgs {
+        source: bytes(p.source, p.source_len),
+        event: bytes(p.event, p.event_len),
+        unique: (p.has_unique != 0).then(|| bytes(p.unique, p.unique_len)),
+        ttl_ms: super::convert::secs_to_ms(p.ttl),
+        flags: i64::from(p.flags),
+        max_payload: (p.has_max != 0).then_some(p.max_payload),
+    };
+    let data = bytes(p.data, p.data_len);
+    let res = DataLimit::of(id, &args).and_then(|limit| {
+        if data.len() > limit.bytes {
+            Err(limit.exceeded())
+        } else if data.len().saturating_add(RESERVE_SLACK) > limit.bytes {
+            Ok(None)
+        } else {
+            post_encoded(id, &args, data).map(Some)
+        }
+    });
+    match res {
+        Ok(Some(post::Posted::Seq(seq))) => {
+            p.seq = seq as f64;
+            POST_FFI_SEQ
+        }
+        Ok(Some(post::Posted::Duplicate)) => POST_FFI_DUPLICATE,
+        Ok(None) => POST_FFI_NATIVE,
+        Err(e) => POST_ERR.with(|s| {
+            let mut s = s.borrow_mut();
+            *s = e;
+            p.err = s.as_ptr();
+            p.err_len = s.len();
+            POST_FFI_ERR
+        }),
     }
 }
 
