@@ -6,7 +6,7 @@
 -- authenticates, the batches are RESP built and parsed natively):
 --   out: cluster records of the local log -> XADD (or, for a cluster
 --        `unique` event, SET NX PX: the node that gets the key runs it),
---        256 commands per write (native cluster_out);
+--        up to 1024 commands (or 1 MB of events) per write (native cluster_out);
 --   in:  XREAD BLOCK from the last id handled -> the local log, exactly
 --        once, other nodes' events only (native cluster_feed); while idle,
 --        XINFO tells whether the stream was reset (its last id went back).
@@ -43,7 +43,7 @@ local semaphore = require "ngx.semaphore"
 
 local PREFIX = native.LOG_PREFIX .. "cluster: "
 local LEASE_EVERY = 0.25       -- lease check / renewal period (s); a lease lasts 1 s
-local BATCH = 256              -- entries per XADD pipeline / XREAD
+local BATCH = 1024             -- entries per XADD pipeline / XREAD
 local BLOCK_MS = 1000          -- XREAD BLOCK
 local BACKOFF_MIN, BACKOFF_MAX = 0.1, 5
 local YIELD_BYTES = 256 * 1024 -- bytes read before the loops yield to the event loop

@@ -129,8 +129,12 @@ pub struct Outgoing {
     pub hold: Option<u64>,
 }
 
+/// A batch [`next_out`] returns ends once its records hold this many bytes
+/// (so `max` large events never make one huge write).
+pub const OUT_BATCH_BYTES: usize = 1 << 20;
+
 /// Reads up to `max` cluster records after consumer `id`'s cursor (other
-/// records are skipped). Returns them, the highest ordinal seen, and how
+/// records are skipped), fewer when they reach [`OUT_BATCH_BYTES`]. Returns them, the highest ordinal seen, and how
 /// many cluster events were overwritten before the bridge read them.
 pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), BridgeError> {
     STATE
@@ -142,7 +146,7 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
             let mut last = b.acked.load(Relaxed);
             let (mut out, mut lost) = (Vec::new(), 0);
             let mut cursor = c.cursor;
-            let mut drained = false;
+            let (mut drained, mut bytes) = (false, 0);
             while out.len() < max {
                 match ring.read_next(&a.handle, &mut cursor, &mut buf) {
                     ReadOutcome::Empty => {
@@ -169,6 +173,10 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
                             data: v.data.to_vec(),
                             hold: v.hold,
                         });
+                        bytes += buf.len();
+                        if bytes >= OUT_BATCH_BYTES {
+                            break;
+                        }
                     }
                 }
             }
@@ -227,18 +235,37 @@ pub struct Entry<'a> {
     pub data: &'a [u8],
 }
 
+/// Wakes the readers of consumer `id`'s zone, here and in the other
+/// workers: once after [`deliver`] delivered a run of entries (one wake-up
+/// per XREAD chunk, not one per entry).
+pub fn wake_readers(id: u32) {
+    let found = STATE
+        .with(|st| {
+            let (c, a) = st.reader(id)?;
+            let (z, handle, slot) = (c.zone, a.handle.clone(), a.slot);
+            crate::runtime::notify::wake_local(st, z, None, false);
+            Some((handle, slot))
+        })
+        .ok()
+        .flatten();
+    if let Some((handle, slot)) = found {
+        crate::runtime::notify::wake_others(&handle, slot);
+    }
+}
+
 /// Posts entry `e` on the local log unless it is a duplicate; in the same
 /// critical section checks the lease and moves the stream id forward, so a
 /// hand-over can neither lose nor repeat it. `max_gap`: see
-/// `ClusterBlock::arrive_locked`.
+/// `ClusterBlock::arrive_locked`. Wakes nobody: the caller calls
+/// [`wake_readers`] once the run of entries it delivers is over.
 pub fn deliver(
     id: u32,
     token: u64,
     e: &Entry<'_>,
     max_gap: Option<u64>,
 ) -> Result<Incoming, BridgeError> {
-    let (handle, slot) = STATE
-        .with(|st| st.reader(id).map(|(_, a)| (a.handle.clone(), a.slot)))
+    let handle = STATE
+        .with(|st| st.reader(id).map(|(_, a)| a.handle.clone()))
         .ok()
         .flatten()
         .ok_or(BridgeError::NotOpen)?;
@@ -304,13 +331,6 @@ pub fn deliver(
                 }
                 _ => {}
             }
-            let _ = STATE.with(|st| {
-                let z = st.reader(id).map(|(c, _)| c.zone);
-                if let Some(z) = z {
-                    crate::runtime::notify::wake_local(st, z, None, false);
-                }
-            });
-            crate::runtime::notify::wake_others(&handle, slot);
         }
         Incoming::Skipped => {
             b.counters.duplicates.fetch_add(1, Relaxed);

@@ -50,6 +50,8 @@ struct Fed {
     null: bool,
     stale: bool,
     error: Option<String>,
+    /// Entries were delivered since the readers were last woken.
+    unwoken: bool,
 }
 
 struct InState {
@@ -261,11 +263,15 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
     let max_gap = r.secret.is_none().then_some(r.max_gap);
     match cluster::deliver(r.c, r.tok, &entry, max_gap) {
         Ok(Incoming::Delivered { lost }) => {
+            fed.unwoken = true;
             if lost > 0 {
                 fed.lost.push((n.to_vec(), lost));
             }
         }
-        Ok(Incoming::Jumped) => fed.jumps.push(n.to_vec()),
+        Ok(Incoming::Jumped) => {
+            fed.unwoken = true;
+            fed.jumps.push(n.to_vec());
+        }
         Ok(Incoming::Skipped) => {}
         Ok(Incoming::Stale) => return false,
         Err(err) => {
@@ -390,7 +396,12 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     secret,
                     max_gap,
                 };
-                if feed_chunk(st, &rules, &chunk.as_bytes(), count.unwrap_or(4096)).is_none() {
+                let over = feed_chunk(st, &rules, &chunk.as_bytes(), count.unwrap_or(4096));
+                // One wake-up for what this chunk delivered.
+                if core::mem::take(&mut st.fed.unwoken) {
+                    cluster::wake_readers(c);
+                }
+                if over.is_none() {
                     return Ok(MultiValue::from_vec(vec![s("more")?]));
                 }
                 let fed = core::mem::take(&mut st.fed);
