@@ -57,6 +57,8 @@ local rec = ffi.new("ngx_worker_events_record_t")
 -- what a post hands to ngx_worker_events_post (strings and the encoder's
 -- buffer: referenced by the caller for the call's length)
 local pst = ffi.new("ngx_worker_events_post_t")
+local POST_FFI_SEQ, POST_FFI_DUPLICATE, POST_FFI_ERR = native.POST_FFI_SEQ,
+                                                       native.POST_FFI_DUPLICATE, native.POST_FFI_ERR
 
 -- posts through FFI what the Lua encoder took: seq | false | nil, err |
 -- nil, nil (only native.post can tell: call it)
@@ -80,10 +82,10 @@ local function post_ffi(consumer, source, event, data, unique, timeout, flags, m
   end
   local rc = c_post(consumer, pst)
   pst.source, pst.event, pst.unique = nil, nil, nil
-  if rc == 1 then return pst.seq end
-  if rc == 0 then return false end
-  if rc == -2 then return nil, ffi_string(pst.err, pst.err_len) end
-  return nil, nil
+  if rc == POST_FFI_SEQ then return pst.seq end
+  if rc == POST_FFI_DUPLICATE then return false end
+  if rc == POST_FFI_ERR then return nil, ffi_string(pst.err, pst.err_len) end
+  return nil, nil -- POST_FFI_NATIVE
 end
 local PREFIX = native.LOG_PREFIX
 -- stream-lua's VM (stream {}): its semaphores are stream-lua's, its unique

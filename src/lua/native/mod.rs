@@ -70,6 +70,9 @@ pub fn create(lua: &Lua) -> mlua::Result<Table> {
         "now_us",
         lua.create_function(|_, ()| Ok(crate::ngx::monotonic_us() as f64))?,
     )?;
+    t.set("POST_FFI_SEQ", bus::POST_FFI_SEQ)?;
+    t.set("POST_FFI_DUPLICATE", bus::POST_FFI_DUPLICATE)?;
+    t.set("POST_FFI_ERR", bus::POST_FFI_ERR)?;
     t.set("FETCH_EVENT", bus::FETCH_EVENT)?;
     t.set("FETCH_LOST", bus::FETCH_LOST)?;
     t.set("FETCH_BAD", bus::FETCH_BAD)?;
