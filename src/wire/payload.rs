@@ -46,6 +46,16 @@ impl Default for Encoder {
     }
 }
 
+/// How many bytes [`put_varint`] writes for `n`.
+fn varint_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
 fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         buf.push((n as u8) | 0x80);
@@ -60,6 +70,9 @@ impl Encoder {
         Self::default()
     }
     /// True (and marks the encoder exceeded) unless `n` more bytes fit.
+    /// Every caller asks for exactly the bytes it writes, so whether a value
+    /// fits depends on its encoded size only, never on the order a table's
+    /// entries are walked in (which varies from run to run).
     fn room(&mut self, n: usize) -> bool {
         if !self.exceeded && self.buf.len().saturating_add(n) > self.limit {
             self.exceeded = true;
@@ -106,7 +119,8 @@ impl Encoder {
     }
     /// Encodes a byte string.
     pub fn string(&mut self, s: &[u8]) {
-        if !self.room(s.len().saturating_add(11)) {
+        let header = 1 + varint_len(s.len() as u64);
+        if !self.room(s.len().saturating_add(header)) {
             return;
         }
         self.buf.push(STR);
@@ -115,7 +129,7 @@ impl Encoder {
     }
     /// Starts a table; exactly `n_array` values then `n_hash` key/value pairs must follow.
     pub fn table(&mut self, n_array: usize, n_hash: usize) {
-        if !self.room(21) {
+        if !self.room(1 + varint_len(n_array as u64) + varint_len(n_hash as u64)) {
             return;
         }
         self.buf.push(TABLE);
@@ -379,10 +393,46 @@ mod tests {
         assert!(e.as_bytes().len() <= 100);
         e.clear();
         assert!(!e.exceeded());
-        e.string(&[b'x'; 80]);
+        e.string(&[b'x'; 98]);
         assert!(
             !e.exceeded(),
-            "the limit holds after clear: 80 + 11 fits in 100"
+            "the limit holds after clear: 98 + 2 fits in 100"
+        );
+    }
+
+    #[test]
+    fn the_limit_is_exact_whatever_the_order() {
+        // {s = 150 B, n = 1.5, 7, true} encodes to 3 + 10 + 156 + 12 bytes
+        let enc = |limit: usize, s_first: bool| {
+            let mut e = Encoder::new();
+            e.set_limit(limit);
+            e.table(2, 2);
+            e.int(7);
+            e.boolean(true);
+            let s = [b'a'; 150];
+            for first in [s_first, !s_first] {
+                if first {
+                    e.string(b"s");
+                    e.string(&s);
+                } else {
+                    e.string(b"n");
+                    e.number(1.5);
+                }
+            }
+            (e.exceeded(), e.as_bytes().len())
+        };
+        let full = enc(usize::MAX, true).1;
+        assert_eq!(full, 3 + 10 + 3 + 153 + 3 + 9);
+        for s_first in [true, false] {
+            assert_eq!(enc(full, s_first), (false, full), "fits exactly");
+            assert!(enc(full - 1, s_first).0, "one byte short");
+        }
+        let mut e = Encoder::new();
+        e.set_limit(varint_len(200) + 1 + 200);
+        e.string(&[b'x'; 200]);
+        assert!(
+            !e.exceeded(),
+            "a string's header is its varint, not a reservation"
         );
     }
 

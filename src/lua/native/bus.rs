@@ -251,16 +251,11 @@ pub struct PostFfi {
 pub const POST_FFI_SEQ: c_int = 1;
 /// [`post_ffi`]: not posted, its unique key is live (`POST_DEDUP`).
 pub const POST_FFI_DUPLICATE: c_int = 0;
-/// [`post_ffi`]: nothing done; only the native encoder can tell whether
-/// this data fits (it is within a few bytes of the limit): use `native.post`.
+/// [`post_ffi`] (or its FFI wrapper): nothing done, the module is not
+/// there to post (no pointer, a panic): use `native.post`, which says why.
 pub const POST_FFI_NATIVE: c_int = -1;
 /// [`post_ffi`]: failed, `err` says why.
 pub const POST_FFI_ERR: c_int = -2;
-
-/// The longest a native encoder's header reservation overshoots what it
-/// writes (a table's: 21 bytes for at least 3): data this much under the
-/// limit passes the native encoder's checks too.
-const RESERVE_SLACK: usize = 21;
 
 thread_local! {
     /// The last FFI post's error text ([`PostFfi::err`] points into it).
@@ -291,21 +286,20 @@ pub unsafe fn post_ffi(id: u32, p: &mut PostFfi) -> c_int {
     };
     let data = bytes(p.data, p.data_len);
     let res = DataLimit::of(id, &args).and_then(|limit| {
+        // The native encoder's limit is exact (crate::wire::payload), so the
+        // same bytes are refused or posted the same way on either path.
         if data.len() > limit.bytes {
             Err(limit.exceeded())
-        } else if data.len().saturating_add(RESERVE_SLACK) > limit.bytes {
-            Ok(None)
         } else {
-            post_encoded(id, &args, data).map(Some)
+            post_encoded(id, &args, data)
         }
     });
     match res {
-        Ok(Some(post::Posted::Seq(seq))) => {
+        Ok(post::Posted::Seq(seq)) => {
             p.seq = seq as f64;
             POST_FFI_SEQ
         }
-        Ok(Some(post::Posted::Duplicate)) => POST_FFI_DUPLICATE,
-        Ok(None) => POST_FFI_NATIVE,
+        Ok(post::Posted::Duplicate) => POST_FFI_DUPLICATE,
         Err(e) => POST_ERR.with(|s| {
             let mut s = s.borrow_mut();
             *s = e;
