@@ -385,3 +385,82 @@ worker 1 got what was sent: true
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 11: the Lua decoder never accepts bytes the native one refuses: random values (tables around the 4 entries it decodes without a loop, 1- and 2-byte lengths; mutations make longer ones), every truncation and 20000 mutations of them
+--- workers: 1
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        local payload = require "ngx_worker_events.payload"
+        pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
+        local native_ok = function(s) return ffi.C.ngx_worker_events_test_check_payload(s, #s) == 1 end
+        local uchar = ffi.typeof("const unsigned char *")
+        local lua_ok = function(s) return select(2, payload.decode(ffi.cast(uchar, s), #s)) end
+        math.randomseed(20261206)
+        local function rnd_value(depth)
+            local r = math.random(1, depth > 3 and 6 or 9)
+            if r == 1 then return math.random() > 0.5
+            elseif r == 2 then return math.random(-1e6, 1e6)
+            elseif r == 3 then return math.random() * 1e6
+            elseif r == 4 then return string.rep("s", ({ 0, 5, 127, 128, 300 })[math.random(1, 5)])
+            elseif r == 5 then return ngx.null
+            elseif r == 6 then return string.rep("k", math.random(0, 3))
+            else
+                local t = {}
+                for i = 1, math.random(0, 6) do t[i] = rnd_value(depth + 1) end
+                for _ = 1, math.random(0, 6) do t["k" .. math.random(1, 50)] = rnd_value(depth + 1) end
+                return t
+            end
+        end
+        local good, accepted, refused, wrong = 0, 0, 0, 0
+        local function try(s)
+            local l, n = lua_ok(s), native_ok(s)
+            if l and not n then
+                wrong = wrong + 1
+                if wrong <= 3 then ngx.say("Lua accepts what native refuses: ", ngx.encode_base64(s)) end
+            end
+            if l then accepted = accepted + 1 else refused = refused + 1 end
+        end
+        local samples = {}
+        while #samples < 200 do
+            local p, len = payload.encode(rnd_value(0))
+            if p then
+                local s = ffi.string(p, len)
+                if lua_ok(s) and native_ok(s) then good = good + 1 end
+                samples[#samples + 1] = s
+            end
+        end
+        for _, s in ipairs(samples) do
+            for cut = 0, math.min(#s - 1, 400) do try(s:sub(1, cut)) end
+        end
+        local bytes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x7f, 0x80, 0x81, 0xff }
+        for _ = 1, 20000 do
+            local s = samples[math.random(1, #samples)]
+            local at = math.random(1, #s)
+            local b = math.random() > 0.5 and bytes[math.random(1, #bytes)] or math.random(0, 255)
+            local how = math.random(1, 3)
+            if how == 1 then
+                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at + 1)
+            elseif how == 2 then
+                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at)
+            else
+                s = s:sub(1, at - 1) .. s:sub(at + 1)
+            end
+            try(s)
+        end
+        ngx.say("samples both decoders accept: ", good, " of ", #samples)
+        ngx.say("Lua accepts what native refuses: ", wrong)
+        ngx.say("some accepted, some refused: ", accepted > 100 and refused > 1000)
+    }
+}
+--- response_body
+samples both decoders accept: 200 of 200
+Lua accepts what native refuses: 0
+some accepted, some refused: true
+--- no_error_log
+[error]
+[alert]

@@ -37,6 +37,7 @@ int ngx_worker_events_pid(void);
 int ngx_worker_events_pending(int consumer);
 int ngx_worker_events_set_sema(int consumer, void *sema);
 int ngx_worker_events_test_hold_lock(void);
+int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);
 int ngx_worker_events_tasks_set_sema(void *sema, int stream);
 void ngx_worker_events_next_turn(void *sema, int stream);
 ";
@@ -136,6 +137,28 @@ pub extern "C" fn ngx_worker_events_tasks_set_sema(
 #[no_mangle]
 pub extern "C" fn ngx_worker_events_next_turn(ptr: *mut c_void, stream: libc::c_int) {
     catch_unwind_or((), || crate::runtime::notify::next_turn(sema(ptr, stream)))
+}
+
+/// Test hook: 1 when the `len` bytes at `data` are exactly one encoded
+/// value the native decoder accepts ([`crate::wire::payload::check`]), else
+/// 0; `t/010-post.t` holds the Lua decoder to it. Pure: no state, no gate.
+///
+/// # Safety
+/// `data` is valid for `len` bytes (or NULL with `len` 0).
+#[no_mangle]
+pub unsafe extern "C" fn ngx_worker_events_test_check_payload(
+    data: *const u8,
+    len: usize,
+) -> libc::c_int {
+    let bytes = if data.is_null() || len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: per the contract, `len` readable bytes at `data`.
+        unsafe { core::slice::from_raw_parts(data, len) }
+    };
+    catch_unwind_or(0, || {
+        crate::wire::payload::check(bytes).is_ok() as libc::c_int
+    })
 }
 
 /// Test hook: takes the lock of the first zone this worker is attached to

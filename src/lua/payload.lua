@@ -37,11 +37,18 @@ end
 -- only hands such a payload to it
 local MAX_DEPTH = 990
 
--- varint at p[i] (i < n): value, next index; nil past the bytes or past 7
--- bytes (2^49: longer than any payload, left to the native decoder)
-local function varint(p, i, n)
+-- Every event's value is decoded on the dispatch loop's path, so the common
+-- shapes (varints of 1 or 2 bytes, tables of up to UNROLLED array values and
+-- UNROLLED pairs) are decoded without entering a loop: a loop of a few trips
+-- per event aborts LuaJIT's traces of the dispatch loop ("loop unroll limit
+-- reached"), which then runs interpreted. Longer varints and larger tables
+-- take the loops below.
+
+-- varint at p[i] (i < n) of 3 or more bytes: value, next index; nil past
+-- the bytes or past 7 bytes (2^49: longer than any payload, left to the
+-- native decoder)
+local function varint_long(p, i, n)
   local b = p[i]
-  if b < 128 then return b, i + 1 end
   local v, mul = b - 128, 128
   i = i + 1
   for _ = 2, 7 do
@@ -55,8 +62,92 @@ local function varint(p, i, n)
   return nil
 end
 
+-- varint at p[i] (i < n): value, next index; nil as varint_long
+local function varint(p, i, n)
+  local b = p[i]
+  if b < 128 then return b, i + 1 end
+  if i + 1 < n then
+    local b2 = p[i + 1]
+    if b2 < 128 then return b - 128 + b2 * 128, i + 2 end
+  end
+  return varint_long(p, i, n)
+end
+
+local value
+
+-- the array value j of t at p[i]: next index, nil when refused
+local function item(t, j, p, i, n, depth)
+  local v
+  v, i = value(p, i, n, depth)
+  if i then t[j] = v end
+  return i
+end
+
+-- a key and its value at p[i], set in t: next index, nil when refused
+local function pair(t, p, i, n, depth)
+  local k, v
+  k, i = value(p, i, n, depth)
+  if not i then return nil end
+  v, i = value(p, i, n, depth)
+  if not i then return nil end
+  -- nil and NaN keys cannot be set: left out, as the native decoder does
+  if k ~= nil and k == k then t[k] = v end
+  return i
+end
+
+-- the table after its tag at p[i]: table, next index; next index nil when refused
+local function table_at(p, i, n, depth)
+  if depth >= MAX_DEPTH or i >= n then return nil, nil end
+  local na, nh
+  na, i = varint(p, i, n)
+  if not na or i >= n then return nil, nil end
+  nh, i = varint(p, i, n)
+  if not nh then return nil, nil end
+  -- every entry takes a byte at least (the native decoder's own check)
+  local left = n - i
+  if na > left or nh > floor(left / 2) then return nil, nil end
+  local t = new_tab(na, nh)
+  depth = depth + 1
+  -- UNROLLED = 4: straight-line code, then the loop only past it
+  if na > 0 then
+    i = item(t, 1, p, i, n, depth)
+    if i and na > 1 then
+      i = item(t, 2, p, i, n, depth)
+      if i and na > 2 then
+        i = item(t, 3, p, i, n, depth)
+        if i and na > 3 then
+          i = item(t, 4, p, i, n, depth)
+          for j = 5, i and na or 0 do
+            i = item(t, j, p, i, n, depth)
+            if not i then break end
+          end
+        end
+      end
+    end
+    if not i then return nil, nil end
+  end
+  if nh > 0 then
+    i = pair(t, p, i, n, depth)
+    if i and nh > 1 then
+      i = pair(t, p, i, n, depth)
+      if i and nh > 2 then
+        i = pair(t, p, i, n, depth)
+        if i and nh > 3 then
+          i = pair(t, p, i, n, depth)
+          for _ = 5, i and nh or 0 do
+            i = pair(t, p, i, n, depth)
+            if not i then break end
+          end
+        end
+      end
+    end
+    if not i then return nil, nil end
+  end
+  return t, i
+end
+
 -- the value at p[i]: value, next index; next index nil when refused
-local function value(p, i, n, depth)
+value = function(p, i, n, depth)
   if i >= n then return nil, nil end
   local tag = p[i]
   i = i + 1
@@ -67,31 +158,7 @@ local function value(p, i, n, depth)
     if not len or len > n - i then return nil, nil end
     return ffi_string(p + i, len), i + len
   elseif tag == 7 then
-    if depth >= MAX_DEPTH or i >= n then return nil, nil end
-    local na, nh
-    na, i = varint(p, i, n)
-    if not na or i >= n then return nil, nil end
-    nh, i = varint(p, i, n)
-    if not nh then return nil, nil end
-    -- every entry takes a byte at least (the native decoder's own check)
-    local left = n - i
-    if na > left or nh > floor(left / 2) then return nil, nil end
-    local t = new_tab(na, nh)
-    local v, k
-    for j = 1, na do
-      v, i = value(p, i, n, depth + 1)
-      if not i then return nil, nil end
-      t[j] = v
-    end
-    for _ = 1, nh do
-      k, i = value(p, i, n, depth + 1)
-      if not i then return nil, nil end
-      v, i = value(p, i, n, depth + 1)
-      if not i then return nil, nil end
-      -- nil and NaN keys cannot be set: left out, as the native decoder does
-      if k ~= nil and k == k then t[k] = v end
-    end
-    return t, i
+    return table_at(p, i, n, depth)
   elseif tag == 4 then
     if n - i < 8 then return nil, nil end
     return tonumber(ffi_cast(i64_ptr, p + i)[0]), i + 8
