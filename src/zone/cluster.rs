@@ -379,10 +379,8 @@ impl ClusterBlock {
 
     /// The saved log position, if a bridge ever saved one.
     pub fn saved_out(&self) -> Option<Cursor> {
-        (self.out_saved.load(Relaxed) == 1).then(|| Cursor {
-            pos: self.out_pos.load(Relaxed),
-            next_seq: self.out_next_seq.load(Relaxed),
-        })
+        (self.out_saved.load(Relaxed) == 1)
+            .then(|| Cursor::new(self.out_pos.load(Relaxed), self.out_next_seq.load(Relaxed)))
     }
 
     /// Cluster events posted and not yet in the stream.
@@ -571,10 +569,7 @@ mod tests {
         assert!(b.advance_locked((5, 1)));
         assert_eq!(b.last_id(), Some((5, 1)));
         let t = b.take(&l, 1, 0, |_| true).unwrap();
-        let cur = Cursor {
-            pos: 64,
-            next_seq: 3,
-        };
+        let cur = Cursor::new(64, 3);
         b.ordinal.store(10, Relaxed);
         assert!(b.save_out(&l, t, cur, 8, 10));
         assert_eq!((b.saved_out(), b.waiting()), (Some(cur), 2));

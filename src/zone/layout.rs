@@ -15,8 +15,8 @@ use super::ring::{Ring, RingHeader};
 use super::slots::{Slot, Slots};
 use super::tasks::{TaskEntry, Tasks, TASKS};
 
-/// Identifies an initialised region ("ngxwev" + layout version 7).
-pub const MAGIC: u64 = 0x6e67_7877_6576_0007;
+/// Identifies an initialised region ("ngxwev" + layout version 8).
+pub const MAGIC: u64 = 0x6e67_7877_6576_0008;
 /// Smallest region we accept; see `conf::MIN_ZONE_SIZE` for the directive's limit.
 pub const MIN_REGION: usize = 64 * 1024;
 /// Number of worker slots (processes that can be attached at once, across

@@ -42,6 +42,8 @@ pub mod ring;
 mod ring_tests;
 #[cfg(test)]
 mod ring_threads_tests;
+#[cfg(test)]
+mod ring_unit_tests;
 pub mod slots;
 pub mod stats;
 pub mod tasks;

@@ -432,3 +432,50 @@ fn an_empty_source_is_refused_or_delivered() {
         }
     })
 }
+
+/// A reader loads the head once per run of records (`Cursor::head`): it
+/// still sees records committed after that load, and a stale head never
+/// hides an overrun (the tail check around each copy catches it).
+#[test]
+fn a_cached_head_sees_later_records_and_overruns() {
+    with_ring(4096, |ring| {
+        let lock = TestLock::default();
+        let mut cur = ring.cursor_at_head(&lock);
+        let mut buf = Vec::new();
+        let seq = |o: ReadOutcome| match o {
+            ReadOutcome::Record(rh) => rh.seq,
+            other => panic!("expected a record, got {other:?}"),
+        };
+        let first = ring.append(&lock, 1, b"s", b"e", None, b"a").unwrap();
+        ring.append(&lock, 1, b"s", b"e", None, b"b").unwrap();
+        assert_eq!(seq(ring.read_next(&lock, &mut cur, &mut buf)), first);
+        let loaded = cur.head;
+        // committed after the reader loaded the head
+        ring.append(&lock, 1, b"s", b"e", None, b"c").unwrap();
+        assert_eq!(seq(ring.read_next(&lock, &mut cur, &mut buf)), first + 1);
+        assert_eq!(
+            cur.head, loaded,
+            "the head is loaded again only once reached"
+        );
+        assert_eq!(seq(ring.read_next(&lock, &mut cur, &mut buf)), first + 2);
+        assert!(matches!(
+            ring.read_next(&lock, &mut cur, &mut buf),
+            ReadOutcome::Empty
+        ));
+        // the reader holds a head, then the log wraps past its position
+        ring.append(&lock, 1, b"s", b"e", None, b"d").unwrap();
+        ring.append(&lock, 1, b"s", b"e", None, b"e").unwrap();
+        assert_eq!(seq(ring.read_next(&lock, &mut cur, &mut buf)), first + 3);
+        for _ in 0..100 {
+            ring.append(&lock, 1, b"s", b"e", None, &[0; 100]).unwrap();
+        }
+        match ring.read_next(&lock, &mut cur, &mut buf) {
+            ReadOutcome::Lost(n) => assert!(n >= 1, "lost {n}"),
+            other => panic!("an overrun behind a stale head was not reported: {other:?}"),
+        }
+        // and equal cursors stay equal whatever head they last loaded
+        let mut other = cur;
+        other.head = 0;
+        assert_eq!(other, cur);
+    })
+}
