@@ -54,11 +54,16 @@ TARGETS_DOC = "issue 24, same-run ratios"
 # ---------------------------------------------------------------------------
 # implementations
 # ---------------------------------------------------------------------------
-def implementations(anchors):
-    """[(key, label, api, interval, set_impl kwargs, scenarios)]; anchors: name -> [dir, helper .so]."""
+def implementations(anchors, baseline=""):
+    """[(key, label, api, interval, set_impl kwargs, scenarios)]; anchors: name -> [dir, helper .so];
+    baseline: another build of this module (a .so), measured like an anchor."""
     mod = dict(name="ngx-worker-events")
     out = [("module", "module", "worker.events", 1, mod, ALL),
            ("module-ev", "module (resty.events)", "events", 1, mod, ["latency", "throughput", "contend"])]
+    if baseline:
+        out.append(("baseline", "baseline (%s)" % os.path.basename(baseline), "worker.events", 1,
+                    dict(name="baseline", extra_modules=[os.path.abspath(baseline)], no_default_module=True),
+                    ["latency", "throughput", "contend"]))
     lrwe = anchors.get("lua-resty-worker-events")
     if lrwe:
         # its JSON entries (~230 B a 64 B event with key and node) overfill the module's
@@ -350,7 +355,10 @@ def parse(argv):
     ap.add_argument("--workers", default=e("BENCH_COMPARE_WORKERS", "2,4"), help="worker counts (2,4)")
     ap.add_argument("--scenarios", default=e("BENCH_COMPARE_SCENARIOS", ",".join(ALL)), help=",".join(ALL))
     ap.add_argument("--impls", default=e("BENCH_COMPARE_IMPLS", ""),
-                    help="subset of module,module-ev,lrwe-1ms,lrwe-1s,lre (all)")
+                    help="subset of module,module-ev,baseline,lrwe-1ms,lrwe-1s,lre (all)")
+    ap.add_argument("--baseline", default=e("BENCH_COMPARE_BASELINE", ""),
+                    help="another build of this module (.so) to measure beside it, as an anchor "
+                         "(latency, throughput, contend): the same-round ratios then say what a change did")
     ap.add_argument("--count", type=int, default=int(e("BENCH_COMPARE_COUNT", "100000")),
                     help="throughput and contend events per poster (100000)")
     ap.add_argument("--burst-count", type=int, default=int(e("BENCH_COMPARE_BURST_COUNT", "20000")))
@@ -370,11 +378,13 @@ def main(argv):
     a = parse(argv)
     started = time.time()
     anchors = find_anchors(a.anchors)
-    impls = implementations(anchors)
+    if a.baseline and not os.path.isfile(a.baseline):
+        raise SystemExit("scripts/bench compare: --baseline %s: no such file" % a.baseline)
+    impls = implementations(anchors, a.baseline)
     if a.impls:
         asked = [x for x in a.impls.split(",") if x]
         known = [i[0] for i in implementations({"lua-resty-worker-events": ("", ""),
-                                                 "lua-resty-events": ("", "")})]
+                                                 "lua-resty-events": ("", "")}, "baseline")]
         unknown = [x for x in asked if x not in known]
         if unknown:
             raise SystemExit("scripts/bench compare: unknown implementation(s) %s; known: %s"

@@ -3,6 +3,7 @@
 control (one fresh nginx per measurement), the harness's result format, and
 process/CPU helpers. See scripts/bench.py and BENCHMARKS.md.
 """
+import json
 import math
 import os
 import re
@@ -157,7 +158,16 @@ def render_conf(name, workers, zone_size, interval):
         LOAD_MODULES="\n".join("load_module %s;" % m for m in modules), LUA_PATH=";".join(lua_path) + ";;",
         IMPL_HTTP_CONFIG=IMPL_HTTP_CONFIG.replace("%SIZE%", scaled_zone(zone_size)), IMPL_SHM=IMPL_SHM,
         INTERVAL=repr(interval), PORT=PORT, API=api(), EVENTS_SOCK=EVENTS_SOCK, EVENTS_BROKER=broker,
-        HARNESS_OPTS=_harness_opts[0])
+        HARNESS_OPTS=_harness_opts[0] + jit_profile_opts())
+
+
+def jit_profile_opts():
+    """BENCH_JIT_PROFILE=MODE:PREFIX as harness options (Lua text)."""
+    if not K.jit_profile:
+        return ""
+    mode, _, prefix = K.jit_profile.partition(":")
+    return "jit_profile = %s, jit_profile_mode = %s," % (
+        json.dumps(os.path.abspath(prefix or "jitp")), json.dumps(mode or "v"))
 
 
 def scaled_zone(zone_size):

@@ -23,6 +23,9 @@ BENCH = [
      "the zone size)"),
     ("--impl-shm", "IMPL_SHM", "ev", "its shm (resty.events' `shm`)"),
     ("--impl-no-default-module", "IMPL_NO_DEFAULT_MODULE", False, "do not load this module's build"),
+    ("--jit-profile", "BENCH_JIT_PROFILE", "", "MODE:PREFIX: LuaJIT's profiler (jit.p, e.g. mode v: VM states, "
+     "Fl: functions and lines) in every worker from its start until it has every event of the run; "
+     "PREFIX-<wid>.txt per worker, overwritten by each nginx the run starts"),
 ]
 
 STATUS = [

@@ -101,7 +101,14 @@ local function snapshot()
                 s.nlat, s.end_t, s.done)
 end
 
+-- opts.jit_profile: LuaJIT's profiler runs in this worker until the first flush
+local jit_profiling = false
+
 local function flush(count)
+  if jit_profiling then
+    jit_profiling = false
+    require("jit.p").stop()
+  end
   S.done = 1
   dict:set("res:" .. wid, snapshot())
   if S.nlat > 0 then
@@ -216,6 +223,10 @@ end
 
 function M.init_worker(opts)
   wid, pid = ngx.worker.id(), ngx.worker.pid()
+  if opts.jit_profile then
+    require("jit.p").start(opts.jit_profile_mode, opts.jit_profile .. "-" .. wid .. ".txt")
+    jit_profiling = true
+  end
   api = opts.api or "worker.events"
   reset()
   local ok, err
