@@ -117,6 +117,8 @@ extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         crate::published::commit(mcf.map(conf::MainConf::settings).unwrap_or_default());
         // SAFETY: the committed cycle (see above).
         unsafe { crate::ngx::shm::commit(cycle) };
+        // SAFETY: the committed cycle (see above).
+        unsafe { crate::ngx::eventfd::commit(cycle) };
     });
     Status::NGX_OK.into()
 }

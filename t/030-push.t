@@ -149,3 +149,85 @@ qr/\[alert\](?!.*exited on signal 9)/,
 "[crit]",
 "push wake-ups unavailable",
 ]
+
+
+
+=== TEST 5: a worker rings the workers of its own generation through their eventfds (it holds one per worker, and watches a copy of its own); across a reload's generations it sends datagrams: a post from a worker of the old generation, while it finishes its request, wakes the new one at once
+--- workers: 2
+--- http_config
+lua_shared_dict got 1m;
+init_worker_by_lua_block {
+    local ev = require "resty.worker.events"
+    local got = ngx.shared.got
+    got:set("started:" .. ngx.worker.pid(), ngx.now())
+    ev.register(function(_, event) got:set("got:" .. event .. ":" .. ngx.worker.pid(), true) end, "test")
+    require("t.we").configure({ interval = 30 })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        pcall(ffi.cdef, "long readlink(const char *path, char *buf, size_t len);")
+        local buf = ffi.new("char[64]")
+        local eventfds = 0
+        for fd = 0, 1023 do
+            local n = ffi.C.readlink("/proc/self/fd/" .. fd, buf, 64)
+            if n > 0 and ffi.string(buf, n) == "anon_inode:[eventfd]" then eventfds = eventfds + 1 end
+        end
+        -- nginx's epoll module has one of its own (its notification channel)
+        ngx.say("eventfds in this worker, one per worker and the one it watches at least: ", eventfds >= 3)
+        local we = require "t.we"
+        local ev = require "resty.worker.events"
+        local got = ngx.shared.got
+        assert(we.wait_ready())
+        ngx.sleep(0.1)
+        -- same generation: every worker gets it at once (interval 30 s)
+        assert(ev.post("test", "same"))
+        local function all_got(what, pids)
+            for _ = 1, 100 do
+                local n = 0
+                for _, pid in ipairs(pids) do
+                    if got:get("got:" .. what .. ":" .. pid) then n = n + 1 end
+                end
+                if n == #pids then return true end
+                ngx.sleep(0.01)
+            end
+            return false
+        end
+        local function started_after(t)
+            local pids = {}
+            for _, k in ipairs(got:get_keys(0)) do
+                local pid = k:match("^started:(%d+)$")
+                if pid and got:get(k) > t then pids[#pids + 1] = tonumber(pid) end
+            end
+            return pids
+        end
+        local old = started_after(0)
+        ngx.say("same generation, all got it within 1 s: ", all_got("same", old))
+        -- reload: this request keeps this (old) worker alive while it ends
+        local t0 = ngx.now()
+        ngx.update_time()
+        we.reload()
+        local new = {}
+        for _ = 1, 300 do
+            new = started_after(t0)
+            if #new == 2 then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("new generation started: ", #new)
+        ngx.sleep(0.2) -- they configure themselves and wait
+        assert(ev.post("test", "cross"))
+        ngx.say("old worker's post, both new workers got it within 1 s: ", all_got("cross", new))
+    }
+}
+--- response_body
+eventfds in this worker, one per worker and the one it watches at least: true
+same generation, all got it within 1 s: true
+new generation started: 2
+old worker's post, both new workers got it within 1 s: true
+--- timeout: 8
+--- no_error_log
+[error]
+[crit]
+push wake-ups unavailable
+eventfd wake-ups unavailable

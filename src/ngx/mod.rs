@@ -4,6 +4,7 @@
 //! exports. Nothing here knows about consumers, Lua APIs or events.
 
 pub mod event;
+pub mod eventfd;
 pub mod log;
 pub mod lua_module;
 pub mod process;

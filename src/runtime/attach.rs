@@ -66,6 +66,7 @@ pub(crate) fn take_slot(handle: &ZoneHandle) -> Option<usize> {
     )?;
     if notify::listen() {
         slots.set_token(slot, notify::token());
+        slots.set_group(slot, notify::group());
         handle.zone.push_on(slot);
     }
     Some(slot)

@@ -3,9 +3,12 @@
 //! Between workers: every worker owns one abstract unix datagram socket
 //! with a random name (`ngx::socket`), in nginx's event loop; its slot in
 //! each attached zone publishes the name and is marked "push". A poster
-//! sends one byte to each other worker whose slot wake flag it flipped from
-//! 0 to 1; the reader's handler drains the socket and posts the semaphore
-//! of every consumer of the zones whose flag is set. The flag stays set
+//! rings each other worker whose slot wake flag it flipped from 0 to 1:
+//! with a `write` to that worker's eventfd when both were forked by the same
+//! configuration cycle (`ngx::eventfd`: the slot publishes the group), else
+//! with a one-byte datagram (across a reload's generations). The reader's
+//! handler drains its eventfd or socket and posts the semaphore of every
+//! consumer of the zones whose flag is set. The flag stays set
 //! while the worker is awake: it is cleared only when every consumer of
 //! the zone in that worker has drained the log ([`drained`]), which then
 //! looks at the log once more. So a flood costs a reader that keeps up no
@@ -37,6 +40,7 @@
 
 use ngx::ffi::ngx_event_t;
 
+use crate::ngx::eventfd::{self, Watch};
 use crate::ngx::lua_module::{self, SemaPost, Subsystem};
 use crate::ngx::shm::ZoneHandle;
 use crate::ngx::socket::{Listener, Sender};
@@ -49,6 +53,10 @@ struct Push {
     listener: Option<Listener>,
     /// The random name of `listener`.
     token: u128,
+    /// This worker's eventfd doorbell (same-generation posters ring it).
+    watch: Option<Watch>,
+    /// Its group (`ngx::eventfd`), 0: none.
+    group: u64,
     sender: Option<Sender>,
     /// http's semaphore post (push needs it: every worker has http Lua).
     sema_post: Option<SemaPost>,
@@ -126,6 +134,7 @@ pub fn listen() -> bool {
                 Ok(l) => {
                     p.listener = Some(l);
                     p.token = token;
+                    watch_eventfd(p);
                     return true;
                 }
                 Err(e) => last = Some(e),
@@ -137,6 +146,35 @@ pub fn listen() -> bool {
         false
     })
     .unwrap_or(false)
+}
+
+/// Watches this worker's eventfd of its generation's group, when there is
+/// one: posters of the same generation ring it (a `write`, cheaper and
+/// quicker to wake than a datagram); the others keep sending datagrams.
+fn watch_eventfd(p: &mut Push) {
+    let Some(worker) = crate::ngx::process::NgxProcess::current().worker_number() else {
+        return;
+    };
+    let Some((group, fd)) = eventfd::lookup(worker) else {
+        return;
+    };
+    match Watch::open(fd, Some(on_eventfd)) {
+        Ok(w) => {
+            p.watch = Some(w);
+            p.group = group;
+        }
+        Err(e) => crate::wev_log!(
+            WARN,
+            "eventfd wake-ups unavailable ({}), using datagrams",
+            e
+        ),
+    }
+}
+
+/// This worker's eventfd group (to publish in its slots; 0: none).
+pub fn group() -> u64 {
+    PUSH.with(|p| if p.watch.is_some() { p.group } else { 0 })
+        .unwrap_or(0)
 }
 
 /// True when this worker receives push wake-ups.
@@ -156,6 +194,9 @@ pub fn stop() {
     let _ = PUSH.with(|p| {
         if let Some(l) = p.listener.take() {
             l.close();
+        }
+        if let Some(w) = p.watch.take() {
+            w.close();
         }
     });
 }
@@ -287,36 +328,54 @@ pub fn found_empty(st: &mut State, id: u32) {
     }
 }
 
+/// Wakes the consumers of every zone whose wake flag for this worker is
+/// set (`closing`: of every zone, and the shutdown semaphores); true if any
+/// flag was set. `rang`: a doorbell did ring (counted as a wake-up).
+fn wake_flagged(rang: bool, closing: bool) -> bool {
+    let mut any = false;
+    let _ = STATE.with(|st| {
+        for z in 0..st.zones.len() {
+            // Only a poster sets the flag before ringing: a datagram from
+            // anyone else costs a recv, not a wake-up.
+            let flagged = st.zones[z].slot.is_some_and(|s| {
+                let slots = st.zones[z].handle.zone.slots();
+                let set = slots.wake_set(s);
+                if set && rang {
+                    slots.count(s, crate::zone::slots::SlotCounter::Wakeups, 1);
+                }
+                set
+            });
+            if closing || flagged {
+                any = true;
+                wake_local(st, z, None, closing);
+            }
+        }
+        if closing {
+            for sema in core::mem::take(&mut st.shutdown_semas) {
+                post_sema(sema);
+            }
+        }
+    });
+    any
+}
+
+/// Read handler of the worker's eventfd.
+unsafe extern "C" fn on_eventfd(_ev: *mut ngx_event_t) {
+    crate::ngx::catch_unwind_or((), || {
+        let rang = PUSH
+            .with(|p| p.watch.as_ref().map_or(0, Watch::drain))
+            .unwrap_or(0);
+        wake_flagged(rang > 0, false);
+    });
+}
+
 /// Read handler of the worker's socket.
 unsafe extern "C" fn on_readable(_ev: *mut ngx_event_t) {
     crate::ngx::catch_unwind_or((), || {
         let (read, closing) = PUSH
             .with(|p| p.listener.as_ref().map_or((0, true), |l| l.drain()))
             .unwrap_or((0, true));
-        let mut any = false;
-        let _ = STATE.with(|st| {
-            for z in 0..st.zones.len() {
-                // Only a poster sets the flag before sending: a datagram from
-                // anyone else costs a recv, not a wake-up.
-                let flagged = st.zones[z].slot.is_some_and(|s| {
-                    let slots = st.zones[z].handle.zone.slots();
-                    let set = slots.wake_set(s);
-                    if set && read > 0 {
-                        slots.count(s, crate::zone::slots::SlotCounter::Wakeups, 1);
-                    }
-                    set
-                });
-                if closing || flagged {
-                    any = true;
-                    wake_local(st, z, None, closing);
-                }
-            }
-            if closing {
-                for sema in core::mem::take(&mut st.shutdown_semas) {
-                    post_sema(sema);
-                }
-            }
-        });
+        let any = wake_flagged(read > 0, closing);
         if !closing {
             let _ = PUSH.with(|p| {
                 p.junk_streak = if any || read == 0 {
@@ -355,8 +414,26 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
         };
         let slots = handle.zone.slots();
         let mut sent = 0;
+        let (group, me) = (
+            p.group,
+            crate::ngx::process::NgxProcess::current().worker_number(),
+        );
         handle.zone.to_wake(slot, |idx, _pid| {
             sent += 1;
+            // Same generation: its eventfd (not our own number's: that is a
+            // dead predecessor's slot, and the eventfd is ours now).
+            let (g, worker) = slots.group(idx);
+            let fd = usize::try_from(worker)
+                .ok()
+                .filter(|&w| g == group && Some(w) != me)
+                .and_then(|w| eventfd::fd_of(group, w));
+            if let Some(fd) = fd {
+                if eventfd::ring(fd).is_err() {
+                    // the counter is full (never in practice): it is ringing
+                    slots.reset_wake(idx);
+                }
+                return;
+            }
             if let Err(e) = sender.send(&address(slots.token(idx))) {
                 match e.raw_os_error() {
                     // Its queue is full: it has datagrams to drain, so it

@@ -47,7 +47,10 @@ pub struct Slot {
     /// Log position and seq its slowest consumer has read up to.
     read_pos: AtomicU64,
     read_seq: AtomicU64,
-    _pad: [u64; 2],
+    /// The eventfd group (`ngx::eventfd`) the owner watches its doorbell
+    /// in, 0: none (datagrams only). Set before `push`.
+    group: AtomicU64,
+    _pad: [u64; 1],
 }
 
 /// What a slot's owner counted (since it took the slot).
@@ -164,6 +167,7 @@ impl Slots<'_> {
         let s = &slots[idx];
         s.wake.store(0, Ordering::Relaxed);
         s.push.store(0, Ordering::Relaxed);
+        s.group.store(0, Ordering::Relaxed);
         s.worker.store(worker, Ordering::Relaxed);
         s.generation.store(generation, Ordering::Relaxed);
         s.state.store(SlotState::Running as u32, Ordering::Relaxed);
@@ -307,6 +311,24 @@ impl Slots<'_> {
         })
     }
 
+    /// Publishes the eventfd group slot `idx`'s owner watches (before `set_push`).
+    pub fn set_group(&self, idx: usize, group: u64) {
+        if let Some(s) = self.0.get(idx) {
+            s.group.store(group, Ordering::Release);
+        }
+    }
+
+    /// Slot `idx`'s eventfd group and `ngx_worker` number (read after
+    /// seeing `push`): a poster of the same group rings that worker's eventfd.
+    pub fn group(&self, idx: usize) -> (u64, i32) {
+        self.0.get(idx).map_or((0, -1), |s| {
+            (
+                s.group.load(Ordering::Acquire),
+                s.worker.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Marks slot `idx` as reachable by push wake-ups (or not).
     pub fn set_push(&self, idx: usize, on: bool) {
         if let Some(s) = self.0.get(idx) {
@@ -390,7 +412,8 @@ pub(crate) fn test_table(n: usize) -> Slots<'static> {
             handler_errors: AtomicU64::new(0),
             read_pos: AtomicU64::new(0),
             read_seq: AtomicU64::new(0),
-            _pad: [0; 2],
+            group: AtomicU64::new(0),
+            _pad: [0; 1],
         })
         .collect();
     Slots(Box::leak(v.into_boxed_slice()))
