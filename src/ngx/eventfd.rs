@@ -18,13 +18,12 @@
 //! descriptors, so nobody else can ring them.
 
 use core::ffi::c_int;
-use core::ptr;
 use std::io;
 use std::sync::Mutex;
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_core_conf_t, ngx_core_module, ngx_cycle_t,
-    ngx_event_handler_pt, ngx_get_connection, ngx_handle_read_event, ngx_int_t, NGX_OK,
+    ngx_event_handler_pt, ngx_handle_read_event,
 };
 
 /// More workers than this get no eventfds (datagrams only).
@@ -49,14 +48,7 @@ impl Group {
 static GROUP: Mutex<Option<Group>> = Mutex::new(None);
 
 fn random_id() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
-    if n == b.len() as isize {
-        u64::from_ne_bytes(b)
-    } else {
-        0
-    }
+    super::random_bytes().map_or(0, u64::from_ne_bytes)
 }
 
 /// The committed cycle's `worker_processes`.
@@ -153,27 +145,7 @@ impl Watch {
         if dup < 0 {
             return Err(io::Error::last_os_error());
         }
-        let log = crate::ngx::log::cycle_log();
-        // SAFETY: the event module is initialised in worker processes; nginx
-        // takes ownership of `dup` with the connection.
-        let c = unsafe { ngx_get_connection(dup, log) };
-        if c.is_null() {
-            // SAFETY: closing our own descriptor.
-            unsafe { libc::close(dup) };
-            return Err(io::Error::other("no free connection"));
-        }
-        // SAFETY: `c` is a fresh connection with valid read/write events.
-        unsafe {
-            (*c).data = ptr::null_mut();
-            let rev = (*c).read;
-            (*rev).handler = handler;
-            (*rev).log = log;
-            (*(*c).write).log = log;
-            if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
-                ngx_close_connection(c);
-                return Err(io::Error::other("cannot add the eventfd to the event loop"));
-            }
-        }
+        let c = super::event::read_connection(dup, handler, false)?;
         Ok(Watch { conn: c })
     }
 

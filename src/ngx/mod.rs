@@ -52,3 +52,12 @@ pub fn monotonic_us() -> u64 {
 pub fn wall_ms() -> u64 {
     clock_us(libc::CLOCK_REALTIME) / 1000
 }
+
+/// `N` random bytes from the kernel, or `None` if it has none to give now
+/// (never blocks).
+pub fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+    (n == N as isize).then_some(b)
+}

@@ -10,7 +10,7 @@ use std::io;
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_event_actions, ngx_event_handler_pt,
-    ngx_get_connection, ngx_handle_read_event, ngx_int_t, NGX_OK,
+    ngx_handle_read_event, ngx_int_t,
 };
 
 /// The socket address for abstract name `name`.
@@ -62,28 +62,7 @@ impl Listener {
             unsafe { libc::close(fd) };
             return Err(e);
         }
-        let log = crate::ngx::log::cycle_log();
-        // SAFETY: the event module is initialised in worker processes; nginx
-        // takes ownership of `fd` with the connection.
-        let c = unsafe { ngx_get_connection(fd, log) };
-        if c.is_null() {
-            // SAFETY: closing our own descriptor.
-            unsafe { libc::close(fd) };
-            return Err(io::Error::other("no free connection"));
-        }
-        // SAFETY: `c` is a fresh connection with valid read/write events.
-        unsafe {
-            (*c).set_idle(1);
-            (*c).data = ptr::null_mut();
-            let rev = (*c).read;
-            (*rev).handler = handler;
-            (*rev).log = log;
-            (*(*c).write).log = log;
-            if ngx_handle_read_event(rev, 0) != NGX_OK as ngx_int_t {
-                ngx_close_connection(c);
-                return Err(io::Error::other("cannot add the socket to the event loop"));
-            }
-        }
+        let c = super::event::read_connection(fd, handler, true)?;
         Ok(Listener { conn: c })
     }
 

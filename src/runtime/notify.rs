@@ -85,14 +85,7 @@ fn address(token: u128) -> String {
 
 /// 128 random bits from the kernel (0 if it has none to give).
 fn random_token() -> u128 {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
-    if n == b.len() as isize {
-        u128::from_ne_bytes(b)
-    } else {
-        0
-    }
+    crate::ngx::random_bytes().map_or(0, u128::from_ne_bytes)
 }
 
 fn warn_once(p: &mut Push, what: core::fmt::Arguments) {
