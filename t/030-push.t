@@ -152,7 +152,7 @@ qr/\[alert\](?!.*exited on signal 9)/,
 
 
 
-=== TEST 5: a worker rings the workers of its own generation through their eventfds (it holds one per worker, and watches a copy of its own); across a reload's generations it sends datagrams: a post from a worker of the old generation, while it finishes its request, wakes the new one at once
+=== TEST 5: a worker rings the workers of its own generation through their eventfds (it holds one per worker and a shared one, and watches copies of its own and the shared one); across a reload's generations it sends datagrams: a post from a worker of the old generation, while it finishes its request, wakes the new one at once
 --- workers: 2
 --- http_config
 lua_shared_dict got 1m;
@@ -175,7 +175,7 @@ location = /t {
             if n > 0 and ffi.string(buf, n) == "anon_inode:[eventfd]" then eventfds = eventfds + 1 end
         end
         -- nginx's epoll module has one of its own (its notification channel)
-        ngx.say("eventfds in this worker, one per worker and the one it watches at least: ", eventfds >= 3)
+        ngx.say("eventfds in this worker, one per worker, the shared one and the two it watches at least: ", eventfds >= 5)
         local we = require "t.we"
         local ev = require "resty.worker.events"
         local got = ngx.shared.got
@@ -221,7 +221,7 @@ location = /t {
     }
 }
 --- response_body
-eventfds in this worker, one per worker and the one it watches at least: true
+eventfds in this worker, one per worker, the shared one and the two it watches at least: true
 same generation, all got it within 1 s: true
 new generation started: 2
 old worker's post, both new workers got it within 1 s: true

@@ -2,10 +2,19 @@
 //!
 //! When a cycle is committed (`init_module`, in the master, or the single
 //! process), the module creates one eventfd per worker the cycle will fork
-//! (`worker_processes`), tagged with a random group id; the workers inherit
-//! them all. Worker `n` watches eventfd `n` in its event loop (a duplicate
-//! descriptor, so closing its connection never closes the one the others
-//! write to), and any worker of the same group rings it with one `write`.
+//! (`worker_processes`), and one more that they all watch, tagged with a
+//! random group id; the workers inherit them all. Worker `n` watches
+//! eventfd `n` and the shared one in its event loop (duplicate descriptors,
+//! so closing its connections never closes the ones the others write to).
+//! A worker of the same group rings one sleeping worker with one `write` to
+//! its eventfd, and several with one `write` to the shared one, after it
+//! has set every one's flag: the kernel wakes them all within that call,
+//! and the last of 3 wakes about 30 µs sooner than after a write each
+//! (`scripts/bench wake`). The shared counter is never read: a worker that
+//! reset it before another worker's `epoll_wait` collected the ring would
+//! hide the ring from that worker (edge-triggered epoll reports an eventfd
+//! only while its counter is not 0); it grows by one per ring, far from its
+//! 2^64 limit.
 //! A crashed worker's replacement gets the same number, so it watches the
 //! same eventfd. The master keeps one group: committing the next cycle
 //! closes the previous group's descriptors in the master (the workers
@@ -18,21 +27,29 @@
 //! descriptors, so nobody else can ring them.
 
 use core::ffi::c_int;
+use core::ptr;
 use std::io;
 use std::sync::Mutex;
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_core_conf_t, ngx_core_module, ngx_cycle_t,
-    ngx_event_handler_pt, ngx_handle_read_event,
+    ngx_event_handler_pt, ngx_event_t, ngx_handle_read_event,
 };
 
 /// More workers than this get no eventfds (datagrams only).
 const MAX_WORKERS: usize = 1024;
 
-/// One cycle's eventfds, index = `ngx_worker` number.
+/// One cycle's eventfds: index = `ngx_worker` number, then the shared one.
 struct Group {
     id: u64,
     fds: Vec<c_int>,
+}
+
+impl Group {
+    /// The workers' eventfds (without the shared one).
+    fn workers(&self) -> &[c_int] {
+        &self.fds[..self.fds.len().saturating_sub(1)]
+    }
 }
 
 impl Group {
@@ -81,8 +98,8 @@ pub unsafe fn commit(cycle: *const ngx_cycle_t) {
     let mut next = None;
     let id = random_id();
     if (2..=MAX_WORKERS).contains(&n) && id != 0 {
-        let mut fds = Vec::with_capacity(n);
-        for _ in 0..n {
+        let mut fds = Vec::with_capacity(n + 1);
+        for _ in 0..=n {
             // SAFETY: creating a descriptor we own.
             let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
             if fd < 0 {
@@ -91,7 +108,7 @@ pub unsafe fn commit(cycle: *const ngx_cycle_t) {
             fds.push(fd);
         }
         let group = Group { id, fds };
-        if group.fds.len() == n {
+        if group.fds.len() == n + 1 {
             next = Some(group);
         } else {
             group.close();
@@ -103,19 +120,19 @@ pub unsafe fn commit(cycle: *const ngx_cycle_t) {
     }
 }
 
-/// This process' group id and the eventfd of worker `worker` in it.
-pub fn lookup(worker: usize) -> Option<(u64, c_int)> {
+/// What worker `worker` watches: its group's id, its eventfd and the shared one.
+pub fn lookup(worker: usize) -> Option<(u64, c_int, c_int)> {
     let g = GROUP.lock().unwrap_or_else(|e| e.into_inner());
     g.as_ref()
-        .and_then(|g| g.fds.get(worker).map(|&fd| (g.id, fd)))
+        .and_then(|g| Some((g.id, *g.workers().get(worker)?, *g.fds.last()?)))
 }
 
-/// The eventfd of worker `worker` of group `id`, when this process has it.
-pub fn fd_of(id: u64, worker: usize) -> Option<c_int> {
-    match lookup(worker) {
-        Some((g, fd)) if g == id && id != 0 => Some(fd),
-        _ => None,
-    }
+/// Group `id`'s eventfds by worker number, when it is this process' group.
+pub fn workers_of(id: u64) -> Option<Vec<c_int>> {
+    let g = GROUP.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .filter(|g| g.id == id && id != 0)
+        .map(|g| g.workers().to_vec())
 }
 
 /// Rings `fd` (adds 1 to its counter) without blocking.
@@ -133,29 +150,40 @@ pub fn ring(fd: c_int) -> io::Result<()> {
 /// A duplicate of one of the group's eventfds, watched by nginx's event loop.
 pub struct Watch {
     conn: *mut ngx_connection_t,
+    /// Reset the counter on each event (not for the shared eventfd).
+    consume: bool,
 }
 
 impl Watch {
     /// Watches eventfd `fd` for reading with `handler` (called with the
     /// connection's read event). Not an idle connection: shutdown does not
-    /// call it (the datagram listener tells the loops).
-    pub fn open(fd: c_int, handler: ngx_event_handler_pt) -> io::Result<Watch> {
+    /// call it (the datagram listener tells the loops). `consume`: each
+    /// [`Watch::drain`] resets the counter (a worker's own eventfd; never
+    /// the shared one, see the module docs).
+    pub fn open(fd: c_int, handler: ngx_event_handler_pt, consume: bool) -> io::Result<Watch> {
         // SAFETY: duplicating a descriptor of our group; the copy is ours.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         if dup < 0 {
             return Err(io::Error::last_os_error());
         }
         let c = super::event::read_connection(dup, handler, false)?;
-        Ok(Watch { conn: c })
+        Ok(Watch { conn: c, consume })
     }
 
-    /// Resets the counter (the rings so far are seen) and re-arms the event.
+    /// True when `ev` is this watch's read event.
+    pub fn is(&self, ev: *const ngx_event_t) -> bool {
+        // SAFETY: our open connection.
+        unsafe { ptr::eq((*self.conn).read, ev) }
+    }
+
+    /// Resets the counter when the watch consumes it (the rings so far are
+    /// seen) and re-arms the event.
     pub fn drain(&self) -> u64 {
         let mut n: u64 = 0;
         // SAFETY: our open connection; reading 8 bytes into a local.
         unsafe {
             let c = self.conn;
-            if libc::read((*c).fd, (&mut n as *mut u64).cast(), 8) != 8 {
+            if self.consume && libc::read((*c).fd, (&mut n as *mut u64).cast(), 8) != 8 {
                 n = 0;
             }
             if (*(*c).read).active() != 0 {

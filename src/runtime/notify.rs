@@ -5,8 +5,10 @@
 //! each attached zone publishes the name and is marked "push". A poster
 //! rings each other worker whose slot wake flag it flipped from 0 to 1:
 //! with a `write` to that worker's eventfd when both were forked by the same
-//! configuration cycle (`ngx::eventfd`: the slot publishes the group), else
-//! with a one-byte datagram (across a reload's generations). The reader's
+//! configuration cycle (`ngx::eventfd`: the slot publishes the group; one
+//! `write` to the group's shared eventfd when there are several, once every
+//! flag is set), else with a one-byte datagram (across a reload's
+//! generations). The reader's
 //! handler drains its eventfd or socket and posts the semaphore of every
 //! consumer of the zones whose flag is set. The flag stays set
 //! while the worker is awake: it is cleared only when every consumer of
@@ -53,10 +55,16 @@ struct Push {
     listener: Option<Listener>,
     /// The random name of `listener`.
     token: u128,
-    /// This worker's eventfd doorbell (same-generation posters ring it).
-    watch: Option<Watch>,
-    /// Its group (`ngx::eventfd`), 0: none.
+    /// This worker's eventfd doorbells: its own and its group's shared one
+    /// (same-generation posters ring them).
+    watches: Vec<Watch>,
+    /// Its group (`ngx::eventfd`), 0: none; the group's eventfds by worker
+    /// number, and the shared one (-1: none).
     group: u64,
+    group_fds: Vec<core::ffi::c_int>,
+    shared_fd: core::ffi::c_int,
+    /// Same-generation targets of the post being woken (reused).
+    to_ring: Vec<(core::ffi::c_int, usize)>,
     sender: Option<Sender>,
     /// http's semaphore post (push needs it: every worker has http Lua).
     sema_post: Option<SemaPost>,
@@ -141,20 +149,31 @@ pub fn listen() -> bool {
     .unwrap_or(false)
 }
 
-/// Watches this worker's eventfd of its generation's group, when there is
-/// one: posters of the same generation ring it (a `write`, cheaper and
-/// quicker to wake than a datagram); the others keep sending datagrams.
+/// Watches this worker's eventfd of its generation's group and the group's
+/// shared one, when there is a group: posters of the same generation ring
+/// them (a `write`, cheaper and quicker to wake than a datagram); the others
+/// keep sending datagrams.
 fn watch_eventfd(p: &mut Push) {
+    p.shared_fd = -1;
     let Some(worker) = crate::ngx::process::NgxProcess::current().worker_number() else {
         return;
     };
-    let Some((group, fd)) = eventfd::lookup(worker) else {
+    let Some((group, own, shared)) = eventfd::lookup(worker) else {
         return;
     };
-    match Watch::open(fd, Some(on_eventfd)) {
+    let Some(fds) = eventfd::workers_of(group) else {
+        return;
+    };
+    let watches = [(own, true), (shared, false)]
+        .into_iter()
+        .map(|(fd, consume)| Watch::open(fd, Some(on_eventfd), consume))
+        .collect::<Result<Vec<_>, _>>();
+    match watches {
         Ok(w) => {
-            p.watch = Some(w);
+            p.watches = w;
             p.group = group;
+            p.group_fds = fds;
+            p.shared_fd = shared;
         }
         Err(e) => crate::wev_log!(
             WARN,
@@ -166,7 +185,7 @@ fn watch_eventfd(p: &mut Push) {
 
 /// This worker's eventfd group (to publish in its slots; 0: none).
 pub fn group() -> u64 {
-    PUSH.with(|p| if p.watch.is_some() { p.group } else { 0 })
+    PUSH.with(|p| if p.watches.is_empty() { 0 } else { p.group })
         .unwrap_or(0)
 }
 
@@ -188,7 +207,7 @@ pub fn stop() {
         if let Some(l) = p.listener.take() {
             l.close();
         }
-        if let Some(w) = p.watch.take() {
+        for w in p.watches.drain(..) {
             w.close();
         }
     });
@@ -352,13 +371,17 @@ fn wake_flagged(rang: bool, closing: bool) -> bool {
     any
 }
 
-/// Read handler of the worker's eventfd.
-unsafe extern "C" fn on_eventfd(_ev: *mut ngx_event_t) {
+/// Read handler of the worker's eventfds (its own and the shared one).
+unsafe extern "C" fn on_eventfd(ev: *mut ngx_event_t) {
     crate::ngx::catch_unwind_or((), || {
-        let rang = PUSH
-            .with(|p| p.watch.as_ref().map_or(0, Watch::drain))
-            .unwrap_or(0);
-        wake_flagged(rang > 0, false);
+        let _ = PUSH.with(|p| {
+            if let Some(w) = p.watches.iter().find(|w| w.is(ev)) {
+                w.drain();
+            }
+        });
+        // Only nginx's processes hold these eventfds: this is a ring (the
+        // shared one's counter is never reset, so it says nothing).
+        wake_flagged(true, false);
     });
 }
 
@@ -402,29 +425,25 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
         if p.sender.is_none() {
             p.sender = Sender::new().ok();
         }
+        let mut to_ring = core::mem::take(&mut p.to_ring);
+        to_ring.clear();
         let Some(sender) = p.sender.as_ref() else {
             return;
         };
         let slots = handle.zone.slots();
         let mut sent = 0;
-        let (group, me) = (
-            p.group,
-            crate::ngx::process::NgxProcess::current().worker_number(),
-        );
+        let me = crate::ngx::process::NgxProcess::current().worker_number();
         handle.zone.to_wake(slot, |idx, _pid| {
             sent += 1;
-            // Same generation: its eventfd (not our own number's: that is a
-            // dead predecessor's slot, and the eventfd is ours now).
+            // Same generation: rung below, once every target's flag is set
+            // (not our own number: that slot is a dead predecessor's).
             let (g, worker) = slots.group(idx);
             let fd = usize::try_from(worker)
                 .ok()
-                .filter(|&w| g == group && Some(w) != me)
-                .and_then(|w| eventfd::fd_of(group, w));
+                .filter(|&w| g == p.group && g != 0 && Some(w) != me)
+                .and_then(|w| p.group_fds.get(w).copied());
             if let Some(fd) = fd {
-                if eventfd::ring(fd).is_err() {
-                    // the counter is full (never in practice): it is ringing
-                    slots.reset_wake(idx);
-                }
+                to_ring.push((fd, idx));
                 return;
             }
             if let Err(e) = sender.send(&address(slots.token(idx))) {
@@ -443,6 +462,20 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
                 }
             }
         });
+        // A worker the shared eventfd wakes looks at its flag at once: ring
+        // it only now that every flag is set.
+        if to_ring.len() >= 2 && p.shared_fd >= 0 {
+            // cannot fail short of 2^64 rings
+            let _ = eventfd::ring(p.shared_fd);
+        } else {
+            for &(fd, idx) in &to_ring {
+                if eventfd::ring(fd).is_err() {
+                    // cannot happen short of 2^64 rings: a later post retries
+                    slots.reset_wake(idx);
+                }
+            }
+        }
+        p.to_ring = to_ring;
         if sent != 0 {
             let h = handle.zone.header();
             h.wakeups_sent
