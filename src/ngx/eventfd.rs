@@ -120,19 +120,12 @@ pub unsafe fn commit(cycle: *const ngx_cycle_t) {
     }
 }
 
-/// What worker `worker` watches: its group's id, its eventfd and the shared one.
-pub fn lookup(worker: usize) -> Option<(u64, c_int, c_int)> {
+/// This process' group, when worker `worker` has an eventfd in it: the
+/// group's id, its eventfds by worker number, and the shared one.
+pub fn lookup(worker: usize) -> Option<(u64, Vec<c_int>, c_int)> {
     let g = GROUP.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref()
-        .and_then(|g| Some((g.id, *g.workers().get(worker)?, *g.fds.last()?)))
-}
-
-/// Group `id`'s eventfds by worker number, when it is this process' group.
-pub fn workers_of(id: u64) -> Option<Vec<c_int>> {
-    let g = GROUP.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref()
-        .filter(|g| g.id == id && id != 0)
-        .map(|g| g.workers().to_vec())
+    let g = g.as_ref().filter(|g| worker < g.workers().len())?;
+    Some((g.id, g.workers().to_vec(), *g.fds.last()?))
 }
 
 /// Rings `fd` (adds 1 to its counter) without blocking.

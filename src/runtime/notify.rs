@@ -158,13 +158,10 @@ fn watch_eventfd(p: &mut Push) {
     let Some(worker) = crate::ngx::process::NgxProcess::current().worker_number() else {
         return;
     };
-    let Some((group, own, shared)) = eventfd::lookup(worker) else {
+    let Some((group, fds, shared)) = eventfd::lookup(worker) else {
         return;
     };
-    let Some(fds) = eventfd::workers_of(group) else {
-        return;
-    };
-    let watches = [(own, true), (shared, false)]
+    let watches = [(fds[worker], true), (shared, false)]
         .into_iter()
         .map(|(fd, consume)| Watch::open(fd, Some(on_eventfd), consume))
         .collect::<Result<Vec<_>, _>>();
