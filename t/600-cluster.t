@@ -559,3 +559,40 @@ ClusterTest::redis_cli("CLIENT", "PAUSE", "1500", "ALL"); ClusterTest::start_nod
 B events_in: 20, lost_in: 0
 B: true w0=20 w1=20 w2=20 w3=20
 --- timeout: 20
+
+
+
+=== TEST 17: after each of 3 HUP reloads, the new generation's bridge stays connected once the old generation's bridge has unwound (the old loops, ending after the lease changed hands, used to mark the new bridge's connections down)
+--- http_config eval: $::HttpA
+--- init
+ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local we = require "t.we"
+            local wev = require "resty.worker.events"
+            local out = {}
+            for round = 1, 3 do
+                local before = c.cluster_status().bridge_pid
+                we.reload()
+                local taken = c.until_true(function()
+                    local s = c.cluster_status()
+                    return s.bridge_pid ~= nil and s.bridge_pid ~= before and s.connected
+                end, 10)
+                -- the old bridge's loops end within a second or two (a
+                -- semaphore wait of 1 s, an XREAD that blocks 1 s)
+                ngx.sleep(3)
+                out[#out + 1] = tostring(taken) .. "/" .. tostring(c.cluster_status().connected)
+            end
+            ngx.say("taken over and connected / still connected: ", table.concat(out, " "))
+            for i = 1, 10 do assert(wev.post("s", "k", { i = i }, nil, { cluster = true })) end
+            ngx.say("B: ", c.b("wait?key=wev%20s/k&n=10"))
+        }
+    }
+--- response_body
+taken over and connected / still connected: true/true true/true true/true
+B: true w0=10 w1=10 w2=10 w3=10
+--- no_error_log
+[error]
+--- timeout: 40

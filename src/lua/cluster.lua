@@ -108,10 +108,11 @@ local function transient(err)
   return TRANSIENT[tostring(err):match("^(%u+)")] == true
 end
 
--- `dir`: "out" or "in", the direction that failed
-local function failed(what, err, dir)
+-- `dir`: "out" or "in", the direction that failed; `tok`: the bridge's
+-- lease (the state is the live holder's: a stale bridge changes nothing)
+local function failed(what, err, dir, tok)
   native.cluster_count(consumer, "errors", 1)
-  native.cluster_state(consumer, dir, false)
+  native.cluster_state(consumer, tok, dir, false)
   if not outage then
     outage = { since = ngx.now(), attempts = 0 }
     log(ERR, PREFIX, "redis ", addr(), ": ", what, " failed: ", tostring(err),
@@ -120,14 +121,14 @@ local function failed(what, err, dir)
   outage.attempts = outage.attempts + 1
 end
 
-local function recovered(dir)
+local function recovered(dir, tok)
   if outage then
     log(NOTICE, PREFIX, "redis ", addr(), " is reachable again after ",
         fmt("%.1f", ngx.now() - outage.since), " s (", outage.attempts, " failed attempt(s))")
     native.cluster_count(consumer, "reconnects", 1)
     outage = nil
   end
-  native.cluster_state(consumer, dir, true)
+  native.cluster_state(consumer, tok, dir, true)
 end
 
 -- at most one line a second per `key`, with the count since the last one
@@ -209,12 +210,12 @@ local function link(dir, red, backoff, tok, timeout)
   local err
   red, err = connect(conf, timeout)
   if not red then
-    failed("connect", err, dir)
+    failed("connect", err, dir, tok)
     backoff:wait(tok)
     return nil
   end
   conns[dir] = red
-  recovered(dir)
+  recovered(dir, tok)
   backoff:reset()
   return red
 end
@@ -265,7 +266,7 @@ local function out_loop(tok)
         end
       end
       if not res then
-        failed("XADD", err, "out")
+        failed("XADD", err, "out", tok)
         red:close()
         red = nil
         native.cluster_rewind(consumer) -- the batch goes again
@@ -344,7 +345,7 @@ local function in_loop(tok)
   local function broken(what, err)
     native.cluster_feed(consumer, tok, nil, node) -- forget a partial reply
     native.cluster_read("in", nil)
-    failed(what, err, "in")
+    failed(what, err, "in", tok)
     red:close()
     red, conns["in"] = nil, nil
     -- what was delivered before the failure moved the zone's id on
@@ -397,7 +398,7 @@ local function in_loop(tok)
         goto continue
       end
       if state == "null" then
-        native.cluster_state(consumer, "in", true, 0)
+        native.cluster_state(consumer, tok, "in", true, 0)
         -- idle: is it still the stream we read? (FLUSHALL, a new Redis)
         local gen, gerr = last_generated(sock, stream, limit * 3)
         if gen == false then
@@ -434,7 +435,7 @@ local function in_loop(tok)
       if state == "stale" then break end
       local ms = tonumber(last:match("^(%d+)")) or 0
       local lag = n >= BATCH and ngx.now() * 1000 - ms or 0
-      native.cluster_state(consumer, "in", true, lag > 0 and lag or 0)
+      native.cluster_state(consumer, tok, "in", true, lag > 0 and lag or 0)
     end
     ::continue::
   end
@@ -475,7 +476,7 @@ local function supervise(tok)
       break
     end
     threads[name] = nil
-    native.cluster_state(consumer, name, false)
+    native.cluster_state(consumer, tok, name, false)
     local c = conns[name]
     if c then pcall(c.close, c) conns[name] = nil end
     if name == "out" then c_set_sema(consumer, nil) end
@@ -505,7 +506,7 @@ local function bridge(premature, tok)
       conf.stream, "\" on ", addr(), ")")
   local ok, err = pcall(supervise, tok)
   if not ok then log(ERR, PREFIX, "the bridge failed: ", tostring(err)) end
-  native.cluster_state(consumer, "both", false)
+  native.cluster_state(consumer, tok, "both", false)
   -- the lease goes with the bridge (another worker, or this one, takes it)
   if token == tok then
     native.cluster_release(consumer, tok)

@@ -421,23 +421,17 @@ pub fn epoch(id: u32) -> Result<u64, BridgeError> {
 }
 
 /// Whether the bridge's direction `bits` (`OUT_UP`, `IN_UP`, or both) works,
-/// and how far behind the stream it is.
-pub fn set_state(id: u32, bits: u64, up: bool, lag_ms: Option<u64>) -> Result<(), BridgeError> {
-    use crate::zone::cluster::{IN_UP, OUT_UP};
-    let both = OUT_UP | IN_UP;
-    with_block(id, |b, _| {
-        let bits = bits & both;
-        let was = if up {
-            b.connected.fetch_or(bits, Relaxed)
-        } else {
-            b.connected.fetch_and(!bits, Relaxed)
-        };
-        if up && was != both && was | bits == both {
-            b.connected_ms.store(crate::ngx::wall_ms(), Relaxed);
-        }
-        if let Some(l) = lag_ms {
-            b.lag_ms.store(l, Relaxed);
-        }
+/// and how far behind the stream it is; only for the live lease `token`
+/// (false otherwise: see [`ClusterBlock::set_state`]).
+pub fn set_state(
+    id: u32,
+    token: u64,
+    bits: u64,
+    up: bool,
+    lag_ms: Option<u64>,
+) -> Result<bool, BridgeError> {
+    with_block(id, |b, h| {
+        b.set_state(h, token, bits, up, lag_ms, now_ms(), crate::ngx::wall_ms())
     })
 }
 

@@ -276,6 +276,42 @@ impl ClusterBlock {
         }
     }
 
+    /// Records whether the bridge's directions `bits` ([`OUT_UP`],
+    /// [`IN_UP`]) work, and its lag, for the holder of `token` only: a bridge
+    /// that lost the lease (an old generation's, unwinding after a reload)
+    /// must not mark down the connections of the one that took over. False
+    /// when `token` is not the live lease. `wall_ms`: when both came up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_state(
+        &self,
+        lock: &(impl ZoneLock + ?Sized),
+        token: u64,
+        bits: u64,
+        up: bool,
+        lag_ms: Option<u64>,
+        now_ms: u64,
+        wall_ms: u64,
+    ) -> bool {
+        let _g = Guard::new(lock);
+        if !self.holds(token, now_ms) {
+            return false;
+        }
+        let both = OUT_UP | IN_UP;
+        let bits = bits & both;
+        let was = if up {
+            self.connected.fetch_or(bits, Relaxed)
+        } else {
+            self.connected.fetch_and(!bits, Relaxed)
+        };
+        if up && was != both && was | bits == both {
+            self.connected_ms.store(wall_ms, Relaxed);
+        }
+        if let Some(l) = lag_ms {
+            self.lag_ms.store(l, Relaxed);
+        }
+        true
+    }
+
     /// The last stream id handled, or where the first bridge joined the
     /// stream; `None` until a bridge did.
     pub fn last_id(&self) -> Option<(u64, u64)> {
@@ -494,6 +530,24 @@ mod tests {
         assert!(!b.holds(t3, 3_100));
         assert!(b.take(&l, 400, 3_100, |_| true).is_some());
         assert_eq!(b.counters.leases.load(Relaxed), 4);
+    }
+
+    #[test]
+    fn only_the_lease_holder_sets_the_connection_state() {
+        let (b, l) = (block(), TestLock::default());
+        let old = b.take(&l, 100, 1_000, |_| true).unwrap();
+        assert!(b.set_state(&l, old, OUT_UP | IN_UP, true, None, 1_000, 5));
+        // the old holder exits; a new worker takes over and connects
+        b.release(&l, old);
+        let new = b.take(&l, 200, 1_100, |_| true).unwrap();
+        assert!(b.set_state(&l, new, OUT_UP, true, None, 1_100, 6));
+        assert!(b.set_state(&l, new, IN_UP, true, Some(3), 1_100, 7));
+        // the old bridge's loops unwind after that: they change nothing
+        assert!(!b.set_state(&l, old, OUT_UP | IN_UP, false, Some(9), 1_200, 8));
+        let s = b.stats(1_200);
+        assert!(s.connected && s.connected_ms == 7 && s.lag_ms == 3);
+        assert!(b.set_state(&l, new, IN_UP, false, None, 1_200, 9));
+        assert!(!b.stats(1_200).connected);
     }
 
     #[test]

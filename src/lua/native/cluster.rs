@@ -183,19 +183,22 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "cluster_epoch",
         lua.create_function(|_, c: u32| Ok(cluster::epoch(c).ok().map(|e| e.to_string())))?,
     )?;
-    // cluster_state(c, "out"|"in"|"both", up, lag_ms?)
+    // cluster_state(c, tok, "out"|"in"|"both", up, lag_ms?): false when
+    // `tok` is not the live lease (nothing changed)
     t.set(
         "cluster_state",
-        lua.create_function(|_, (c, dir, up, lag): (u32, String, bool, Option<f64>)| {
-            use crate::zone::cluster::{IN_UP, OUT_UP};
-            let bits = match dir.as_str() {
-                "out" => OUT_UP,
-                "in" => IN_UP,
-                _ => OUT_UP | IN_UP,
-            };
-            let lag = lag.map(|l| l.clamp(0.0, 9e15) as u64);
-            Ok(cluster::set_state(c, bits, up, lag).is_ok())
-        })?,
+        lua.create_function(
+            |_, (c, t, dir, up, lag): (u32, f64, String, bool, Option<f64>)| {
+                use crate::zone::cluster::{IN_UP, OUT_UP};
+                let bits = match dir.as_str() {
+                    "out" => OUT_UP,
+                    "in" => IN_UP,
+                    _ => OUT_UP | IN_UP,
+                };
+                let lag = lag.map(|l| l.clamp(0.0, 9e15) as u64);
+                Ok(cluster::set_state(c, token(t), bits, up, lag).unwrap_or(false))
+            },
+        )?,
     )?;
     // cluster_command(arg, ...) -> the command in RESP
     t.set(
