@@ -44,6 +44,7 @@ local semaphore = require "ngx.semaphore"
 local PREFIX = native.LOG_PREFIX .. "cluster: "
 local LEASE_EVERY = 0.25       -- lease check / renewal period (s); a lease lasts 1 s
 local BATCH = 1024             -- entries per XADD pipeline / XREAD
+local PIPELINE = 2             -- XADD batches written before the first's replies are read
 local BLOCK_MS = 1000          -- XREAD BLOCK
 local BACKOFF_MIN, BACKOFF_MAX = 0.1, 5
 local YIELD_BYTES = 256 * 1024 -- bytes read before the loops yield to the event loop
@@ -230,32 +231,55 @@ local function out_loop(tok)
   local node, stream, maxlen = conf.node, conf.stream, conf.maxlen
   local epoch = native.cluster_epoch(consumer)
   local red, backoff = nil, backoff_new()
+  -- batches written whose replies are not read yet, oldest first: { n, held }
+  -- (up to PIPELINE: Redis works on the next while this worker reads the
+  -- replies of the one before; the zone's saved cursor follows the replies)
+  local inflight = {}
+  local function broken(what, err)
+    failed(what, err, "out", tok)
+    red:close()
+    red = nil
+    inflight = {}
+    native.cluster_rewind(consumer) -- what was in flight goes again
+    backoff:wait(tok)
+  end
   while holding(tok) do
     red = link("out", red, backoff, tok)
     if not red then goto continue end
     do
-      local n, payload, held, last, lost = native.cluster_out(consumer, BATCH, stream, node,
-                                                             maxlen, epoch)
-      if not n then
-        log(ERR, PREFIX, "reading the local log failed: ", tostring(payload))
-        pause(1, tok)
-        goto continue
-      end
-      if lost > 0 then
-        log(ERR, PREFIX, lost, " cluster event(s) were overwritten in the zone before",
-            " they reached redis (the zone is too small for the outage or the rate)")
-      end
-      if n == 0 then
-        if lost > 0 then native.cluster_ack(consumer, tok, last, 0) end
-        sema:wait(1)
-        goto continue
-      end
-      -- the batch, built natively, in one write; then its n replies
       local sock = rawget(red, "_sock")
-      local res, err = sock:send(payload)
-      if res then
-        res, err = read_replies(sock, "out", n, OUT_LIMIT)
+      if #inflight < PIPELINE then
+        local n, payload, held, last, lost = native.cluster_out(consumer, BATCH, stream, node,
+                                                               maxlen, epoch)
+        if not n then
+          log(ERR, PREFIX, "reading the local log failed: ", tostring(payload))
+          pause(1, tok)
+          goto continue
+        end
+        if lost > 0 then
+          log(ERR, PREFIX, lost, " cluster event(s) were overwritten in the zone before",
+              " they reached redis (the zone is too small for the outage or the rate)")
+        end
+        if n > 0 then
+          -- the batch, built natively, in one write
+          local ok, err = sock:send(payload)
+          if not ok then
+            broken("XADD", err)
+            goto continue
+          end
+          inflight[#inflight + 1] = { n, held }
+          -- more waiting: fill the pipeline before reading
+          if #inflight < PIPELINE then goto continue end
+        elseif #inflight == 0 then
+          if lost > 0 then native.cluster_ack(consumer, tok, last, 0) end
+          sema:wait(1)
+          goto continue
+        end
       end
+      -- the oldest batch's n replies
+      local batch = table.remove(inflight, 1)
+      local n, held = batch[1], batch[2]
+      local res, err = read_replies(sock, "out", n, OUT_LIMIT)
       -- an error reply that says "not now" fails the whole batch too: it
       -- goes again (receivers drop what already reached the stream)
       for i = 1, res and n or 0 do
@@ -266,11 +290,7 @@ local function out_loop(tok)
         end
       end
       if not res then
-        failed("XADD", err, "out", tok)
-        red:close()
-        red = nil
-        native.cluster_rewind(consumer) -- the batch goes again
-        backoff:wait(tok)
+        broken("XADD", err)
         goto continue
       end
       local sent, refused, refusal = 0, 0, nil
@@ -302,7 +322,8 @@ local function out_loop(tok)
         log(ERR, PREFIX, "redis refused ", refused, " cluster event(s) of a batch of ", n,
             ": ", tostring(refusal))
       end
-      if not native.cluster_ack(consumer, tok, last, sent) then break end
+      -- (the batch's ordinal and cursor are the native side's: the 0)
+      if not native.cluster_ack(consumer, tok, 0, sent) then break end
     end
     ::continue::
   end

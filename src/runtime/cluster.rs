@@ -95,13 +95,14 @@ pub fn release(id: u32, token: u64) -> Result<(), BridgeError> {
 }
 
 /// Puts consumer `id`'s cursor back where the last saved batch ended (after
-/// a failed XADD: the batch is sent again), or saves its cursor when no
-/// bridge ever saved one.
+/// a failed XADD: the batches in flight are sent again), or saves its cursor
+/// when no bridge ever saved one.
 pub fn rewind(id: u32) -> Result<(), BridgeError> {
     STATE
         .with(|st| {
             let (c, a) = st.reader(id)?;
             let b = &a.handle.zone.header().cluster;
+            c.in_flight.clear();
             match b.saved_out() {
                 Some(cur) => c.cursor = cur,
                 None => {
@@ -134,8 +135,11 @@ pub struct Outgoing {
 pub const OUT_BATCH_BYTES: usize = 1 << 20;
 
 /// Reads up to `max` cluster records after consumer `id`'s cursor (other
-/// records are skipped), fewer when they reach [`OUT_BATCH_BYTES`]. Returns them, the highest ordinal seen, and how
-/// many cluster events were overwritten before the bridge read them.
+/// records are skipped), fewer when they reach [`OUT_BATCH_BYTES`]. Returns
+/// them, the highest ordinal seen, and how many cluster events were
+/// overwritten before the bridge read them. A batch with records is in
+/// flight until [`ack`] (its replies read) or [`rewind`] (they failed):
+/// the bridge may take the next one before the first is acknowledged.
 pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), BridgeError> {
     STATE
         .with(|st| {
@@ -143,7 +147,9 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
             let (c, a) = st.reader(id)?;
             let ring = a.handle.zone.ring();
             let b = &a.handle.zone.header().cluster;
-            let mut last = b.acked.load(Relaxed);
+            // after the batches still in flight, else the acknowledged ones
+            let acked = b.acked.load(Relaxed);
+            let mut last = c.in_flight.back().map_or(acked, |f| f.1.max(acked));
             let (mut out, mut lost) = (Vec::new(), 0);
             let mut cursor = c.cursor;
             let (mut drained, mut bytes) = (false, 0);
@@ -181,6 +187,12 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
                 }
             }
             c.cursor = cursor;
+            if !out.is_empty() {
+                c.in_flight.push_back((cursor, last));
+            } else if let Some(f) = c.in_flight.back_mut() {
+                // lost records only: the newest batch's ack covers them
+                f.1 = f.1.max(last);
+            }
             if lost > 0 {
                 b.counters.lost_out.fetch_add(lost, Relaxed);
             }
@@ -195,18 +207,31 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
         .ok_or(BridgeError::NotOpen)
 }
 
-/// Records that everything [`next_out`] returned so far reached Redis, up
-/// to ordinal `acked`. False when the lease was lost meanwhile.
+/// Records that the oldest batch in flight reached Redis (`sent` of its
+/// events; `acked`: its highest ordinal, or the lost ones' when nothing is
+/// in flight): the cursor saved for a hand-over is the one after it. With
+/// nothing in flight, the current cursor is saved. False when the lease was
+/// lost meanwhile (the batch stays in flight until a [`rewind`]).
 pub fn ack(id: u32, token: u64, acked: u64, sent: u64) -> Result<bool, BridgeError> {
-    let cur = STATE
-        .with(|st| st.consumer(id).map(|c| c.cursor))
+    let (cur, oldest) = STATE
+        .with(|st| {
+            st.consumer(id).map(|c| {
+                c.in_flight
+                    .front()
+                    .map_or((c.cursor, None), |f| (f.0, Some(f.1)))
+            })
+        })
         .ok()
         .flatten()
         .ok_or(BridgeError::NotOpen)?;
-    with_block(id, |b, h| {
+    let saved = with_block(id, |b, h| {
         b.counters.events_out.fetch_add(sent, Relaxed);
-        b.save_out(h, token, cur, acked, now_ms())
-    })
+        b.save_out(h, token, cur, oldest.unwrap_or(acked), now_ms())
+    })?;
+    if saved && oldest.is_some() {
+        let _ = STATE.with(|st| st.consumer(id).map(|c| c.in_flight.pop_front()));
+    }
+    Ok(saved)
 }
 
 /// What became of one stream entry.

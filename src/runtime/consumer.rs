@@ -68,6 +68,7 @@ pub fn open(
             lost: 0,
             last_posted_us: 0,
             bridge: false,
+            in_flight: Default::default(),
         };
         let i = match st.consumers.iter().position(Option::is_none) {
             Some(i) => {

@@ -2,6 +2,7 @@
 //! see `attach` and `notify`).
 
 use core::ffi::c_void;
+use std::collections::VecDeque;
 
 use crate::ngx::lua_module::Subsystem;
 use crate::ngx::shm::ZoneHandle;
@@ -74,6 +75,10 @@ pub struct Consumer {
     /// The cluster bridge's consumer: it also reads held cluster records
     /// (`unique` ones waiting for their cluster claim), which others skip.
     pub bridge: bool,
+    /// The bridge's batches handed out for XADD whose replies are not read
+    /// yet, oldest first: the cursor after each and its highest ordinal
+    /// (see `cluster::next_out` / `cluster::ack`).
+    pub in_flight: VecDeque<(Cursor, u64)>,
 }
 
 /// An event to post when the worker exits (e.g. `stopping`).
