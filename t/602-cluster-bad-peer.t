@@ -338,3 +338,55 @@ s3cr3t
 --- must_die
 --- error_log
 ngx_worker_events: invalid value in "secret="
+
+
+
+=== TEST 10: replies that come in one read for two XADD batches in flight (the proxy holds them, then writes them at once): the second batch's replies are taken from what was read, not waited for; every event reaches B once
+--- http_config eval: ClusterTest::cluster_http("a", url => $::Fake) . "\nlua_socket_buffer_size 64k;\n"
+--- init
+ClusterTest::fake_start(on => "XADD", fault => "hold"); ClusterTest::start_node_b();
+--- config
+    location = /bridge_posts {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            if ngx.worker.pid() ~= c.cluster_status().bridge_pid then return ngx.say("not here") end
+            -- in the bridge's worker, without a yield: its first batch is
+            -- full (1024) and the second (6) is ready when the first is
+            -- written; their replies (~23 KB) fit in one read of 64 KB
+            local wev = require "resty.worker.events"
+            for i = 1, 1030 do assert(wev.post("s", "h", { i = i }, nil, { cluster = true })) end
+            ngx.say("posted")
+        }
+    }
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local bp = require "t.badpeer"
+            assert(require("t.we").wait_ready())
+            local posted
+            for _ = 1, 200 do
+                local _, body = c.get(ngx.var.server_port, "/bridge_posts")
+                if body == "posted\n" then posted = true break end
+            end
+            ngx.say("posted in the bridge's worker: ", posted)
+            ngx.say("B: ", c.b("wait?key=wev%20s/h&n=1030&t=10"))
+            ngx.say("B order: ", c.b("order?key=wev%20s/h&n=1030"))
+            -- (its report is written after the write; a batch is 1024 at most)
+            c.until_true(function() return bp.fake().held ~= nil end)
+            local f = bp.fake()
+            ngx.say("held: ", f.fired, ", two batches in one write: ", (f.held or 0) > 1024)
+            assert(c.until_true(function() return c.cluster_status().waiting == 0 end))
+            local st = c.cluster_status()
+            ngx.say("connected: ", st.connected, ", waiting: ", st.waiting, ", out: ", st.events_out)
+        }
+    }
+--- response_body
+posted in the bridge's worker: true
+B: true w0=1030 w1=1030 w2=1030 w3=1030
+B order: true
+held: true, two batches in one write: true
+connected: true, waiting: 0, out: 1030
+--- no_error_log
+XADD failed
+timed out
+--- timeout: 30

@@ -152,6 +152,11 @@ end
 -- reader), as Lua values ({ false, msg } for an error reply, false for
 -- null), or nil, err (the connection failed, or a bad or too large reply)
 local function read_replies(sock, which, n, limit)
+  -- first what an earlier read already holds (with two XADD batches in
+  -- flight, one chunk can end the first batch's replies and carry the next's)
+  local r, rerr = native.cluster_read(which, "", n, limit)
+  if r == nil then return nil, rerr end
+  if r ~= "more" then return r end
   local bytes = 0
   while true do
     local chunk, err = sock:receiveany(65536)
@@ -159,7 +164,7 @@ local function read_replies(sock, which, n, limit)
       native.cluster_read(which, nil)
       return nil, err
     end
-    local r, rerr = native.cluster_read(which, chunk, n, limit)
+    r, rerr = native.cluster_read(which, chunk, n, limit)
     if r == nil then return nil, rerr end
     if r ~= "more" then return r end
     bytes = bytes + #chunk

@@ -6,6 +6,12 @@ the first command named by --on, which gets one scripted bad reply instead:
   line   '+' then endless bytes, no CRLF (until the client closes)
   bulk   '$999999999999' then endless bytes
   badlen '$1e300' (a length that is not a number), then nothing
+  hold   not a bad reply: from the first --on command, the replies to the
+         commands that follow each other within --hold-seconds are held,
+         then sent in one write (so one read ends one pipeline's replies
+         and carries the next one's), and forwarding goes on ("held": how
+         many replies went in that write, "bursts": in how many bursts of
+         commands they came)
 
 A flood stops when the client closes, after --max-bytes or --max-seconds.
 What happened is written to --state as JSON: {"fired": bool, "sent": bytes
@@ -17,6 +23,7 @@ one at a time per connection (pipelines included); python3 stdlib only.
 import argparse
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -93,6 +100,38 @@ def fire(client, opts):
         save(opts.state)
 
 
+def readable(client, cf, secs):
+    """True when a command's bytes are buffered in `cf` or arrive on
+    `client` within `secs` (never a timeout on the file: it would break it)."""
+    client.setblocking(False)
+    try:
+        if cf.peek(1):
+            return True
+    except BlockingIOError:
+        pass
+    finally:
+        client.setblocking(True)
+    return bool(select.select([client], [], [], secs)[0])
+
+
+def hold(client, cf, up, uf, cmd, opts):
+    """--fault hold: see the module doc."""
+    held, n, bursts = bytearray(), 0, 1
+    while True:
+        up.sendall(cmd)
+        held += read_value(uf, bytearray())
+        n += 1
+        if not readable(client, cf, 0):
+            if not readable(client, cf, opts.hold_seconds):
+                break
+            bursts += 1
+        cmd = read_value(cf, bytearray())
+    client.sendall(held)
+    with LOCK:
+        STATE["held"], STATE["bursts"] = n, bursts
+        save(opts.state)
+
+
 def serve(client, opts):
     try:
         up = socket.create_connection(("127.0.0.1", opts.upstream))
@@ -105,6 +144,11 @@ def serve(client, opts):
             cmd = read_value(cf, bytearray())
             with LOCK:
                 hit = not STATE["fired"] and command_name(cmd) == opts.on.encode()
+            if hit and opts.fault == "hold":
+                with LOCK:
+                    STATE["fired"] = True
+                hold(client, cf, up, uf, cmd, opts)
+                continue
             if hit:
                 fire(client, opts)
                 return
@@ -125,10 +169,11 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--upstream", type=int, required=True)
     p.add_argument("--on", default="XREAD")
-    p.add_argument("--fault", choices=["line", "bulk", "badlen"], default="line")
+    p.add_argument("--fault", choices=["line", "bulk", "badlen", "hold"], default="line")
     p.add_argument("--state", required=True)
     p.add_argument("--max-bytes", type=int, default=300 * 1024 * 1024)
     p.add_argument("--max-seconds", type=float, default=20)
+    p.add_argument("--hold-seconds", type=float, default=0.3)
     p.add_argument("--lifetime", type=float, default=120)
     opts = p.parse_args()
     save(opts.state)
