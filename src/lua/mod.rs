@@ -12,6 +12,7 @@
 //! | `resty.worker.manager` | `manager.lua` | lua-resty-worker-manager: lifecycle callbacks and counts, crashed/hung workers |
 //! | `ngx_tasks` | `tasks.lua` | ngx_tasks: interval tasks on every worker or one per node, windows claimed in the zone |
 //! | `ngx_worker_events.cluster` | `cluster.lua` | the Redis Streams bridge: lease, XADD of cluster events, XREAD of other nodes', cluster claims |
+//! | `ngx_worker_events.cluster_link` | `cluster_link.lua` | the bridge's Redis side: connecting, replies read natively, failures logged once per outage, backoff |
 //!
 //! Native side: `native/` (the table each package gets, one file per
 //! package it serves: `bus` the FFI post and fetch, and the native `post` and `decode` on the raw C API,
@@ -40,7 +41,7 @@ mod preload {
     use crate::ngx::lua_module::{self, AddPreload, LuaCFunction, Subsystem};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 8] = [
+    const PACKAGES: [(&CStr, &str, &str); 9] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -72,6 +73,11 @@ mod preload {
             c"ngx_worker_events.cluster",
             "=ngx_worker_events.cluster",
             include_str!("cluster.lua"),
+        ),
+        (
+            c"ngx_worker_events.cluster_link",
+            "=ngx_worker_events.cluster_link",
+            include_str!("cluster_link.lua"),
         ),
     ];
 
@@ -115,6 +121,7 @@ mod preload {
     fn add_all(cf: *mut ngx_conf_t, add: AddPreload) -> Result<(), PreloadError> {
         let loaders: [LuaCFunction; PACKAGES.len()] = [
             open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>, open::<7>,
+            open::<8>,
         ];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.
