@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use crate::testing::{checksum, noise};
 use crate::zone::lock::TestLock;
 use crate::zone::record::{record_len, HEADER_LEN};
-use crate::zone::ring::{AppendError, Cursor, ReadOutcome, Ring, RingHeader};
+use crate::zone::ring::{evict_ahead, AppendError, Cursor, ReadOutcome, Ring, RingHeader};
 
 /// Runs `f` over a fresh heap log of `cap` bytes (its bytes start as junk,
 /// which no reader may ever see).
@@ -155,7 +155,13 @@ struct Model {
 
 impl Model {
     fn append(&mut self, cap: u64, rec: Rec) {
-        while self.head + rec.len - self.tail > cap {
+        // a full log evicts a little ahead
+        let room = if self.head + rec.len - self.tail > cap {
+            cap - evict_ahead(cap)
+        } else {
+            cap
+        };
+        while self.head + rec.len - self.tail > room {
             self.tail += self.recs[self.first].len;
             self.first += 1;
             self.evicted += 1;

@@ -206,3 +206,42 @@ fn concurrent_writers_and_readers_agree() {
         assert_eq!(seen + lost, 40_000);
     }
 }
+
+#[test]
+fn a_full_log_evicts_ahead_so_its_tail_changes_rarely() {
+    // 1 MB: evicts 16 KB ahead (EVICT_AHEAD); 100-byte-ish records
+    let z = zone(1 << 20);
+    let l = TestLock::default();
+    let cap = z.cap();
+    let ahead = evict_ahead(cap);
+    assert_eq!(ahead, EVICT_AHEAD);
+    let post = |z: &Ring| z.append(&l, 1, b"src", b"ev", None, &[7u8; 64]).unwrap();
+    // fill it
+    while z.header().tail.load(Ordering::Relaxed) == 0 {
+        post(&z);
+    }
+    let rec = {
+        let h = z.header();
+        let before = h.head.load(Ordering::Relaxed);
+        post(&z);
+        h.head.load(Ordering::Relaxed) - before
+    };
+    let (mut changes, mut last) = (0, z.header().tail.load(Ordering::Relaxed));
+    let posts = 10_000;
+    for _ in 0..posts {
+        post(&z);
+        let h = z.header();
+        let (head, tail) = (h.head.load(Ordering::Relaxed), h.tail.load(Ordering::Relaxed));
+        // what is kept: never more than the log, never less than it minus
+        // the eviction ahead and one record
+        assert!(head - tail <= cap && head - tail + ahead + rec > cap);
+        if tail != last {
+            changes += 1;
+            last = tail;
+        }
+    }
+    // once per ~ahead / rec posts, not on every post
+    let most = posts / (ahead / rec) + 1;
+    assert!(changes <= most, "{changes} tail changes in {posts} posts (most {most})");
+    assert!(changes > 0);
+}
