@@ -121,9 +121,29 @@ def throughput_zone(count, size):
     return need, False
 
 
-def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag="", interval=1):
+def fill_log(ng, workers, zone):
+    """Wraps the zone's log before a measurement: posts `zone` bytes of 4 KB
+    events ("fill", which the receivers only count), then "fillend", and
+    waits until every worker has had "fillend", so that every measured post
+    evicts (as in a log that has run for a while)."""
+    body = ng.get("/bench/fill?bytes=%d" % zone)
+    m = re.search(r"filled=(\d+)", body)
+    if not m:
+        raise BenchError("unexpected /bench/fill answer: %r" % body)
+    n, deadline = int(m.group(1)), time.time() + 60
+    while True:
+        res = ng.results()
+        if all(("filled:%d" % w) in res for w in range(workers)):
+            return n
+        if time.time() > deadline:
+            raise BenchError("the fill of %d events did not reach every worker in 60 s" % n)
+        time.sleep(0.1)
+
+
+def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=None, tag="", interval=1, fill=False):
     """load: None, or a function(ng) -> context manager that runs next to the
-    poster (status_load's probe); its .kv(t0_us, t_last_us, poster, count) adds keys to the line."""
+    poster (status_load's probe); its .kv(t0_us, t_last_us, poster, count) adds keys to the line.
+    fill: wrap the log first (fill_log), so that every measured post evicts."""
     loss_expected = False
     if zone is None:
         zone, loss_expected = throughput_zone(count, size)
@@ -133,6 +153,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=Non
         scenario, workers, count, size, zstr, " (too small for K*size: loss expected)" if loss_expected else ""))
     t_start = time.time()
     with Nginx(name, workers, zstr, interval) as ng:
+        filled = fill_log(ng, workers, zone) if fill else 0
         with load(ng) if load else contextlib.nullcontext() as side:
             poster = start_poster(ng, "scenario=throughput&count=%d&size=%d&payload=%s" % (count, size, PAYLOAD))
             receivers = [w for w in range(workers) if w != poster]
@@ -168,7 +189,7 @@ def run_throughput(scenario, workers, count, size, zone=None, extra=(), load=Non
             rate[w] = rate_ff[w] = drain[w] = 0
     row = [("scenario", scenario)] + list(extra) + [
         *impl_kv(), ("workers", workers), ("count", count), ("size", size), ("payload", PAYLOAD),
-        ("zone", zstr),
+        ("zone", zstr), ("filled", filled),
         ("loss_expected", 1 if loss_expected else 0),
         ("post_fails", int(p["fails"])), ("posts_per_s", "%.0f" % post_rate),
         ("post_ms", "%.1f" % ((t1 - t0) / 1000)),

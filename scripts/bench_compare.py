@@ -11,6 +11,9 @@ Scenarios (one fresh nginx per measurement, scripts/bench_lib.py):
               (bench.py run_latency): p50, p99 over all receivers
   throughput  --count x 64 B tables back to back (bench.py run_throughput):
               delivered/s of the slowest receiver, lost, post failures
+  throughput_full  (only when named) the same after the log has wrapped
+              (bench.py fill_log: every measured post evicts, as in a log
+              that has run for a while)
   burst       --burst-count x 1 KB into a 1 MB zone: lost and reported lost
   contend     every worker posts --count x 64 B strings at the same instant:
               time from the first post until every worker has all W x count,
@@ -48,6 +51,7 @@ from harness.proc import proc_cpu
 
 ENV = os.environ
 ALL = ["latency", "throughput", "burst", "contend", "idle"]
+NAMED = ["throughput_full"]  # run only when --scenarios names them
 TARGETS_DOC = "issue 24, same-run ratios"
 
 
@@ -58,19 +62,19 @@ def implementations(anchors, baseline=""):
     """[(key, label, api, interval, set_impl kwargs, scenarios)]; anchors: name -> [dir, helper .so];
     baseline: another build of this module (a .so), measured like an anchor."""
     mod = dict(name="ngx-worker-events")
-    out = [("module", "module", "worker.events", 1, mod, ALL),
+    out = [("module", "module", "worker.events", 1, mod, ALL + NAMED),
            ("module-ev", "module (resty.events)", "events", 1, mod, ["latency", "throughput", "contend"])]
     if baseline:
         out.append(("baseline", "baseline (%s)" % os.path.basename(baseline), "worker.events", 1,
                     dict(name="baseline", extra_modules=[os.path.abspath(baseline)], no_default_module=True),
-                    ["latency", "throughput", "contend"]))
+                    ["latency", "throughput", "contend"] + NAMED))
     lrwe = anchors.get("lua-resty-worker-events")
     if lrwe:
         # its JSON entries (~230 B a 64 B event with key and node) overfill the module's
         # zone size: then add() retries (shm_retries 999) and evicts, tens of s of CPU
         kw = dict(lua_path=lrwe[0], http_config="lua_shared_dict ev %SIZE%;", no_default_module=True)
         out.append(("lrwe-1ms", "lua-resty-worker-events 2.0.1 interval=0.001", "worker.events", 0.001,
-                    dict(kw, name="lrwe-1ms"), ALL))
+                    dict(kw, name="lrwe-1ms"), ALL + NAMED))
         out.append(("lrwe-1s", "lua-resty-worker-events 2.0.1 interval=1", "worker.events", 1,
                     dict(kw, name="lrwe-1s"), ALL))
     lre = anchors.get("lua-resty-events")
@@ -133,9 +137,9 @@ def m_latency(a, w, interval):
     return dict(p50=r["p50"], p99=r["p99"], lost=a.lat_count * len(r["received"]) - sum(r["received"].values()))
 
 
-def m_throughput(a, w, interval):
+def m_throughput(a, w, interval, scenario="throughput", fill=False):
     make, probes = probe_factory()
-    r = bench.run_throughput("throughput", w, a.count, 64, load=make, interval=interval)
+    r = bench.run_throughput(scenario, w, a.count, 64, load=make, interval=interval, fill=fill)
     cpu = probes[-1].delta
     poster = [x for x in cpu if x not in r["seen"]]
     got = sum(r["seen"].values())
@@ -202,8 +206,12 @@ def m_idle(a, w, interval):
     return dict(oncpu=oncpu, wake=wake)
 
 
+def m_throughput_full(a, w, interval):
+    return m_throughput(a, w, interval, "throughput_full", fill=True)
+
+
 MEASURE = {"latency": m_latency, "throughput": m_throughput, "burst": m_burst, "contend": m_contend,
-           "idle": m_idle}
+           "idle": m_idle, "throughput_full": m_throughput_full}
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +226,10 @@ METRICS = [
     ("throughput", "fails", "  post failures", "%d", False),
     ("throughput", "cpu_post", "  CPU ns per event, posting worker", "%.0f", False),
     ("throughput", "cpu_recv", "  CPU ns per event, receiving workers", "%.0f", False),
+    ("throughput_full", "rate", "the same in a log that has wrapped (every post evicts)", "h", True),
+    ("throughput_full", "lost", "  lost (of %(count)s per receiver)", "%d", False),
+    ("throughput_full", "cpu_post", "  CPU ns per event, posting worker", "%.0f", False),
+    ("throughput_full", "cpu_recv", "  CPU ns per event, receiving workers", "%.0f", False),
     ("burst", "lost", "burst %(burst_count)s × 1 KB, zone 1m: lost", "%d", False),
     ("burst", "reported", "  reported lost", "%d", None),
     ("contend", "secs", "contend, every worker %(count)s × 64 B: s until all have all", "%.3f", False),
@@ -353,7 +365,7 @@ def parse(argv):
     ap.add_argument("--anchors", default=e("BENCH_ANCHORS_DIR", ""), help="anchors dir (../shared/anchors)")
     ap.add_argument("--rounds", type=int, default=int(e("BENCH_COMPARE_ROUNDS", "3")))
     ap.add_argument("--workers", default=e("BENCH_COMPARE_WORKERS", "2,4"), help="worker counts (2,4)")
-    ap.add_argument("--scenarios", default=e("BENCH_COMPARE_SCENARIOS", ",".join(ALL)), help=",".join(ALL))
+    ap.add_argument("--scenarios", default=e("BENCH_COMPARE_SCENARIOS", ",".join(ALL)), help=",".join(ALL + NAMED))
     ap.add_argument("--impls", default=e("BENCH_COMPARE_IMPLS", ""),
                     help="subset of module,module-ev,baseline,lrwe-1ms,lrwe-1s,lre (all)")
     ap.add_argument("--baseline", default=e("BENCH_COMPARE_BASELINE", ""),

@@ -174,6 +174,14 @@ local function on_bench(data, event)
     if n % 4096 == 0 then
       dict:set("prog:" .. wid, snapshot())
     end
+  elseif event == "fill" then
+    -- throughput_full: the log filled before the measurement
+    dict:incr("fill:" .. wid, 1, 0)
+  elseif event == "fillend" then
+    -- what the fill lost (the poster's own worker may fall behind) is
+    -- not the measurement's
+    s.lost, s.lost_reports = 0, 0
+    dict:set("filled:" .. wid, 1)
   elseif event == "end" then
     s.end_t = t
     flush(type(data) == "table" and tonumber(data.count) or nil)
@@ -437,6 +445,24 @@ function M.pollcost()
   poll_loop_interp(M.poll, n)
   local t2 = now_us()
   ngx.say(format("ns_per_call=%.1f ns_per_call_nojit=%.1f", (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n))
+end
+
+-- GET /bench/fill?bytes=B: posts B bytes of 4 KB strings ("bench", "fill")
+-- from this worker, then "fillend", so that the log has wrapped before a
+-- measurement (a production log is always full: every post evicts); sleeps
+-- 1 ms every 64 posts. Answers "filled=N"; each worker counts them in
+-- "fill:<wid>" and sets "filled:<wid>" on "fillend".
+function M.fill()
+  local bytes = tonumber(ngx.req.get_uri_args().bytes) or 0
+  local payload = rep("x", 4096)
+  local n = math.ceil(bytes / 4096)
+  local fails = 0
+  for i = 1, n do
+    if not post("bench", "fill", payload) then fails = fails + 1 end
+    if i % 64 == 0 then ngx.sleep(0.001) end
+  end
+  post("bench", "fillend", "")
+  ngx.say("filled=", n - fails)
 end
 
 -- GET /bench/results: every key of bench_results, "key<TAB>value" a line
