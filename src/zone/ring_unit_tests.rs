@@ -231,7 +231,10 @@ fn a_full_log_evicts_ahead_so_its_tail_changes_rarely() {
     for _ in 0..posts {
         post(&z);
         let h = z.header();
-        let (head, tail) = (h.head.load(Ordering::Relaxed), h.tail.load(Ordering::Relaxed));
+        let (head, tail) = (
+            h.head.load(Ordering::Relaxed),
+            h.tail.load(Ordering::Relaxed),
+        );
         // what is kept: never more than the log, never less than it minus
         // the eviction ahead and one record
         assert!(head - tail <= cap && head - tail + ahead + rec > cap);
@@ -242,6 +245,9 @@ fn a_full_log_evicts_ahead_so_its_tail_changes_rarely() {
     }
     // once per ~ahead / rec posts, not on every post
     let most = posts / (ahead / rec) + 1;
-    assert!(changes <= most, "{changes} tail changes in {posts} posts (most {most})");
+    assert!(
+        changes <= most,
+        "{changes} tail changes in {posts} posts (most {most})"
+    );
     assert!(changes > 0);
 }
