@@ -366,8 +366,8 @@ impl<'a> Ring<'a> {
             bump_locked(&h.evicted, evicted);
             // Readers that see any byte written below also see the new tail.
             fence(Ordering::Release);
-            // A full log evicts on every post: the next one reads the header
-            // at the new tail, written long ago and out of every cache.
+            // A full log evicts again soon: the next eviction reads the
+            // header at the new tail, written long ago and out of every cache.
             // SAFETY: `tail % cap < cap`: inside the ring's bytes.
             prefetch(unsafe { self.bytes.add((tail % cap) as usize) });
         }
