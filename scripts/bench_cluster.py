@@ -39,7 +39,7 @@ each event locally, every worker of B through Redis.
   cluster_redis_xadd  (with throughput, each round) a reference without
               nginx: redis-benchmark (REDIS_BENCHMARK; skipped when not
               found) on the same redis-server, BENCH_CLUSTER_XADD_REQUESTS
-              (1000000, ~1.5 s here) XADDs pipelined 256 deep like the
+              (1000000, ~1.5 s here) XADDs pipelined 1024 deep like the
               bridge's batches, entries shaped like the bridge's (`XADD
               <stream> MAXLEN ~ <maxlen> * n e o s v d`, d as long as the
               64 B table's encoding, 96 B), one client (the bridge's one
@@ -96,7 +96,7 @@ POSTERS = [p for p in K.cluster_poster.split(",") if p]
 REDIS_SERVER = K.redis_server
 REDIS_BENCHMARK = K.redis_benchmark
 XADD_REQUESTS = K.cluster_xadd_requests
-XADD_PIPELINE = 256  # the bridge's BATCH (src/lua/cluster.lua): XADDs per write
+XADD_PIPELINE = 1024  # the bridge's BATCH (src/lua/cluster.lua): XADDs per write
 XADD_CLIENTS = (1, 4)  # 1: the bridge's one connection
 SIZE = 64
 # ports other test setups on this host use (t/, scripts/soak, scripts/test-package)
@@ -606,7 +606,7 @@ def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
     """Reference, not a measurement of the module: what pipelined XADD gets
     from this redis-server on this host. redis-benchmark sends `requests`
     XADDs shaped like the bridge's (xadd_args: same fields, ~ the same bytes,
-    MAXLEN ~ the throughput run's maxlen), XADD_PIPELINE (256, the bridge's
+    MAXLEN ~ the throughput run's maxlen), XADD_PIPELINE (1024, the bridge's
     batch) per write, with each client count of `clients` (1: like the
     bridge's one connection), each on a stream of its own, DELeted after.
     `requests` goes up to a multiple of the pipeline (redis-benchmark sends
