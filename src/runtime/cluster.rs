@@ -118,29 +118,23 @@ pub fn rewind(id: u32) -> Result<(), BridgeError> {
         .ok_or(BridgeError::NotOpen)
 }
 
-/// One cluster record for the stream.
-pub struct Outgoing {
-    pub ordinal: u64,
-    pub source: Vec<u8>,
-    pub event: Vec<u8>,
-    pub unique: Option<Vec<u8>>,
-    pub data: Vec<u8>,
-    /// A cluster `unique` event (decided by a Redis claim, not sent): the
-    /// claim's lifetime (ms).
-    pub hold: Option<u64>,
-}
-
 /// A batch [`next_out`] returns ends once its records hold this many bytes
 /// (so `max` large events never make one huge write).
 pub const OUT_BATCH_BYTES: usize = 1 << 20;
 
 /// Reads up to `max` cluster records after consumer `id`'s cursor (other
-/// records are skipped), fewer when they reach [`OUT_BATCH_BYTES`]. Returns
-/// them, the highest ordinal seen, and how many cluster events were
-/// overwritten before the bridge read them. A batch with records is in
+/// records are skipped), fewer when they reach [`OUT_BATCH_BYTES`], and
+/// hands each to `each` with its ordinal, as it lies in the reader's buffer
+/// (`each` must not call back into the runtime: its state is borrowed).
+/// Returns how many there were, the highest ordinal seen, and how many
+/// cluster events were overwritten before the bridge read them. A batch with records is in
 /// flight until [`ack`] (its replies read) or [`rewind`] (they failed):
 /// the bridge may take the next one before the first is acknowledged.
-pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), BridgeError> {
+pub fn next_out(
+    id: u32,
+    max: usize,
+    mut each: impl FnMut(u64, &RecordView<'_>),
+) -> Result<(usize, u64, u64), BridgeError> {
     STATE
         .with(|st| {
             let mut buf = core::mem::take(&mut st.buf);
@@ -150,10 +144,10 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
             // after the batches still in flight, else the acknowledged ones
             let acked = b.acked.load(Relaxed);
             let mut last = c.in_flight.back().map_or(acked, |f| f.1.max(acked));
-            let (mut out, mut lost) = (Vec::new(), 0);
+            let (mut n, mut lost) = (0, 0);
             let mut cursor = c.cursor;
             let (mut drained, mut bytes) = (false, 0);
-            while out.len() < max {
+            while n < max {
                 match ring.read_next(&a.handle, &mut cursor, &mut buf) {
                     ReadOutcome::Empty => {
                         // Drained: the next post must wake the bridge again.
@@ -171,14 +165,8 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
                         };
                         lost += ord - last - 1;
                         last = ord;
-                        out.push(Outgoing {
-                            ordinal: ord,
-                            source: v.source.to_vec(),
-                            event: v.event.to_vec(),
-                            unique: v.unique.map(<[u8]>::to_vec),
-                            data: v.data.to_vec(),
-                            hold: v.hold,
-                        });
+                        each(ord, &v);
+                        n += 1;
                         bytes += buf.len();
                         if bytes >= OUT_BATCH_BYTES {
                             break;
@@ -187,7 +175,7 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
                 }
             }
             c.cursor = cursor;
-            if !out.is_empty() {
+            if n > 0 {
                 c.in_flight.push_back((cursor, last));
             } else if let Some(f) = c.in_flight.back_mut() {
                 // lost records only: the newest batch's ack covers them
@@ -200,7 +188,7 @@ pub fn next_out(id: u32, max: usize) -> Result<(Vec<Outgoing>, u64, u64), Bridge
             if drained {
                 crate::runtime::notify::found_empty(st, id);
             }
-            Some((out, last, lost))
+            Some((n, last, lost))
         })
         .ok()
         .flatten()

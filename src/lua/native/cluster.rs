@@ -12,6 +12,27 @@ fn one(v: Value) -> mlua::Result<MultiValue> {
     Ok(MultiValue::from_vec(vec![v]))
 }
 
+/// A held cluster unique event, copied out of the log (see `cluster_out`).
+struct Held {
+    source: Vec<u8>,
+    event: Vec<u8>,
+    unique: Vec<u8>,
+    data: Vec<u8>,
+    ttl: u64,
+}
+
+impl Held {
+    fn copy(v: &crate::zone::record::RecordView<'_>, unique: &[u8], ttl: u64) -> Self {
+        Held {
+            source: v.source.to_vec(),
+            event: v.event.to_vec(),
+            unique: unique.to_vec(),
+            data: v.data.to_vec(),
+            ttl,
+        }
+    }
+}
+
 fn token(t: f64) -> u64 {
     t.clamp(0.0, 9e15) as u64
 }
@@ -91,40 +112,48 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                 f64,
                 LuaString,
             )| {
-                let (items, last, lost) = match cluster::next_out(c, max.clamp(1, 4096)) {
+                let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
+                let secret = cluster::config().ok().and_then(|(c, _)| c.secret);
+                let st = crate::wire::resp::Stream::new(
+                    &stream,
+                    maxlen.clamp(1.0, 9e15) as u64,
+                    &node,
+                    &epoch,
+                    secret.as_deref().map(str::as_bytes),
+                );
+                let mut payload = Vec::with_capacity(16 * 1024);
+                // the held ones (cluster unique events: rare) are copied out,
+                // to become Lua tables once the runtime is no longer borrowed
+                let mut held: Vec<(usize, Held)> = Vec::new();
+                let mut i = 0;
+                let next = cluster::next_out(c, max.clamp(1, 4096), |ordinal, v| {
+                    i += 1;
+                    match (v.hold, v.unique) {
+                        (Some(ttl), Some(u)) => {
+                            st.unique_claim(&mut payload, u, ttl);
+                            held.push((i, Held::copy(v, u, ttl)));
+                        }
+                        _ => st.xadd(&mut payload, ordinal, v.source, v.event, v.data),
+                    }
+                });
+                let (n, last, lost) = match next {
                     Ok(r) => r,
                     Err(e) => return nil_err(lua, e),
                 };
-                let (stream, node, epoch) = (stream.as_bytes(), node.as_bytes(), epoch.as_bytes());
-                let secret = cluster::config().ok().and_then(|(c, _)| c.secret);
-                let st = crate::wire::resp::Stream {
-                    stream: &stream,
-                    maxlen: maxlen.clamp(1.0, 9e15) as u64,
-                    node: &node,
-                    epoch: &epoch,
-                    secret: secret.as_deref().map(str::as_bytes),
-                };
-                let mut payload = Vec::with_capacity(items.len() * 160);
-                let held = lua.create_table()?;
-                for (i, it) in items.iter().enumerate() {
-                    match (it.hold, &it.unique) {
-                        (Some(ttl), Some(u)) => {
-                            st.unique_claim(&mut payload, u, ttl);
-                            let e = lua.create_table_with_capacity(5, 0)?;
-                            e.raw_set(1, lua.create_string(&it.source)?)?;
-                            e.raw_set(2, lua.create_string(&it.event)?)?;
-                            e.raw_set(3, lua.create_string(u)?)?;
-                            e.raw_set(4, lua.create_string(&it.data)?)?;
-                            e.raw_set(5, ttl as f64)?;
-                            held.raw_set(i + 1, e)?;
-                        }
-                        _ => st.xadd(&mut payload, it.ordinal, &it.source, &it.event, &it.data),
-                    }
+                let t = lua.create_table()?;
+                for (i, h) in held {
+                    let e = lua.create_table_with_capacity(5, 0)?;
+                    e.raw_set(1, lua.create_string(&h.source)?)?;
+                    e.raw_set(2, lua.create_string(&h.event)?)?;
+                    e.raw_set(3, lua.create_string(&h.unique)?)?;
+                    e.raw_set(4, lua.create_string(&h.data)?)?;
+                    e.raw_set(5, h.ttl as f64)?;
+                    t.raw_set(i, e)?;
                 }
                 Ok(MultiValue::from_vec(vec![
-                    Value::Integer(items.len() as i64),
+                    Value::Integer(n as i64),
                     Value::String(lua.create_string(&payload)?),
-                    Value::Table(held),
+                    Value::Table(t),
                     Value::Number(last as f64),
                     Value::Number(lost as f64),
                 ]))
