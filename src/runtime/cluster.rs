@@ -127,9 +127,10 @@ pub const OUT_BATCH_BYTES: usize = 1 << 20;
 /// hands each to `each` with its ordinal, as it lies in the reader's buffer
 /// (`each` must not call back into the runtime: its state is borrowed).
 /// Returns how many there were, the highest ordinal seen, and how many
-/// cluster events were overwritten before the bridge read them. A batch with records is in
-/// flight until [`ack`] (its replies read) or [`rewind`] (they failed):
-/// the bridge may take the next one before the first is acknowledged.
+/// cluster events were overwritten before the bridge read them. A batch
+/// with records is in flight until [`ack`] (its replies read) or
+/// [`rewind`] (they failed): the bridge may take the next one before the
+/// first is acknowledged.
 pub fn next_out(
     id: u32,
     max: usize,
