@@ -16,7 +16,7 @@
 //!
 //! Native side: `native/` (the table each package gets, one file per
 //! package it serves: `bus` the FFI post and fetch, and the native `post` and `decode` on the raw C API,
-//! `manager`, `tasks`, `cluster` and `cluster_feed`), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
+//! `manager`, `tasks`, `cluster`, `cluster_feed` and `cluster_replies`), `exports` (every `extern "C"` function for LuaJIT FFI, and the one
 //! `cdef` that declares them), `value` (Lua values <-> `crate::wire::payload`).
 
 #[cfg(not(test))]

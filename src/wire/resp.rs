@@ -231,13 +231,24 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, BadReply> {
     parse_at(buf, 0, 0)
 }
 
+/// The line at `at` (up to the first CR LF) and where the next one starts.
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
-    Some((&rest[..end], at + end + 2))
+    let mut from = 0;
+    loop {
+        let nl = from + rest[from..].iter().position(|b| *b == b'\n')?;
+        if nl > 0 && rest[nl - 1] == b'\r' {
+            return Some((&rest[..nl - 1], at + nl + 1));
+        }
+        from = nl + 1;
+    }
 }
 
 fn int(s: &[u8]) -> Result<i64, BadReply> {
+    // the common case (a length) without the text parser
+    if !s.is_empty() && s.len() <= 18 && s.iter().all(u8::is_ascii_digit) {
+        return Ok(s.iter().fold(0, |n, b| n * 10 + i64::from(b - b'0')));
+    }
     core::str::from_utf8(s)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -297,6 +308,27 @@ fn parse_at(buf: &[u8], at: usize, depth: u32) -> Result<Option<(Reply<'_>, usiz
 #[cfg(test)]
 mod parse_tests {
     use super::*;
+
+    #[test]
+    fn a_line_ends_at_its_first_cr_lf_and_numbers_read_as_before() {
+        assert_eq!(parse(b"+a\nb\r\n"), Ok(Some((Reply::Status(b"a\nb"), 6))));
+        assert_eq!(
+            parse(b"+a\rb\r\r\n"),
+            Ok(Some((Reply::Status(b"a\rb\r"), 7)))
+        );
+        assert_eq!(parse(b"+\n\r\n"), Ok(Some((Reply::Status(b"\n"), 4))));
+        assert_eq!(parse(b"+ab\n"), Ok(None));
+        assert_eq!(parse(b":+7\r\n"), Ok(Some((Reply::Int(7), 5))));
+        assert_eq!(parse(b":-7\r\n"), Ok(Some((Reply::Int(-7), 5))));
+        assert_eq!(parse(b":007\r\n"), Ok(Some((Reply::Int(7), 6))));
+        assert_eq!(
+            parse(b":9223372036854775807\r\n"),
+            Ok(Some((Reply::Int(i64::MAX), 22)))
+        );
+        assert_eq!(parse(b":9223372036854775808\r\n"), Err(BadReply));
+        assert_eq!(parse(b":\r\n"), Err(BadReply));
+        assert_eq!(parse(b":1x\r\n"), Err(BadReply));
+    }
 
     #[test]
     fn replies_whole_and_in_parts() {

@@ -68,12 +68,23 @@ pub struct Reader {
     limit: usize,
 }
 
+/// A length or integer line's value: an optional `-`, 1 to 18 digits.
 fn int(s: &[u8]) -> Option<i64> {
-    let digits = s.strip_prefix(b"-").unwrap_or(s);
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+    let (neg, digits) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
         return None;
     }
-    core::str::from_utf8(s).ok()?.parse().ok()
+    let mut n: i64 = 0;
+    for b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    Some(if neg { -n } else { n })
 }
 
 impl Reader {
@@ -277,6 +288,58 @@ impl Reader {
     }
 }
 
+/// Whole replies read so far, one after another in one buffer: no
+/// allocation per reply (an `XADD` batch is 1024 of them).
+#[derive(Debug, Default)]
+pub struct Collected {
+    bytes: Vec<u8>,
+    /// Where each reply ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Collected {
+    /// Keeps a copy of one reply.
+    pub fn push(&mut self, reply: &[u8]) {
+        self.bytes.extend_from_slice(reply);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Replies kept.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No reply kept.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each reply's bytes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = core::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter())
+            .map(|(a, b)| &self.bytes[a..*b])
+    }
+
+    /// Forgets the replies, keeping buffers up to [`KEEP`] for the next batch.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        if self.bytes.capacity() > KEEP {
+            self.bytes = Vec::new();
+        }
+        if self.ends.capacity() > KEEP / 8 {
+            self.ends = Vec::new();
+        }
+    }
+
+    /// Forgets the replies and frees the buffers.
+    pub fn free(&mut self) {
+        *self = Collected::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,5 +483,36 @@ mod tests {
         }
         assert_eq!(n, 200);
         assert!(max_held < 50 + entry.len(), "{max_held}");
+    }
+
+    #[test]
+    fn collected_replies_come_back_whole_and_in_order() {
+        let mut r = Reader::new(0, 1000);
+        let mut got = Collected::default();
+        let wire = b"$3\r\n1-0\r\n+OK\r\n-ERR no\r\n*2\r\n:1\r\n$-1\r\n";
+        for c in wire.chunks(3) {
+            r.push(c);
+            while let Ok(step) = r.next() {
+                match step {
+                    Step::More => break,
+                    Step::Value(span) => got.push(r.slice(span)),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(got.len(), 4);
+        let all: Vec<&[u8]> = got.iter().collect();
+        assert_eq!(
+            all,
+            [
+                &b"$3\r\n1-0\r\n"[..],
+                b"+OK\r\n",
+                b"-ERR no\r\n",
+                b"*2\r\n:1\r\n$-1\r\n"
+            ]
+        );
+        got.clear();
+        assert!(got.is_empty());
+        assert_eq!(got.iter().count(), 0);
     }
 }

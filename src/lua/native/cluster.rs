@@ -241,6 +241,7 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         })?,
     )?;
     crate::lua::native::cluster_feed::add(lua, t)?;
+    crate::lua::native::cluster_replies::add(lua, t)?;
     t.set(
         "cluster_count",
         lua.create_function(|_, (c, name, n): (u32, String, Option<f64>)| {

@@ -1,19 +1,16 @@
-//! The cluster bridge's reading of Redis replies, for `cluster.lua`: the
-//! `XREAD` reply read as it arrives, each stream entry checked (fields,
-//! HMAC, payload) and delivered or dropped and counted as soon as it is
-//! whole; and the replies of the other commands (`XADD` batches, `XINFO`,
-//! `XREVRANGE`) as Lua values. Both go through `resp_reader::Reader`:
-//! linear in the bytes received, and holding one value at a time, at most
-//! the zone's largest record plus framing (issue 21).
+//! The cluster bridge's reading of the stream, for `cluster.lua`: the
+//! `XREAD` reply read as it arrives, each stream entry read in place
+//! (`wire::stream_entry`), checked (fields, HMAC, payload) and delivered or
+//! dropped and counted as soon as it is whole. The reply goes through
+//! `resp_reader::Reader`: linear in the bytes received, and holding one
+//! entry at a time, at most the zone's largest record plus framing (issue
+//! 21). The replies to the other commands are `cluster_replies`'.
 //!
 //! - `cluster_feed(c, token, chunk|nil, own_node, count)` -> `"more"`
 //!   | `"done", last_id|nil, entries, { node, lost, ... }, drops|nil, jumps|nil`
 //!   | `"null"` (XREAD BLOCK timed out) | `"stale"` (lease lost) | `"error", msg`;
 //!   `drops`: `{ [reason] = { n, detail } }`; `jumps`: `{ node, ... }`.
 //!   A nil chunk forgets a partial reply and frees the buffer.
-//! - `cluster_read("in"|"out", chunk|nil, n, limit)` -> `"more"` | `{ n values }`
-//!   | nil, err. Values: strings (status, bulk), numbers, `false` (null),
-//!   `{ false, msg }` (error reply), tables (arrays).
 //! - `cluster_limit(c)` -> the largest entry accepted (bytes).
 //! - `cluster_check_reset(c, token, last_generated_id|nil)` -> true when
 //!   the stream was found reset (reading starts again at its beginning).
@@ -26,6 +23,7 @@ use crate::runtime::cluster::{self, Entry, Incoming};
 use crate::wire::payload;
 use crate::wire::resp::{parse, Reply};
 use crate::wire::resp_reader::{Reader, Step};
+use crate::wire::stream_entry;
 use crate::zone::cluster::{parse_id, DropReason, DROPS};
 
 /// Framing around a record in an entry (id, field names, lengths, HMAC).
@@ -61,10 +59,6 @@ struct InState {
 
 /// The reading connection's reader (one bridge per worker).
 static IN: Mutex<Option<InState>> = Mutex::new(None);
-/// The sending connection's reader and the replies read so far.
-static OUT: Mutex<Option<(Reader, Vec<Vec<u8>>)>> = Mutex::new(None);
-/// The reading connection's replies to other commands (XINFO, XREVRANGE).
-static IN_CMD: Mutex<Option<(Reader, Vec<Vec<u8>>)>> = Mutex::new(None);
 
 /// Up to 40 printable bytes of a peer's text, for a log line.
 fn shown(b: &[u8]) -> String {
@@ -113,56 +107,17 @@ fn drop_entry(
     }
 }
 
-/// Checks and delivers one whole entry (its bytes); false when the lease is lost.
-fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
-    let parts = match parse(bytes) {
-        Ok(Some((Reply::Array(Some(parts)), _))) => parts,
-        _ => return drop_entry(r, fed, None, DropReason::NotAnEntry, "not an array".into()),
-    };
-    let (Some(Reply::Bulk(Some(id))), Some(Reply::Array(Some(kv))), 2) =
-        (parts.first(), parts.get(1), parts.len())
-    else {
-        return drop_entry(
-            r,
-            fed,
-            None,
-            DropReason::NotAnEntry,
-            "not an id and fields".into(),
-        );
-    };
-    let Some(sid) = parse_id(id) else {
-        return drop_entry(
-            r,
-            fed,
-            None,
-            DropReason::NotAnEntry,
-            format!("id \"{}\"", shown(id)),
-        );
-    };
-    let at = |what: String| format!("{what} in entry {}", shown(id));
-    if kv.len() % 2 != 0 {
-        return drop_entry(
-            r,
-            fed,
-            Some(sid),
-            DropReason::NotAnEntry,
-            at("an odd field list".into()),
-        );
-    }
-    // n e o s v d h
-    let mut f: [Option<&[u8]>; 7] = [None; 7];
-    let mut unknown = None;
-    for pair in kv.chunks(2) {
-        let [Reply::Bulk(Some(k)), Reply::Bulk(Some(v))] = pair else {
-            return drop_entry(
-                r,
-                fed,
-                Some(sid),
-                DropReason::NotAnEntry,
-                at("a field that is not a string".into()),
-            );
-        };
-        let slot = match *k {
+/// An entry's fields by name (`n e o s v d h`) and its first unknown one.
+#[derive(Default)]
+struct Fields<'a> {
+    f: [Option<&'a [u8]>; 7],
+    unknown: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    /// One field (a later one of the same name wins).
+    fn set(&mut self, k: &'a [u8], v: &'a [u8]) {
+        let slot = match k {
             b"n" => 0,
             b"e" => 1,
             b"o" => 2,
@@ -171,23 +126,129 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             b"d" => 5,
             b"h" => 6,
             _ => {
-                unknown.get_or_insert(*k);
-                continue;
+                self.unknown.get_or_insert(k);
+                return;
             }
         };
-        f[slot] = Some(v);
+        self.f[slot] = Some(v);
     }
+}
+
+/// What is wrong with an entry's shape (read by `resp::parse`).
+enum Shape {
+    NotArray,
+    NotIdAndFields,
+    Odd,
+    NotString,
+}
+
+/// Reads an entry that [`stream_entry::walk`] declined, with `resp::parse`:
+/// its id (when its first part is a string) and its shape's verdict.
+fn read_slow<'a>(
+    bytes: &'a [u8],
+    fields: &mut Fields<'a>,
+) -> (Option<&'a [u8]>, Result<(), Shape>) {
+    let parts = match parse(bytes) {
+        Ok(Some((Reply::Array(Some(parts)), _))) => parts,
+        _ => return (None, Err(Shape::NotArray)),
+    };
+    let id = match parts.first() {
+        Some(Reply::Bulk(Some(id))) => Some(*id),
+        _ => None,
+    };
+    let (Some(id), Some(Reply::Array(Some(kv))), 2) = (id, parts.get(1), parts.len()) else {
+        return (id, Err(Shape::NotIdAndFields));
+    };
+    if parse_id(id).is_none() {
+        return (Some(id), Ok(()));
+    }
+    if kv.len() % 2 != 0 {
+        return (Some(id), Err(Shape::Odd));
+    }
+    for pair in kv.chunks(2) {
+        let [Reply::Bulk(Some(k)), Reply::Bulk(Some(v))] = pair else {
+            return (Some(id), Err(Shape::NotString));
+        };
+        fields.set(k, v);
+    }
+    (Some(id), Ok(()))
+}
+
+/// The lease was lost while an entry was delivered.
+struct LeaseLost;
+
+/// Checks and delivers (or drops and counts) one whole entry, its bytes:
+/// the entry's id when it has one (what the next XREAD goes on from).
+fn feed_entry<'a>(
+    r: &Rules<'_>,
+    fed: &mut Fed,
+    bytes: &'a [u8],
+) -> Result<Option<&'a [u8]>, LeaseLost> {
+    let mut fields = Fields::default();
+    let (id, shape) = match stream_entry::walk(bytes, |k, v| fields.set(k, v)) {
+        Some(id) => (Some(id), Ok(())),
+        None => {
+            fields = Fields::default();
+            read_slow(bytes, &mut fields)
+        }
+    };
+    let kept = |alive: bool| if alive { Ok(id) } else { Err(LeaseLost) };
+    let id = match (id, &shape) {
+        (Some(id), Ok(()) | Err(Shape::Odd | Shape::NotString)) => id,
+        (_, Err(Shape::NotArray)) => {
+            return kept(drop_entry(
+                r,
+                fed,
+                None,
+                DropReason::NotAnEntry,
+                "not an array".into(),
+            ))
+        }
+        _ => {
+            return kept(drop_entry(
+                r,
+                fed,
+                None,
+                DropReason::NotAnEntry,
+                "not an id and fields".into(),
+            ))
+        }
+    };
+    let Some(sid) = parse_id(id) else {
+        return kept(drop_entry(
+            r,
+            fed,
+            None,
+            DropReason::NotAnEntry,
+            format!("id \"{}\"", shown(id)),
+        ));
+    };
+    let at = |what: String| format!("{what} in entry {}", shown(id));
+    if let Err(shape) = shape {
+        let what = match shape {
+            Shape::Odd => "an odd field list",
+            _ => "a field that is not a string",
+        };
+        return kept(drop_entry(
+            r,
+            fed,
+            Some(sid),
+            DropReason::NotAnEntry,
+            at(what.into()),
+        ));
+    }
+    let Fields { f, unknown } = fields;
     if f[0] == Some(r.own) {
-        return cluster::skip(r.c, r.tok, sid, true).unwrap_or(false);
+        return kept(cluster::skip(r.c, r.tok, sid, true).unwrap_or(false));
     }
     if let Some(k) = unknown {
-        return drop_entry(
+        return kept(drop_entry(
             r,
             fed,
             Some(sid),
             DropReason::UnknownField,
             at(format!("field \"{}\"", shown(k))),
-        );
+        ));
     }
     let [Some(n), Some(e), Some(o), Some(s), Some(v), Some(d), h] = f else {
         let missing = ["n", "e", "o", "s", "v", "d"]
@@ -195,13 +256,13 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             .zip(f)
             .find(|(_, v)| v.is_none())
             .map_or("?", |(k, _)| *k);
-        return drop_entry(
+        return kept(drop_entry(
             r,
             fed,
             Some(sid),
             DropReason::MissingField,
             at(format!("no field \"{missing}\"")),
-        );
+        ));
     };
     let number = |b: &[u8]| {
         core::str::from_utf8(b)
@@ -209,13 +270,13 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             .and_then(|s| s.parse::<u64>().ok())
     };
     let (Some(epoch), Some(ordinal)) = (number(e), number(o)) else {
-        return drop_entry(
+        return kept(drop_entry(
             r,
             fed,
             Some(sid),
             DropReason::BadField,
             at("\"e\" or \"o\" not a number".into()),
-        );
+        ));
     };
     if let Some(secret) = r.secret {
         let fields = crate::wire::sign::Fields {
@@ -232,23 +293,23 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             } else {
                 "no HMAC"
             };
-            return drop_entry(
+            return kept(drop_entry(
                 r,
                 fed,
                 Some(sid),
                 DropReason::BadHmac,
                 at(format!("{what} (node \"{}\")", shown(n))),
-            );
+            ));
         }
     }
     if let Err(err) = payload::check(d) {
-        return drop_entry(
+        return kept(drop_entry(
             r,
             fed,
             Some(sid),
             DropReason::BadData,
             at(format!("\"d\" does not decode: {err}")),
-        );
+        ));
     }
     let entry = Entry {
         id: sid,
@@ -273,12 +334,18 @@ fn feed_entry(r: &Rules<'_>, fed: &mut Fed, bytes: &[u8]) -> bool {
             fed.jumps.push(n.to_vec());
         }
         Ok(Incoming::Skipped) => {}
-        Ok(Incoming::Stale) => return false,
+        Ok(Incoming::Stale) => return Err(LeaseLost),
         Err(err) => {
-            return drop_entry(r, fed, None, DropReason::TooLarge, at(err.to_string()));
+            return kept(drop_entry(
+                r,
+                fed,
+                None,
+                DropReason::TooLarge,
+                at(err.to_string()),
+            ));
         }
     }
-    true
+    Ok(Some(id))
 }
 
 /// Reads `chunk` of an XREAD reply; `Some(step)` when the reply is over.
@@ -314,57 +381,27 @@ fn feed_chunk(st: &mut InState, r: &Rules<'_>, chunk: &[u8], count: i64) -> Opti
             }
             Step::Scalar { .. } => {}
             Step::Value(span) => {
-                let bytes = st.reader.slice(span);
-                let id = match parse(bytes) {
-                    Ok(Some((Reply::Array(Some(p)), _))) => match p.first() {
-                        Some(Reply::Bulk(Some(id))) => Some(id.to_vec()),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let bytes = bytes.to_vec();
-                if !feed_entry(r, &mut st.fed, &bytes) {
-                    st.fed.stale = true;
-                    return Some(());
-                }
-                st.fed.entries += 1;
-                if id.is_some() {
-                    st.fed.last = id;
+                let InState { reader, fed } = &mut *st;
+                match feed_entry(r, fed, reader.slice(span)) {
+                    Err(LeaseLost) => {
+                        fed.stale = true;
+                        return Some(());
+                    }
+                    Ok(id) => {
+                        fed.entries += 1;
+                        if let Some(id) = id {
+                            let last = fed.last.get_or_insert_with(Vec::new);
+                            last.clear();
+                            last.extend_from_slice(id);
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-fn values(lua: &Lua, r: &Reply<'_>) -> mlua::Result<Value> {
-    Ok(match r {
-        Reply::Status(s) | Reply::Bulk(Some(s)) => Value::String(lua.create_string(s)?),
-        Reply::Bulk(None) | Reply::Array(None) => Value::Boolean(false),
-        Reply::Int(i) => Value::Number(*i as f64),
-        Reply::Error(e) => {
-            let t = lua.create_table_with_capacity(2, 0)?;
-            t.raw_set(1, false)?;
-            t.raw_set(2, lua.create_string(e)?)?;
-            Value::Table(t)
-        }
-        Reply::Array(Some(items)) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, it) in items.iter().enumerate() {
-                t.raw_set(i + 1, values(lua, it)?)?;
-            }
-            Value::Table(t)
-        }
-    })
-}
-
-fn err(lua: &Lua, msg: &str) -> mlua::Result<MultiValue> {
-    Ok(MultiValue::from_vec(vec![
-        Value::Nil,
-        Value::String(lua.create_string(msg)?),
-    ]))
-}
-
-/// Adds `cluster_feed`, `cluster_read` and `cluster_check_reset` to `t`.
+/// Adds `cluster_feed`, `cluster_limit` and `cluster_check_reset` to `t`.
 pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
     t.set(
         "cluster_feed",
@@ -454,62 +491,6 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     drops,
                     jumps,
                 ]))
-            },
-        )?,
-    )?;
-    t.set(
-        "cluster_read",
-        lua.create_function(
-            |lua,
-             (which, chunk, n, limit): (
-                String,
-                Option<LuaString>,
-                Option<usize>,
-                Option<usize>,
-            )| {
-                let stat = if which == "in" { &IN_CMD } else { &OUT };
-                let Ok(mut guard) = stat.lock() else {
-                    return err(lua, "busy");
-                };
-                let limit = limit.unwrap_or(64 * 1024);
-                let (reader, done) =
-                    guard.get_or_insert_with(|| (Reader::new(0, limit), Vec::new()));
-                let Some(chunk) = chunk else {
-                    reader.reset();
-                    *done = Vec::new();
-                    return Ok(MultiValue::new());
-                };
-                let n = n.unwrap_or(1).max(1);
-                if done.is_empty() {
-                    reader.expect(0, limit);
-                }
-                reader.push(&chunk.as_bytes());
-                while done.len() < n {
-                    match reader.next() {
-                        Ok(Step::More) => {
-                            return Ok(MultiValue::from_vec(vec![Value::String(
-                                lua.create_string("more")?,
-                            )]))
-                        }
-                        Ok(Step::Value(span)) => done.push(reader.slice(span).to_vec()),
-                        Ok(_) => {}
-                        Err(e) => {
-                            reader.reset();
-                            *done = Vec::new();
-                            return err(lua, &e.to_string());
-                        }
-                    }
-                }
-                let out = lua.create_table_with_capacity(n, 0)?;
-                for (i, bytes) in done.iter().enumerate() {
-                    let v = match parse(bytes) {
-                        Ok(Some((r, _))) => values(lua, &r)?,
-                        _ => Value::Boolean(false),
-                    };
-                    out.raw_set(i + 1, v)?;
-                }
-                *done = Vec::new();
-                Ok(MultiValue::from_vec(vec![Value::Table(out)]))
             },
         )?,
     )?;

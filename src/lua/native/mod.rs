@@ -27,6 +27,7 @@
 pub mod bus;
 mod cluster;
 mod cluster_feed;
+mod cluster_replies;
 mod convert;
 mod manager;
 mod tasks;
