@@ -390,3 +390,41 @@ connected: true, waiting: 0, out: 1030
 XADD failed
 timed out
 --- timeout: 30
+
+
+
+=== TEST 11: XREAD entries in shapes no real Redis sends (not an array, a bad id, three parts, an odd field list, a null value) between real ones: each dropped and counted as not_an_entry, logged without payload; the real entries are delivered in order
+--- http_config eval: ClusterTest::cluster_http("a", url => $::Fake)
+--- init
+ClusterTest::fake_start(on => "XREAD", fault => "shapes"); ClusterTest::start_node_b();
+--- config
+    location = /t {
+        content_by_lua_block {
+            local c = require "t.cluster"
+            local bp = require "t.badpeer"
+            ngx.say(c.b("post?source=s&event=m&n=3"))
+            ngx.say("A: ", c.wait("wev s/m", 3, 10), " ", c.counts("wev s/m"))
+            ngx.say("A in order: ", c.in_order("wev s/m", 3))
+            local f = bp.fake()
+            ngx.say("injected: ", f.injected)
+            ngx.sleep(0.2)
+            local st = c.cluster_status()
+            ngx.say("not_an_entry: ", st.dropped.not_an_entry, ", lost_in: ", st.lost_in,
+                    ", connected: ", st.connected)
+            ngx.say(c.b("post?source=s&event=m&n=2&from=4"))
+            ngx.say("A: ", c.wait("wev s/m", 5, 10), " ", c.counts("wev s/m"))
+        }
+    }
+--- response_body
+posted
+A: true w0=3 w1=3 w2=3 w3=3
+A in order: true
+injected: 5
+not_an_entry: 5, lost_in: 0, connected: true
+posted
+A: true w0=5 w1=5 w2=5 w3=5
+--- error_log
+stream entr(y/ies) dropped (not_an_entry; the last: a field that is not a string in entry 0-3)
+--- no_error_log
+XREAD failed
+--- timeout: 30

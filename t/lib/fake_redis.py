@@ -6,6 +6,10 @@ the first command named by --on, which gets one scripted bad reply instead:
   line   '+' then endless bytes, no CRLF (until the client closes)
   bulk   '$999999999999' then endless bytes
   badlen '$1e300' (a length that is not a number), then nothing
+  shapes the first reply to --on (XREAD) that carries entries is forwarded
+         with five malformed entries put before the real ones: not an
+         array, an id that is not one, three parts, an odd field list, a
+         null value ("injected": 5)
   hold   not a bad reply: from the first --on command, the replies to the
          commands that follow each other within --hold-seconds are held,
          then sent in one write (so one read ends one pipeline's replies
@@ -54,6 +58,41 @@ def read_value(f, raw):
         for _ in range(max(int(body), 0)):
             read_value(f, raw)
     return raw
+
+
+# entries no real Redis sends (for --fault shapes), each refused for its shape
+BAD_ENTRIES = [
+    b":5\r\n",
+    b"*2\r\n$3\r\nbad\r\n*0\r\n",
+    b"*3\r\n$3\r\n0-1\r\n*0\r\n$0\r\n\r\n",
+    b"*2\r\n$3\r\n0-2\r\n*1\r\n$1\r\nn\r\n",
+    b"*2\r\n$3\r\n0-3\r\n*2\r\n$1\r\nn\r\n$-1\r\n",
+]
+
+
+def skip(buf, i):
+    """Where the RESP value at `i` of `buf` ends."""
+    end = buf.index(b"\r\n", i)
+    kind, n, j = buf[i:i + 1], int(buf[i + 1:end]), end + 2
+    if kind == b"$" and n >= 0:
+        return j + n + 2
+    if kind == b"*":
+        for _ in range(max(n, 0)):
+            j = skip(buf, j)
+    return j
+
+
+def with_bad_entries(reply):
+    """An XREAD reply (one stream) with BAD_ENTRIES before its entries, or
+    None when it carries no entries (a null reply, an error)."""
+    if not reply.startswith(b"*1\r\n*2\r\n"):
+        return None
+    j = skip(reply, 8)
+    end = reply.index(b"\r\n", j)
+    n = int(reply[j + 1:end])
+    if n <= 0:
+        return None
+    return reply[:j] + b"*%d\r\n" % (n + len(BAD_ENTRIES)) + b"".join(BAD_ENTRIES) + reply[end + 2:]
 
 
 def command_name(raw):
@@ -144,6 +183,16 @@ def serve(client, opts):
             cmd = read_value(cf, bytearray())
             with LOCK:
                 hit = not STATE["fired"] and command_name(cmd) == opts.on.encode()
+            if hit and opts.fault == "shapes":
+                up.sendall(cmd)
+                reply = read_value(uf, bytearray())
+                bad = with_bad_entries(bytes(reply))
+                if bad is not None:
+                    with LOCK:
+                        STATE["fired"], STATE["injected"] = True, len(BAD_ENTRIES)
+                        save(opts.state)
+                client.sendall(bad if bad is not None else reply)
+                continue
             if hit and opts.fault == "hold":
                 with LOCK:
                     STATE["fired"] = True
@@ -169,7 +218,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--upstream", type=int, required=True)
     p.add_argument("--on", default="XREAD")
-    p.add_argument("--fault", choices=["line", "bulk", "badlen", "hold"], default="line")
+    p.add_argument("--fault", choices=["line", "bulk", "badlen", "hold", "shapes"], default="line")
     p.add_argument("--state", required=True)
     p.add_argument("--max-bytes", type=int, default=300 * 1024 * 1024)
     p.add_argument("--max-seconds", type=float, default=20)
