@@ -31,7 +31,9 @@ each event locally, every worker of B through Redis.
               workers and on B's (first to last receive, and first post to
               last receive), lost (K - received, B's cluster lost_in,
               the lost events), duplicates / out of order, Redis's and the
-              workers' CPU time
+              workers' CPU time, and on-CPU µs per event of each node's
+              bridge worker (all its work: bridge, own receiving, posting
+              when poster=bridge) and of the redis-server
   cluster_redis_floor  (with latency, each round) a reference without
               nginx: 500 stamps, one every 5 ms, XADDed by this process and
               read by a child blocked in XREAD BLOCK on the same redis-server,
@@ -480,7 +482,15 @@ def run_throughput(redis, placement, rnd, zone_for):
             ("b_duplicates", pr.cb.get("duplicates")), ("b_lag_peak_s", "%.3f" % peaks["b_lag_s"]),
             ("b_cluster_errors", pr.cb.get("errors")),
             ("window_ms", "%.1f" % (window_s * 1000)),
-            ("cpu_ms", ",".join("%s:%.0f" % (k, v) for k, v in cpu.items())), *pr.error_kv()]
+            ("cpu_ms", ",".join("%s:%.0f" % (k, v) for k, v in cpu.items()))]
+    # on-CPU µs per event of K: each node's bridge worker (all of it: its
+    # bridge, its own receiving, and on A with poster=bridge the posting)
+    # and the redis-server
+    per_event = {"a_bridge": cpu["a%d" % pr.a_bridge] * 1000 / COUNT,
+                 "b_bridge": cpu["b%d" % pr.b_bridge] * 1000 / COUNT,
+                 "redis": cpu["redis"] * 1000 / COUNT}
+    row += [(k + "_cpu_us_per_event", "%.2f" % v) for k, v in per_event.items()]
+    row += pr.error_kv()
     if timed_out:
         row.append(("timeout", "1(a:%s b:%s)" % (",".join(map(str, a["incomplete"])) or "-",
                                                    ",".join(map(str, b["incomplete"])) or "-")))
@@ -489,7 +499,7 @@ def run_throughput(redis, placement, rnd, zone_for):
     return dict(post_rate=post_rate, a=a, b=b, timed_out=timed_out, errors=pr.n_errors(), warns=pr.n_warns(),
                 fails=int(p["fails"]),
                 lost_in=int(pr.cb.get("lost_in") or 0), dups=int(pr.cb.get("duplicates") or 0),
-                waiting_peak=peaks["a_waiting"], cpu=cpu, window_s=window_s)
+                waiting_peak=peaks["a_waiting"], cpu=cpu, per_event=per_event, window_s=window_s)
 
 
 def redis_floor(redis, rnd, count=500, period=0.005):
@@ -755,6 +765,9 @@ def throughput_row(add_row, placement, rs, xadds=()):
         lost, sum(r["lost_in"] for r in rs), sum(r["dups"] for r in rs),
         sum(r["a"]["ooo"] + r["b"]["ooo"] for r in rs),
         rng([r["waiting_peak"] for r in rs], lambda x: "%.0f" % x), sum(r["errors"] for r in rs))
+    per_ev = lambda k: rng([r["per_event"][k] for r in rs], lambda x: "%.2f" % x)  # noqa: E731
+    result += "; CPU per event: A's bridge worker %s µs, B's %s µs, redis-server %s µs" % (
+        per_ev("a_bridge"), per_ev("b_bridge"), per_ev("redis"))
     ceil = [x["rps"][1] for x in xadds if x["rps"].get(1)]
     if ceil:
         cross = median([slow(r, "b", "rate_ff") for r in rs])
