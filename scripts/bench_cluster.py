@@ -637,12 +637,13 @@ def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
     note("cluster redis XADD reference (round %d): redis-benchmark, %d XADDs of %d fields (%d B) pipelined %d deep, "
          "MAXLEN ~ %d, %s client(s)" % (rnd, requests, fields, entry_bytes, XADD_PIPELINE, maxlen,
                                           "/".join(map(str, clients))))
-    rps, entries, wall = {}, {}, {}
+    rps, entries, wall, cpu_us = {}, {}, {}, {}
     for c in clients:
         stream = "bench:xadd:%d:%d:c%d" % (os.getpid(), rnd, c)
         cmd = [binary, "-h", "127.0.0.1", "-p", str(redis.port), "-c", str(c), "-n", str(requests),
                "-P", str(XADD_PIPELINE), "--csv"] + xadd_args(stream, maxlen)
         t = time.monotonic()
+        cpu0 = proc_cpu(redis.proc.pid)[1]
         try:
             try:
                 r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -650,6 +651,7 @@ def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
             except subprocess.TimeoutExpired:
                 raise BenchError("redis-benchmark -c %d: not done after 300 s" % c)
             wall[c] = time.monotonic() - t
+            cpu_us[c] = (proc_cpu(redis.proc.pid)[1] - cpu0) / 1e3 / requests
             out = (r.stdout + r.stderr).strip()
             if r.returncode != 0:
                 raise BenchError("redis-benchmark -c %d exited with %d: %s" % (c, r.returncode, out[-500:]))
@@ -670,8 +672,9 @@ def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
         emit([("scenario", "cluster_redis_xadd"), ("impl", "redis-benchmark"), ("round", rnd),
               ("pipeline", XADD_PIPELINE), ("clients", c), ("requests", requests), ("fields", fields),
               ("entry_bytes", entry_bytes), ("maxlen", maxlen), ("entries", entries[c]),
-              ("rps", "%.0f" % rps[c]), ("wall_s", "%.2f" % wall[c])])
-    return dict(rps=rps, requests=requests, pipeline=XADD_PIPELINE, fields=fields, entry_bytes=entry_bytes,
+              ("rps", "%.0f" % rps[c]), ("redis_cpu_us_per_xadd", "%.2f" % cpu_us[c]),
+              ("wall_s", "%.2f" % wall[c])])
+    return dict(rps=rps, cpu_us=cpu_us, requests=requests, pipeline=XADD_PIPELINE, fields=fields, entry_bytes=entry_bytes,
                 maxlen=maxlen, entries=entries)
 
 
@@ -768,6 +771,9 @@ def throughput_row(add_row, placement, rs, xadds=()):
     per_ev = lambda k: rng([r["per_event"][k] for r in rs], lambda x: "%.2f" % x)  # noqa: E731
     result += "; CPU per event: A's bridge worker %s µs, B's %s µs, redis-server %s µs" % (
         per_ev("a_bridge"), per_ev("b_bridge"), per_ev("redis"))
+    alone = [x["cpu_us"][1] for x in xadds if x.get("cpu_us", {}).get(1)]
+    if alone:
+        result += " (redis-server per XADD under redis-benchmark: %s µs)" % rng(alone, lambda x: "%.2f" % x)
     ceil = [x["rps"][1] for x in xadds if x["rps"].get(1)]
     if ceil:
         cross = median([slow(r, "b", "rate_ff") for r in rs])
