@@ -119,7 +119,8 @@ local function out_loop(tok)
       -- the oldest batch's n replies
       local batch = table.remove(inflight, 1)
       local n, held = batch[1], batch[2]
-      local res, err = read_replies(sock, "out", n, OUT_LIMIT)
+      -- (sparse: an XADD's id is not needed, only errors and SET NX's answers)
+      local res, err = read_replies(sock, "out", n, OUT_LIMIT, true)
       -- an error reply that says "not now" fails the whole batch too: it
       -- goes again (receivers drop what already reached the stream)
       for i = 1, res and n or 0 do

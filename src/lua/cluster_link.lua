@@ -8,7 +8,7 @@
 --   local L = require "ngx_worker_events.cluster_link"
 --   L.init(conf, consumer, holding)  -- once, from cluster.start()
 --   L.link(dir, red, backoff, tok)   -- the direction's connection, or nil
---   L.read_replies(sock, which, n, limit)
+--   L.read_replies(sock, which, n, limit, sparse)
 --
 -- Embedded in the nginx module; `native` is the module's native table.
 local native = ...
@@ -132,11 +132,13 @@ end
 
 -- the next `n` replies on `sock` (`which`: "out" or "in", its native
 -- reader), as Lua values ({ false, msg } for an error reply, false for
--- null), or nil, err (the connection failed, or a bad or too large reply)
-local function read_replies(sock, which, n, limit)
+-- null), or nil, err (the connection failed, or a bad or too large reply).
+-- `sparse`: bulk string replies (XADD's ids) are left out (nil), so that a
+-- batch of 1024 makes no Lua strings
+local function read_replies(sock, which, n, limit, sparse)
   -- first what an earlier read already holds (with two XADD batches in
   -- flight, one chunk can end the first batch's replies and carry the next's)
-  local r, rerr = native.cluster_read(which, "", n, limit)
+  local r, rerr = native.cluster_read(which, "", n, limit, sparse)
   if r == nil then return nil, rerr end
   if r ~= "more" then return r end
   local bytes = 0
@@ -146,7 +148,7 @@ local function read_replies(sock, which, n, limit)
       native.cluster_read(which, nil)
       return nil, err
     end
-    r, rerr = native.cluster_read(which, chunk, n, limit)
+    r, rerr = native.cluster_read(which, chunk, n, limit, sparse)
     if r == nil then return nil, rerr end
     if r ~= "more" then return r end
     bytes = bytes + #chunk

@@ -4,10 +4,12 @@
 //! each reply bounded by `limit`) and handed to Lua as values when all `n`
 //! are in.
 //!
-//! - `cluster_read("in"|"out", chunk|nil, n, limit)` -> `"more"` | `{ n values }`
-//!   | nil, err. Values: strings (status, bulk), numbers, `false` (null),
-//!   `{ false, msg }` (error reply), tables (arrays). A nil chunk forgets a
-//!   partial read and frees the buffers.
+//! - `cluster_read("in"|"out", chunk|nil, n, limit, sparse)` -> `"more"` |
+//!   `{ n values }` | nil, err. Values: strings (status, bulk), numbers,
+//!   `false` (null), `{ false, msg }` (error reply), tables (arrays). With
+//!   `sparse`, bulk string replies are left out (nil): an `XADD` batch's
+//!   1024 ids make no Lua strings. A nil chunk forgets a partial read and
+//!   frees the buffers.
 //!
 //! The replies read so far wait in one buffer (`resp_reader::Collected`:
 //! no allocation per reply, and an `XADD` batch is 1024 replies).
@@ -64,11 +66,12 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
         "cluster_read",
         lua.create_function(
             |lua,
-             (which, chunk, n, limit): (
+             (which, chunk, n, limit, sparse): (
                 String,
                 Option<LuaString>,
                 Option<usize>,
                 Option<usize>,
+                Option<bool>,
             )| {
                 let stat = if which == "in" { &IN_CMD } else { &OUT };
                 let Ok(mut guard) = stat.lock() else {
@@ -105,9 +108,11 @@ pub fn add(lua: &Lua, t: &Table) -> mlua::Result<()> {
                         }
                     }
                 }
-                let out = lua.create_table_with_capacity(n, 0)?;
+                let sparse = sparse.unwrap_or(false);
+                let out = lua.create_table_with_capacity(if sparse { 0 } else { n }, 0)?;
                 for (i, bytes) in st.done.iter().enumerate() {
                     let v = match parse(bytes) {
+                        Ok(Some((Reply::Bulk(Some(_)), _))) if sparse => continue,
                         Ok(Some((r, _))) => values(lua, &r)?,
                         _ => Value::Boolean(false),
                     };
