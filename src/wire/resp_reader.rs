@@ -17,6 +17,8 @@
 
 use core::ops::Range;
 
+use crate::wire::stream_entry;
+
 /// The longest line (status, error, or a length) accepted.
 pub const LINE_MAX: usize = 64 * 1024;
 /// Deepest array nesting accepted.
@@ -66,6 +68,10 @@ pub struct Reader {
     ended: bool,
     emit: usize,
     limit: usize,
+    /// Whole stream entries at the `emit` depth are handed out without
+    /// being read token by token (`stream_entry::len`); off in tests that
+    /// compare the two ways.
+    fast: bool,
 }
 
 /// A length or integer line's value: an optional `-`, 1 to 18 digits.
@@ -100,6 +106,7 @@ impl Reader {
             ended: false,
             emit,
             limit: limit.max(64),
+            fast: true,
         }
     }
 
@@ -202,6 +209,21 @@ impl Reader {
                 self.scan = self.pos;
                 self.bulk = None;
             } else {
+                if self.fast && depth == self.emit && self.mark.is_none() {
+                    // a whole stream entry, already here: handed out at once
+                    // (what reading it token by token would hand out)
+                    if let Some(n) = stream_entry::len(&self.buf[start..]) {
+                        if n <= self.limit {
+                            self.mark = Some(start);
+                            self.pos = start + n;
+                            self.scan = self.pos;
+                            if let Some(v) = self.value_done() {
+                                return Ok(Step::Value(v));
+                            }
+                            continue;
+                        }
+                    }
+                }
                 // one line: its end searched from where the last search stopped
                 let from = self.scan.max(self.pos);
                 let Some(nl) = self.buf[from..].iter().position(|b| *b == b'\n') else {
@@ -514,5 +536,82 @@ mod tests {
         got.clear();
         assert!(got.is_empty());
         assert_eq!(got.iter().count(), 0);
+    }
+
+    /// Every step (or error) of reading `bytes` in chunks of `chunk`.
+    fn steps(fast: bool, bytes: &[u8], chunk: usize, limit: usize) -> Vec<String> {
+        let mut r = Reader::new(3, limit);
+        r.fast = fast;
+        let mut out = Vec::new();
+        for c in bytes.chunks(chunk.max(1)) {
+            r.push(c);
+            loop {
+                match r.next() {
+                    Ok(Step::More) => break,
+                    Ok(Step::Value(s)) => out.push(format!("V{:?}", r.slice(s))),
+                    Ok(Step::Scalar { depth, span }) => {
+                        out.push(format!("S{depth}{:?}", r.slice(span)))
+                    }
+                    Ok(step) => out.push(format!("{step:?}")),
+                    Err(e) => {
+                        out.push(format!("E{e:?}"));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn whole_entries_handed_out_at_once_are_what_token_reading_hands_out() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        for round in 0..300 {
+            let entries = rnd(5) as usize;
+            let mut kv_all = Vec::new();
+            for e in 0..entries {
+                let mut args: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..rnd(4) * 2 {
+                    let len = rnd(20) as usize;
+                    args.push((0..len).map(|i| b"ab\r\n$*-0"[(i + e) % 8]).collect());
+                }
+                let mut kv = Vec::new();
+                let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                crate::wire::resp::command(&mut kv, &refs);
+                let id = format!("{}-{e}", 1000 + round);
+                let mut one = format!("*2\r\n${}\r\n{id}\r\n", id.len()).into_bytes();
+                one.extend_from_slice(&kv);
+                kv_all.push(one);
+            }
+            let mut reply = format!("*1\r\n*2\r\n$2\r\nst\r\n*{entries}\r\n").into_bytes();
+            for e in &kv_all {
+                reply.extend_from_slice(e);
+            }
+            let mut cases = vec![reply.clone()];
+            for _ in 0..4 {
+                let mut m = reply.clone();
+                let at = rnd(m.len() as u64) as usize;
+                m[at] = b"0123$*-\r\nx"[rnd(10) as usize];
+                cases.push(m);
+            }
+            for bytes in &cases {
+                for chunk in [1, 3, 17, 64, 4096] {
+                    for limit in [64, 100, 4096] {
+                        assert_eq!(
+                            steps(true, bytes, chunk, limit),
+                            steps(false, bytes, chunk, limit),
+                            "round {round} chunk {chunk} limit {limit}: {:?}",
+                            String::from_utf8_lossy(bytes)
+                        );
+                    }
+                }
+            }
+        }
     }
 }

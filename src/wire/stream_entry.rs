@@ -52,7 +52,21 @@ fn bulk(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
 /// value in order; the entry's id. `None`: not exactly that shape (the
 /// caller reads it the slow way; `pair` may have been called for some
 /// fields before, so the caller forgets what it was given).
-pub fn walk<'a>(buf: &'a [u8], mut pair: impl FnMut(&'a [u8], &'a [u8])) -> Option<&'a [u8]> {
+pub fn walk<'a>(buf: &'a [u8], pair: impl FnMut(&'a [u8], &'a [u8])) -> Option<&'a [u8]> {
+    let (id, end) = read(buf, pair)?;
+    (end == buf.len()).then_some(id)
+}
+
+/// The length of the entry at the start of `buf`, when `buf` holds all of
+/// it and it has exactly the shape [`walk`] reads (for
+/// `resp_reader::Reader`, which hands such an entry out without reading it
+/// token by token).
+pub fn len(buf: &[u8]) -> Option<usize> {
+    read(buf, |_, _| {}).map(|(_, end)| end)
+}
+
+/// The entry at the start of `buf`: its id and where it ends.
+fn read<'a>(buf: &'a [u8], mut pair: impl FnMut(&'a [u8], &'a [u8])) -> Option<(&'a [u8], usize)> {
     let (2, at) = header(buf, 0, b'*')? else {
         return None;
     };
@@ -67,7 +81,7 @@ pub fn walk<'a>(buf: &'a [u8], mut pair: impl FnMut(&'a [u8], &'a [u8])) -> Opti
         pair(k, v);
         at = next;
     }
-    (at == buf.len()).then_some(id)
+    Some((id, at))
 }
 
 #[cfg(test)]
