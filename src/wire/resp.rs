@@ -244,11 +244,32 @@ fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     }
 }
 
-fn int(s: &[u8]) -> Result<i64, BadReply> {
-    // the common case (a length) without the text parser
-    if !s.is_empty() && s.len() <= 18 && s.iter().all(u8::is_ascii_digit) {
-        return Ok(s.iter().fold(0, |n, b| n * 10 + i64::from(b - b'0')));
+/// A length or integer line's value in its usual form, an optional `-` and
+/// 1 to 18 digits (never overflows), without the text parser; `None` for
+/// anything else. `resp_reader` accepts exactly these.
+pub(crate) fn small_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
     }
+    let mut n: i64 = 0;
+    for b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    Some(if neg { -n } else { n })
+}
+
+fn int(s: &[u8]) -> Result<i64, BadReply> {
+    if let Some(n) = small_int(s) {
+        return Ok(n);
+    }
+    // the rest of what `i64`'s parser takes (a `+`, 19 digits)
     core::str::from_utf8(s)
         .ok()
         .and_then(|s| s.parse().ok())

@@ -17,6 +17,7 @@
 
 use core::ops::Range;
 
+use crate::wire::resp::small_int as int;
 use crate::wire::stream_entry;
 
 /// The longest line (status, error, or a length) accepted.
@@ -72,25 +73,6 @@ pub struct Reader {
     /// being read token by token (`stream_entry::len`); off in tests that
     /// compare the two ways.
     fast: bool,
-}
-
-/// A length or integer line's value: an optional `-`, 1 to 18 digits.
-fn int(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.strip_prefix(b"-") {
-        Some(d) => (true, d),
-        None => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + i64::from(b - b'0');
-    }
-    Some(if neg { -n } else { n })
 }
 
 impl Reader {
