@@ -674,8 +674,8 @@ def redis_xadd_ceiling(redis, rnd, requests=None, clients=XADD_CLIENTS):
               ("entry_bytes", entry_bytes), ("maxlen", maxlen), ("entries", entries[c]),
               ("rps", "%.0f" % rps[c]), ("redis_cpu_us_per_xadd", "%.2f" % cpu_us[c]),
               ("wall_s", "%.2f" % wall[c])])
-    return dict(rps=rps, cpu_us=cpu_us, requests=requests, pipeline=XADD_PIPELINE, fields=fields, entry_bytes=entry_bytes,
-                maxlen=maxlen, entries=entries)
+    return dict(rps=rps, cpu_us=cpu_us, requests=requests, pipeline=XADD_PIPELINE, fields=fields,
+                entry_bytes=entry_bytes, maxlen=maxlen, entries=entries)
 
 
 # ---------------------------------------------------------------------------
