@@ -1,0 +1,141 @@
+-- ngx_worker_events.payload_shapes: the payload decoder's shape cache.
+--
+-- Most events of a deployment carry tables of the same few string keys
+-- ({id=, op=, key=}, the bench's {n=, z=, p=}). The generic decoder
+-- (ngx_worker_events.payload) makes each key a Lua string (lj_str_new: hash,
+-- lookup, compare) and inserts it into a fresh table (lj_tab_newkey), which
+-- is most of a small event's receive cost. A shape that has been decoded
+-- HOT times gets its own decoder, made with loadstring: it compares the
+-- key bytes in place and builds the table with a constructor whose keys are
+-- constants (LuaJIT copies a template table: no hashing, no new keys).
+--
+--   local shapes = require("ngx_worker_events.payload_shapes").new(value)
+--   local t, j = shapes.decode(nh, p, i, n, depth) -- j nil: not a known shape
+--   shapes.seen(nh, k1, k2, k3, k4)                -- the generic decoder built one
+--
+-- `value(p, i, n, depth)` is the generic decoder's value reader. A shape is a
+-- table with no array part and 1 to 4 string keys of up to MAX_KEY bytes,
+-- in the order the bytes give them. Its decoder hands back nil (and the
+-- generic decoder takes over) for anything else: other key bytes, a value
+-- it refuses, or a nil value (the generic decoder leaves those keys out).
+-- The table it builds has the same keys and values and the same node layout
+-- (so the same pairs() order): LuaJIT sizes a constructor's template as
+-- table.new(0, nh) and inserts its keys in the order written, as the
+-- generic decoder does.
+--
+-- Bounded: MAX_SHAPES decoders per VM, PER_COUNT per key count (tried in
+-- the order they were made), MAX_SEEN nodes in the tree that counts shapes
+-- not yet hot. Past those bounds tables take the generic decoder.
+local loadstring, concat, byte, format = loadstring, table.concat, string.byte, string.format
+local type = type
+
+local MAX_KEY = 32
+local HOT = 16
+local PER_COUNT = 4
+local MAX_SHAPES = 32
+local MAX_SEEN = 512
+
+local _M = {}
+
+-- a Lua string literal of s: every byte as a decimal escape
+local function literal(s)
+  local out = {}
+  for j = 1, #s do out[j] = format("\\%d", byte(s, j)) end
+  return '"' .. concat(out) .. '"'
+end
+
+-- the source of the decoder of a shape with keys ks[1..#ks]
+local function source(ks)
+  local src = { "local value = ...\nreturn function(p, i, n, depth)\n" }
+  local fields = {}
+  for j, k in ipairs(ks) do
+    local len = #k
+    local test = { format("i + %d > n or p[i] ~= 6 or p[i + 1] ~= %d", len + 2, len) }
+    for b = 1, len do
+      test[#test + 1] = format("p[i + %d] ~= %d", b + 1, byte(k, b))
+    end
+    src[#src + 1] = format("  if %s then return nil, nil end\n", concat(test, " or "))
+    src[#src + 1] = format("  local v%d\n  v%d, i = value(p, i + %d, n, depth)\n", j, j, len + 2)
+    src[#src + 1] = format("  if not i or v%d == nil then return nil, nil end\n", j)
+    fields[j] = format("[%s] = v%d", literal(k), j)
+  end
+  src[#src + 1] = format("  return { %s }, i\nend\n", concat(fields, ", "))
+  return concat(src)
+end
+
+function _M.new(value)
+  local self = {}
+  local lists = { {}, {}, {}, {} } -- per key count: the shapes' decoders
+  local made, nodes = 0, 0
+  local tree = { {}, {}, {}, {} }  -- per key count: k1 -> k2 -> ... -> decodes seen
+
+  -- the table at p[i] (after its counts) if it has a known shape: table,
+  -- next index; nil, nil otherwise. Unrolled: a loop of a few trips on every
+  -- event's path aborts the dispatch loop's traces.
+  function self.decode(nh, p, i, n, depth)
+    local l = lists[nh]
+    local f = l[1]
+    if not f then return nil, nil end
+    local t, j = f(p, i, n, depth)
+    if j then return t, j end
+    f = l[2]
+    if not f then return nil, nil end
+    t, j = f(p, i, n, depth)
+    if j then return t, j end
+    f = l[3]
+    if not f then return nil, nil end
+    t, j = f(p, i, n, depth)
+    if j then return t, j end
+    f = l[4]
+    if not f then return nil, nil end
+    return f(p, i, n, depth)
+  end
+
+  local function make(ks)
+    local l = lists[#ks]
+    if made >= MAX_SHAPES or #l >= PER_COUNT then return end
+    local chunk = loadstring(source(ks), "=ngx_worker_events.payload_shapes")
+    if not chunk then return end
+    made = made + 1
+    l[#l + 1] = chunk(value)
+  end
+
+  -- the generic decoder built a table of these nh keys (no array part, no
+  -- key left out): counted, and made a shape when hot
+  function self.seen(nh, k1, k2, k3, k4)
+    if made >= MAX_SHAPES or #lists[nh] >= PER_COUNT then return end
+    local all = { k1, k2, k3, k4 }
+    local ks = {}
+    for j = 1, nh do ks[j] = all[j] end
+    local node = tree[nh]
+    for j = 1, nh do
+      local k = ks[j]
+      if type(k) ~= "string" or #k > MAX_KEY then return end
+      local nxt = node[k]
+      if j == nh then
+        nxt = (nxt or 0) + 1
+        if nxt == 1 then
+          if nodes >= MAX_SEEN then return end
+          nodes = nodes + 1
+        end
+        node[k] = nxt
+        if nxt == HOT then make(ks) end
+      elseif nxt == nil then
+        if nodes >= MAX_SEEN then return end
+        nodes = nodes + 1
+        nxt = {}
+        node[k] = nxt
+      end
+      node = nxt
+    end
+  end
+
+  -- how many shapes have their own decoder
+  function self.count()
+    return made
+  end
+
+  return self
+end
+
+return _M
