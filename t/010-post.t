@@ -467,7 +467,7 @@ some accepted, some refused: true
 
 
 
-=== TEST 12: tables of a hot shape (the same string keys) decode through the shape cache to the same keys, values and pairs() order as without it, over random values, every truncation and 20000 mutations, and the native decoder refuses all the cache refuses
+=== TEST 12: tables of a hot shape (the same 1 to 16 string keys) decode through the shape cache to the same keys, values and pairs() order as without it, over random values, every truncation and 20000 mutations, and the native decoder refuses all the cache refuses
 --- workers: 1
 --- http_config eval: $::HttpConfig
 --- config
@@ -491,6 +491,10 @@ location = /t {
             { "op", "key", string.rep("k", 32) },
             { "a", "b", "c", "d" },
             { "\0", "caf\195\169" },
+            { "k1", "k2", "k3", "k4", "k5", "k6" },
+            { "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11", "a12", "a13", "a14", "a15", "a16" },
+            -- past the 16 keys a shape holds: the generic decoder's alone
+            { "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11", "b12", "b13", "b14", "b15", "b16", "b17" },
         }
         local function rnd_value(depth)
             local r = math.random(1, depth > 2 and 6 or 8)
@@ -566,7 +570,7 @@ location = /t {
     }
 }
 --- response_body
-shapes made: 5
+shapes made: 7
 differ with and without the cache: 0
 accepted what native refuses: 0
 some accepted, some refused: true

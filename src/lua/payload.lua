@@ -101,6 +101,7 @@ end
 
 local shapes -- ngx_worker_events.payload_shapes over `value` (below)
 local shapes_on = true -- off only in tests (_M.use_shapes)
+local SHAPE_KEYS = 16   -- keys of the largest table a shape holds
 
 -- the table after its tag at p[i]: table, next index; next index nil when refused
 local function table_at(p, i, n, depth)
@@ -113,7 +114,7 @@ local function table_at(p, i, n, depth)
   -- every entry takes a byte at least (the native decoder's own check)
   local left = n - i
   if na > left or nh > floor(left / 2) then return nil, nil end
-  if na == 0 and nh <= 4 and nh > 0 and shapes_on then
+  if na == 0 and nh <= SHAPE_KEYS and nh > 0 and shapes_on then
     -- a table of string keys seen often: decoded by its shape's own code
     local t, j = shapes.decode(nh, p, i, n, depth + 1)
     if j then return t, j end
@@ -139,7 +140,8 @@ local function table_at(p, i, n, depth)
     if not i then return nil, nil end
   end
   if nh > 0 then
-    local k1, k2, k3, k4, o1, o2, o3, o4
+    -- the keys, for the shape cache (o*: a pair left t without its key)
+    local k1, k2, k3, k4, o1, o2, o3, o4, more, o
     i, k1, o1 = pair(t, p, i, n, depth)
     if i and nh > 1 then
       i, k2, o2 = pair(t, p, i, n, depth)
@@ -147,16 +149,20 @@ local function table_at(p, i, n, depth)
         i, k3, o3 = pair(t, p, i, n, depth)
         if i and nh > 3 then
           i, k4, o4 = pair(t, p, i, n, depth)
-          for _ = 5, i and nh or 0 do
-            i = pair(t, p, i, n, depth)
+          if nh > 4 and nh <= SHAPE_KEYS and na == 0 then more = {} end
+          for j = 5, i and nh or 0 do
+            local k, oj
+            i, k, oj = pair(t, p, i, n, depth)
             if not i then break end
+            if more then more[j - 4] = k end
+            o = o or oj
           end
         end
       end
     end
     if not i then return nil, nil end
-    if na == 0 and nh <= 4 and not (o1 or o2 or o3 or o4) then
-      shapes.seen(nh, k1, k2, k3, k4)
+    if na == 0 and nh <= SHAPE_KEYS and not (o1 or o2 or o3 or o4 or o) then
+      shapes.seen(nh, k1, k2, k3, k4, more)
     end
   end
   return t, i

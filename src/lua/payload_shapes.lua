@@ -11,10 +11,11 @@
 --
 --   local shapes = require("ngx_worker_events.payload_shapes").new(value)
 --   local t, j = shapes.decode(nh, p, i, n, depth) -- j nil: not a known shape
---   shapes.seen(nh, k1, k2, k3, k4)                -- the generic decoder built one
+--   shapes.seen(nh, k1, k2, k3, k4, more)          -- the generic decoder built one
+--                                                  -- (more: keys 5 .. nh)
 --
 -- `value(p, i, n, depth)` is the generic decoder's value reader. A shape is a
--- table with no array part and 1 to 4 string keys of up to MAX_KEY bytes,
+-- table with no array part and 1 to MAX_KEYS string keys of up to MAX_KEY bytes,
 -- in the order the bytes give them. Its decoder hands back nil (and the
 -- generic decoder takes over) for anything else: other key bytes, a value
 -- it refuses, or a nil value (the generic decoder leaves those keys out).
@@ -30,6 +31,7 @@ local loadstring, concat, byte, format = loadstring, table.concat, string.byte, 
 local type = type
 
 local MAX_KEY = 32
+local MAX_KEYS = 16
 local HOT = 16
 local PER_COUNT = 4
 local MAX_SHAPES = 32
@@ -65,9 +67,9 @@ end
 
 function _M.new(value)
   local self = {}
-  local lists = { {}, {}, {}, {} } -- per key count: the shapes' decoders
+  local lists, tree = {}, {} -- per key count: the shapes' decoders; k1 -> k2 -> ... -> decodes seen
+  for nh = 1, MAX_KEYS do lists[nh], tree[nh] = {}, {} end
   local made, nodes = 0, 0
-  local tree = { {}, {}, {}, {} }  -- per key count: k1 -> k2 -> ... -> decodes seen
 
   -- the table at p[i] (after its counts) if it has a known shape: table,
   -- next index; nil, nil otherwise. Unrolled: a loop of a few trips on every
@@ -101,12 +103,12 @@ function _M.new(value)
   end
 
   -- the generic decoder built a table of these nh keys (no array part, no
-  -- key left out): counted, and made a shape when hot
-  function self.seen(nh, k1, k2, k3, k4)
-    if made >= MAX_SHAPES or #lists[nh] >= PER_COUNT then return end
-    local all = { k1, k2, k3, k4 }
-    local ks = {}
-    for j = 1, nh do ks[j] = all[j] end
+  -- key left out; keys 5 .. nh in `more`): counted, and made a shape when hot
+  function self.seen(nh, k1, k2, k3, k4, more)
+    local l = lists[nh]
+    if made >= MAX_SHAPES or l == nil or #l >= PER_COUNT then return end
+    local ks = { k1, k2, k3, k4 }
+    for j = 5, nh do ks[j] = more[j - 4] end
     local node = tree[nh]
     for j = 1, nh do
       local k = ks[j]
