@@ -577,3 +577,57 @@ some accepted, some refused: true
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 13: payloads nesting tables 900 deep, each level of a hot shape's keys, decode in linear time: a bad byte at the bottom, a nil value at every level, a key that differs at every level
+--- workers: 1
+--- http_config eval: $::HttpConfig
+--- config
+location = /t {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        local payload = require "ngx_worker_events.payload"
+        pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
+        local uchar = ffi.typeof("const unsigned char *")
+        local function decode(s) return payload.decode(ffi.cast(uchar, s), #s) end
+        local int = "\4\1\0\0\0\0\0\0\0"
+        -- the shape {a, b} (in that order), made hot
+        for _ = 1, 20 do decode("\7\0\2\6\1a" .. int .. "\6\1b" .. int) end
+        ngx.say("shapes made: ", payload.use_shapes())
+        -- a level: {a = inner, b = last} in the payload's bytes
+        local function nest(depth, bottom, last, key_b)
+            local parts = {}
+            for _ = 1, depth do parts[#parts + 1] = "\7\0\2\6\1a" end
+            parts[#parts + 1] = bottom
+            for _ = 1, depth do parts[#parts + 1] = "\6\1" .. key_b .. last end
+            return table.concat(parts)
+        end
+        local cases = {
+            { "a bad byte at the bottom", nest(900, "\9", int, "b") },
+            { "a nil value at every level", nest(900, int, "\0", "b") },
+            { "a key that differs at every level", nest(900, int, int, "c") },
+            { "well formed", nest(900, int, int, "b") },
+        }
+        for _, c in ipairs(cases) do
+            local v, ok = decode(c[2])
+            local native = ffi.C.ngx_worker_events_test_check_payload(c[2], #c[2]) == 1
+            local depth = 0
+            while type(v) == "table" do
+                depth = depth + 1
+                v = v.a
+            end
+            ngx.say(c[1], ": ", ok, " (native: ", native, "), ", depth, " levels")
+        end
+    }
+}
+--- response_body
+shapes made: 1
+a bad byte at the bottom: false (native: false), 0 levels
+a nil value at every level: true (native: true), 900 levels
+a key that differs at every level: true (native: true), 900 levels
+well formed: true (native: true), 900 levels
+--- timeout: 10
+--- no_error_log
+[error]
+[alert]

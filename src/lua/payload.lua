@@ -84,8 +84,9 @@ local function item(t, j, p, i, n, depth)
 end
 
 -- a key and its value at p[i], set in t: next index (nil when refused),
--- the key, and whether the pair left t without a new key (a nil value, or
--- a nil or NaN key: left out, as the native decoder does)
+-- the key, and whether the pair keeps t out of the shape cache (its value
+-- is a table, or it left t without a new key: a nil value, or a nil or NaN
+-- key, left out as the native decoder does)
 local function pair(t, p, i, n, depth)
   local k, v
   k, i = value(p, i, n, depth)
@@ -94,7 +95,7 @@ local function pair(t, p, i, n, depth)
   if not i then return nil end
   if k ~= nil and k == k then
     t[k] = v
-    return i, k, v == nil
+    return i, k, v == nil or type(v) == "table"
   end
   return i, k, true
 end
