@@ -396,8 +396,7 @@ location = /t {
     content_by_lua_block {
         local ffi = require "ffi"
         local payload = require "ngx_worker_events.payload"
-        pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
-        local native_ok = function(s) return ffi.C.ngx_worker_events_test_check_payload(s, #s) == 1 end
+        local native_ok = require("t.we").native_accepts
         local uchar = ffi.typeof("const unsigned char *")
         local lua_ok = function(s) return select(2, payload.decode(ffi.cast(uchar, s), #s)) end
         math.randomseed(20261206)
@@ -437,21 +436,8 @@ location = /t {
         for _, s in ipairs(samples) do
             for cut = 0, math.min(#s - 1, 400) do try(s:sub(1, cut)) end
         end
-        local bytes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x7f, 0x80, 0x81, 0xff }
-        for _ = 1, 20000 do
-            local s = samples[math.random(1, #samples)]
-            local at = math.random(1, #s)
-            local b = math.random() > 0.5 and bytes[math.random(1, #bytes)] or math.random(0, 255)
-            local how = math.random(1, 3)
-            if how == 1 then
-                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at + 1)
-            elseif how == 2 then
-                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at)
-            else
-                s = s:sub(1, at - 1) .. s:sub(at + 1)
-            end
-            try(s)
-        end
+        local mutate = require("t.we").mutate
+        for _ = 1, 20000 do try(mutate(samples[math.random(1, #samples)])) end
         ngx.say("samples both decoders accept: ", good, " of ", #samples)
         ngx.say("Lua accepts what native refuses: ", wrong)
         ngx.say("some accepted, some refused: ", accepted > 100 and refused > 1000)
@@ -475,8 +461,7 @@ location = /t {
     content_by_lua_block {
         local ffi = require "ffi"
         local payload = require "ngx_worker_events.payload"
-        pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
-        local native_ok = function(s) return ffi.C.ngx_worker_events_test_check_payload(s, #s) == 1 end
+        local native_ok = require("t.we").native_accepts
         local uchar = ffi.typeof("const unsigned char *")
         local function decode(s, shapes)
             payload.use_shapes(shapes)
@@ -549,21 +534,8 @@ location = /t {
             try(s)
             for cut = 0, math.min(#s - 1, 200) do try(s:sub(1, cut)) end
         end
-        local bytes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x7f, 0x80, 0x81, 0xff }
-        for _ = 1, 20000 do
-            local s = samples[math.random(1, #samples)]
-            local at = math.random(1, #s)
-            local b = math.random() > 0.5 and bytes[math.random(1, #bytes)] or math.random(0, 255)
-            local how = math.random(1, 3)
-            if how == 1 then
-                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at + 1)
-            elseif how == 2 then
-                s = s:sub(1, at - 1) .. string.char(b) .. s:sub(at)
-            else
-                s = s:sub(1, at - 1) .. s:sub(at + 1)
-            end
-            try(s)
-        end
+        local mutate = require("t.we").mutate
+        for _ = 1, 20000 do try(mutate(samples[math.random(1, #samples)])) end
         ngx.say("differ with and without the cache: ", differ)
         ngx.say("accepted what native refuses: ", wrong)
         ngx.say("some accepted, some refused: ", accepted > 1000 and refused > 1000)
@@ -588,7 +560,7 @@ location = /t {
     content_by_lua_block {
         local ffi = require "ffi"
         local payload = require "ngx_worker_events.payload"
-        pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
+        local native_ok = require("t.we").native_accepts
         local uchar = ffi.typeof("const unsigned char *")
         local function decode(s) return payload.decode(ffi.cast(uchar, s), #s) end
         local int = "\4\1\0\0\0\0\0\0\0"
@@ -611,7 +583,7 @@ location = /t {
         }
         for _, c in ipairs(cases) do
             local v, ok = decode(c[2])
-            local native = ffi.C.ngx_worker_events_test_check_payload(c[2], #c[2]) == 1
+            local native = native_ok(c[2])
             local depth = 0
             while type(v) == "table" do
                 depth = depth + 1
