@@ -342,7 +342,7 @@ ngx_worker_events: invalid value in "secret="
 
 
 === TEST 10: replies that come in one read for two XADD batches in flight (the proxy holds them, then writes them at once): the second batch's replies are taken from what was read, not waited for; every event reaches B once
---- http_config eval: ClusterTest::cluster_http("a", url => $::Fake) . "\nlua_socket_buffer_size 64k;\n"
+--- http_config eval: ClusterTest::cluster_http("a", url => $::Fake, cluster => "timeout=10000") . "\nlua_socket_buffer_size 64k;\n"
 --- init
 ClusterTest::fake_start(on => "XADD", fault => "hold"); ClusterTest::start_node_b();
 --- config
@@ -352,7 +352,10 @@ ClusterTest::fake_start(on => "XADD", fault => "hold"); ClusterTest::start_node_
             if ngx.worker.pid() ~= c.cluster_status().bridge_pid then return ngx.say("not here") end
             -- in the bridge's worker, without a yield: its first batch is
             -- full (1024) and the second (6) is ready when the first is
-            -- written; their replies (~23 KB) fit in one read of 64 KB
+            -- written; their replies (~23 KB) fit in one read of 64 KB.
+            -- (timeout=10000: the proxy forwards the 1030 XADDs one at a
+            -- time and holds the replies 0.3 s; on a loaded host that took
+            -- more than the default 1 s read timeout)
             local wev = require "resty.worker.events"
             for i = 1, 1030 do assert(wev.post("s", "h", { i = i }, nil, { cluster = true })) end
             ngx.say("posted")
