@@ -6,7 +6,6 @@
 //! |---|---|---|
 //! | `ngx_worker_events.bus` | `bus.lua` | the shared core every API stands on: a consumer, its dispatch loop, local events, lost events, unique claims |
 //! | `ngx_worker_events.payload` | `payload.lua` | the payload codec over LuaJIT FFI (`crate::wire::payload`'s format; the native encoder and decoder have the last word) |
-//! | `ngx_worker_events.payload_shapes` | `payload_shapes.lua` | the decoder's shape cache: tables of the same string keys decoded by code made for them |
 //! | `resty.worker.events` | `worker_events.lua` | lua-resty-worker-events 2.x (and 1.x): handler tree, argument checks, its events and messages |
 //! | `resty.events` | `events.lua` | lua-resty-events 0.3.x: options, targets, subscriptions by id, its messages |
 //! | `resty.events.compat` | `events_compat.lua` | lua-resty-events' worker-events shim, over one `resty.events` instance |
@@ -42,7 +41,7 @@ mod preload {
     use crate::ngx::lua_module::{self, AddPreload, LuaCFunction, Subsystem};
 
     /// The packages: (name, chunk name, embedded source).
-    const PACKAGES: [(&CStr, &str, &str); 10] = [
+    const PACKAGES: [(&CStr, &str, &str); 9] = [
         (
             c"ngx_worker_events.bus",
             "=ngx_worker_events.bus",
@@ -52,11 +51,6 @@ mod preload {
             c"ngx_worker_events.payload",
             "=ngx_worker_events.payload",
             include_str!("payload.lua"),
-        ),
-        (
-            c"ngx_worker_events.payload_shapes",
-            "=ngx_worker_events.payload_shapes",
-            include_str!("payload_shapes.lua"),
         ),
         (
             c"resty.worker.events",
@@ -127,7 +121,7 @@ mod preload {
     fn add_all(cf: *mut ngx_conf_t, add: AddPreload) -> Result<(), PreloadError> {
         let loaders: [LuaCFunction; PACKAGES.len()] = [
             open::<0>, open::<1>, open::<2>, open::<3>, open::<4>, open::<5>, open::<6>, open::<7>,
-            open::<8>, open::<9>,
+            open::<8>,
         ];
         for ((name, chunk, _), loader) in PACKAGES.iter().zip(loaders) {
             // SAFETY: `cf` is the configuration being parsed; the name is static.

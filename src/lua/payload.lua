@@ -83,26 +83,17 @@ local function item(t, j, p, i, n, depth)
   return i
 end
 
--- a key and its value at p[i], set in t: next index (nil when refused),
--- the key, and whether the pair keeps t out of the shape cache (its value
--- is a table, or it left t without a new key: a nil value, or a nil or NaN
--- key, left out as the native decoder does)
+-- a key and its value at p[i], set in t: next index, nil when refused
 local function pair(t, p, i, n, depth)
   local k, v
   k, i = value(p, i, n, depth)
   if not i then return nil end
   v, i = value(p, i, n, depth)
   if not i then return nil end
-  if k ~= nil and k == k then
-    t[k] = v
-    return i, k, v == nil or type(v) == "table"
-  end
-  return i, k, true
+  -- nil and NaN keys cannot be set: left out, as the native decoder does
+  if k ~= nil and k == k then t[k] = v end
+  return i
 end
-
-local shapes -- ngx_worker_events.payload_shapes over `value` (below)
-local shapes_on = true -- off only in tests (_M.use_shapes)
-local SHAPE_KEYS = 16   -- keys of the largest table a shape holds
 
 -- the table after its tag at p[i]: table, next index; next index nil when refused
 local function table_at(p, i, n, depth)
@@ -115,11 +106,6 @@ local function table_at(p, i, n, depth)
   -- every entry takes a byte at least (the native decoder's own check)
   local left = n - i
   if na > left or nh > floor(left / 2) then return nil, nil end
-  if na == 0 and nh <= SHAPE_KEYS and nh > 0 and shapes_on then
-    -- a table of string keys seen often: decoded by its shape's own code
-    local t, j = shapes.decode(nh, p, i, n, depth + 1)
-    if j then return t, j end
-  end
   local t = new_tab(na, nh)
   depth = depth + 1
   -- UNROLLED = 4: straight-line code, then the loop only past it
@@ -141,30 +127,21 @@ local function table_at(p, i, n, depth)
     if not i then return nil, nil end
   end
   if nh > 0 then
-    -- the keys, for the shape cache (o*: a pair left t without its key)
-    local k1, k2, k3, k4, o1, o2, o3, o4, more, o
-    i, k1, o1 = pair(t, p, i, n, depth)
+    i = pair(t, p, i, n, depth)
     if i and nh > 1 then
-      i, k2, o2 = pair(t, p, i, n, depth)
+      i = pair(t, p, i, n, depth)
       if i and nh > 2 then
-        i, k3, o3 = pair(t, p, i, n, depth)
+        i = pair(t, p, i, n, depth)
         if i and nh > 3 then
-          i, k4, o4 = pair(t, p, i, n, depth)
-          if nh > 4 and nh <= SHAPE_KEYS and na == 0 then more = {} end
-          for j = 5, i and nh or 0 do
-            local k, oj
-            i, k, oj = pair(t, p, i, n, depth)
+          i = pair(t, p, i, n, depth)
+          for _ = 5, i and nh or 0 do
+            i = pair(t, p, i, n, depth)
             if not i then break end
-            if more then more[j - 4] = k end
-            o = o or oj
           end
         end
       end
     end
     if not i then return nil, nil end
-    if na == 0 and nh <= SHAPE_KEYS and not (o1 or o2 or o3 or o4 or o) then
-      shapes.seen(nh, k1, k2, k3, k4, more)
-    end
   end
   return t, i
 end
@@ -199,8 +176,6 @@ value = function(p, i, n, depth)
   end
   return nil, nil
 end
-
-shapes = require("ngx_worker_events.payload_shapes").new(value)
 
 local _M = {}
 
@@ -314,13 +289,6 @@ function _M.encode(v)
   local n = any(v, 0, 0)
   if n then return ebuf, n end
   return nil
-end
-
--- tests: decode with (true) or without (false) the shape cache; returns
--- how many shapes it has made
-function _M.use_shapes(on)
-  if on ~= nil then shapes_on = on end
-  return shapes.count()
 end
 
 -- the value encoded in the `len` bytes at `p`: value, true; or nil, false
