@@ -9,8 +9,10 @@ tables through resty.worker.events, then drains them with poll() (interval
 per event for each. Pass 1 compiles (the JIT); the zone holds about three
 passes, so passes 2 and 3 write a fresh log (pages the process has not
 touched yet) and passes 5 on a log that has wrapped (every post evicts). Then the receive path's parts alone, in the same worker: encode
-and decode of the payload, the table the decoder builds ({n, z, p} with
-keys from the bytes), and the source and event strings.
+and decode of the payload, decode over five kinds of payload in turn
+(keys that vary, an array, a nested table, 7 keys, the {n, z, p} table: a
+decoder tuned to one kind shows here), the table the decoder builds ({n,
+z, p} with keys from the bytes), and the source and event strings.
 
     scripts/bench costs [--count 100000] [--passes 6] [--rounds 5] [--so A.so --so B.so ...]
 
@@ -30,7 +32,8 @@ from harness.fetch import get
 PORT = int(os.environ.get("BENCH_PORT", "18990")) + 7
 PREFIX = os.path.join(os.environ.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")), "costs")
 RECORD_BYTES = 150  # one event of the scenario in the log, about
-ROWS = ("post_fresh", "recv_fresh", "post_wrapped", "recv_wrapped", "encode", "decode", "table", "names")
+ROWS = ("post_fresh", "recv_fresh", "post_wrapped", "recv_wrapped", "encode", "decode", "decode_mixed", "table",
+        "names")
 
 
 def measure(so, count, passes):

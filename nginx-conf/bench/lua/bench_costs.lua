@@ -1,13 +1,16 @@
 -- The nginx side of `scripts/bench costs` (scripts/bench_costs.py): the
 -- per-event CPU of this module's post and receive paths inside one worker,
 -- with no other process involved, and the parts of the receive path timed
--- alone. One worker posts `count` 64 B tables, then drains them with poll()
+-- alone (and the decoder over five kinds of payload in turn). One worker
+-- posts `count` 64 B tables, then drains them with poll()
 -- (resty.worker.events, interval 0: no background loop), `passes` times
 -- over; the zone (sized by the driver) wraps after the first passes.
 --
--- CPU time is this process' (os.clock), so other tenants of the host cost
--- it little; the drain includes fetch, decode, dispatch and a counting
--- handler, as every receiver of the bench's throughput scenario pays.
+-- CPU time is this process' (os.clock): no wake-ups, no other worker, so it
+-- moves less between rounds than the multi-worker scenarios (still 10-30 %
+-- on a shared host); the drain includes fetch, decode, dispatch and a
+-- counting handler, as every receiver of the bench's throughput scenario
+-- pays.
 --
 -- GET /costs?count=N&passes=P -> one line per pass and per part:
 --   pass=<i> post_ns=<per post> recv_ns=<per event drained> received=<n>
@@ -66,6 +69,28 @@ local function parts(n, say)
   end))
   say("decode", timed(n, function(m)
     for i = 1, m do keep[i % 64 + 1] = payload.decode(bytes, len) end
+  end))
+  -- five kinds of payload in turn, as a worker that gets several kinds of
+  -- event decodes them: a code path tuned to one kind shows here
+  local kinds = {
+    function(i) return { ["k" .. i] = 1, x = 2 } end,
+    function(i) return { i, 2, 3 } end,
+    function(i) return { a = { b = i }, c = 1 } end,
+    function(i) return { a = i, b = 2, c = 3, d = 4, e = 5, f = 6, g = "x" } end,
+    function(i) return { n = i, z = 64, p = s64 } end,
+  }
+  local mixed = {}
+  for j = 1, 1024 do
+    local ep, elen = payload.encode(kinds[(j - 1) % #kinds + 1](j))
+    local b = ffi.new("unsigned char[?]", elen)
+    ffi.copy(b, ep, elen)
+    mixed[j] = { b, elen }
+  end
+  say("decode_mixed", timed(n, function(m)
+    for i = 1, m do
+      local e = mixed[i % 1024 + 1]
+      keep[i % 64 + 1] = payload.decode(e[1], e[2])
+    end
   end))
   say("table", timed(n, function(m)
     for i = 1, m do
