@@ -221,26 +221,30 @@ function _M.reload()
 end
 
 -- true when the native payload decoder accepts the bytes of s (the
--- module's test export)
+-- module's test export; declared once, on first use)
+local check_payload
 function _M.native_accepts(s)
+  if not check_payload then
     local ffi = require "ffi"
     pcall(ffi.cdef, "int ngx_worker_events_test_check_payload(const unsigned char *data, size_t len);")
-    return ffi.C.ngx_worker_events_test_check_payload(s, #s) == 1
+    check_payload = ffi.C.ngx_worker_events_test_check_payload
+  end
+  return check_payload(s, #s) == 1
 end
 
 -- s with one random byte changed, inserted or removed (math.random): a
 -- mutation for the payload decoders' tests
 local MUTATION_BYTES = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x7f, 0x80, 0x81, 0xff }
 function _M.mutate(s)
-    local at = math.random(1, #s)
-    local b = math.random() > 0.5 and MUTATION_BYTES[math.random(1, #MUTATION_BYTES)] or math.random(0, 255)
-    local how = math.random(1, 3)
-    if how == 1 then
-        return s:sub(1, at - 1) .. string.char(b) .. s:sub(at + 1)
-    elseif how == 2 then
-        return s:sub(1, at - 1) .. string.char(b) .. s:sub(at)
-    end
-    return s:sub(1, at - 1) .. s:sub(at + 1)
+  local at = math.random(1, #s)
+  local b = math.random() > 0.5 and MUTATION_BYTES[math.random(1, #MUTATION_BYTES)] or math.random(0, 255)
+  local how = math.random(1, 3)
+  if how == 1 then
+    return s:sub(1, at - 1) .. string.char(b) .. s:sub(at + 1)
+  elseif how == 2 then
+    return s:sub(1, at - 1) .. string.char(b) .. s:sub(at)
+  end
+  return s:sub(1, at - 1) .. s:sub(at + 1)
 end
 
 return _M
