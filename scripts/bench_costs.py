@@ -27,7 +27,6 @@ import os
 import statistics
 
 from harness import MODULE_SO, ROOT, nginx, template
-from harness.fetch import get
 
 PORT = int(os.environ.get("BENCH_PORT", "18990")) + 7
 PREFIX = os.path.join(os.environ.get("BENCH_PREFIX", os.path.join(ROOT, "target", "bench-prefix")), "costs")
@@ -46,12 +45,12 @@ def measure(so, count, passes):
     ng.start(conf)
     try:
         ng.wait_until("the worker", lambda: ng.workers(live_only=True), 10)
-        text = get(PORT, "/costs?count=%d&passes=%d" % (count, passes), timeout=300, label="costs: ")
+        text = ng.get("/costs?count=%d&passes=%d" % (count, passes), timeout=300)
     finally:
         ng.stop()
-    lines = [dict(p.split("=", 1) for p in line.split()) for line in text.splitlines() if "=" in line]
-    if any("error" in kv for kv in lines):
+    if text.startswith("error="):  # a post failed (its text may have spaces)
         raise SystemExit("costs: %s" % text.strip())
+    lines = [dict(p.split("=", 1) for p in line.split()) for line in text.splitlines() if "=" in line]
     runs = [kv for kv in lines if "pass" in kv]
     short = [kv for kv in runs if int(kv["received"]) != count]
     if short:
