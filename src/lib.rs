@@ -38,3 +38,8 @@ pub use module::{ngx_http_worker_events_module, ngx_stream_worker_events_module}
 
 #[cfg(test)]
 mod testing;
+
+// `ngx/clock.rs` needs no nginx symbol: its tests run here.
+#[cfg(test)]
+#[path = "ngx/clock.rs"]
+pub mod ngx_clock;

@@ -117,8 +117,13 @@ pub enum Posted {
     Duplicate,
 }
 
-/// This process as the poster of a record.
+/// This process as the poster of a record, posting now.
 pub fn origin(own: bool) -> Origin {
+    origin_at(own, crate::ngx::monotonic_us())
+}
+
+/// This process as the poster of a record posted at `posted_us`.
+fn origin_at(own: bool, posted_us: u64) -> Origin {
     let wid = NgxProcess::current()
         .worker_number()
         .map_or(-1, |n| i32::try_from(n).unwrap_or(-1));
@@ -126,7 +131,7 @@ pub fn origin(own: bool) -> Origin {
         pid: process::pid(),
         wid: Some(wid),
         own,
-        posted_us: crate::ngx::monotonic_us(),
+        posted_us,
         remote: false,
     }
 }
@@ -142,6 +147,7 @@ pub fn post(
     mode: PostMode<'_>,
 ) -> Result<Posted, PostError> {
     let posted = STATE.with(|st| {
+        let posted_us = st.stamp_clock.now_us();
         let (c, a) = st.reader(id).ok_or(PostError::NotOpen)?;
         let z = c.zone;
         let cluster = &a.handle.zone.header().cluster;
@@ -190,7 +196,7 @@ pub fn post(
             .ring()
             .append_ext(
                 &a.handle,
-                origin(mode.own),
+                origin_at(mode.own, posted_us),
                 source,
                 event,
                 unique,

@@ -138,6 +138,8 @@ pub struct State {
     pub buf: Vec<u8>,
     /// The clock reads' cache for delivery delays (see [`DelayClock`]).
     pub delay_clock: DelayClock,
+    /// The post time stamped into records posted here.
+    pub stamp_clock: crate::ngx::clock::StampClock,
     /// Payload encoding buffer for posts (lent out while a value is encoded).
     pub enc: Encoder,
     pub exit_posts: Vec<ExitPost>,
