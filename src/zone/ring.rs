@@ -118,6 +118,10 @@ unsafe impl Sync for Ring<'_> {}
 /// (a few µs), and the history kept shrinks by 16 KB at most.
 pub const EVICT_AHEAD: u64 = 16 * 1024;
 
+/// A record's header and names up to this size are gathered on the stack
+/// and copied into the ring at once (see [`Ring::append_ext`]).
+const SMALL_PREFIX: usize = 256;
+
 /// The bytes a full log of `cap` bytes frees beyond what a post needs.
 pub fn evict_ahead(cap: u64) -> u64 {
     (cap / 64).min(EVICT_AHEAD)
@@ -275,8 +279,22 @@ impl<'a> Ring<'a> {
     }
 
     fn header_at(&self, pos: u64) -> Option<RecordHeader> {
-        let mut b = [0u8; HEADER_LEN];
-        self.copy_out(pos, &mut b);
+        let off = (pos % self.cap) as usize;
+        let b = if off + HEADER_LEN <= self.cap as usize {
+            // SAFETY: `off + HEADER_LEN <= cap`: inside the ring's bytes; a
+            // racing writer is handled as in `copy_out`. An inline read of a
+            // fixed size, not a call to memcpy (the eviction loop's hot spot).
+            unsafe {
+                self.bytes
+                    .add(off)
+                    .cast::<[u8; HEADER_LEN]>()
+                    .read_unaligned()
+            }
+        } else {
+            let mut b = [0u8; HEADER_LEN];
+            self.copy_out(pos, &mut b);
+            b
+        };
         RecordHeader::decode(&b).filter(|h| h.len as u64 <= self.max_record())
     }
 
@@ -383,17 +401,33 @@ impl<'a> Ring<'a> {
         ordinal[..ORDINAL_LEN].copy_from_slice(&n.to_le_bytes());
         ordinal[ORDINAL_LEN..].copy_from_slice(&hold_ttl.unwrap_or(0).to_le_bytes());
         let mut at = head;
-        for part in [
+        let parts = [
             &rh.encode()[..],
             source,
             event,
             unique.unwrap_or_default(),
             &ordinal[..ordinal_len],
-            data,
-        ] {
-            self.copy_in(at, part);
-            at += part.len() as u64;
+        ];
+        // The header and the names are small: gathered on the stack, they
+        // take one copy into the ring instead of one per part.
+        let mut small = [0u8; SMALL_PREFIX];
+        let prefix_len: usize = parts.iter().map(|p| p.len()).sum();
+        if prefix_len <= SMALL_PREFIX {
+            let mut n = 0;
+            for part in parts {
+                small[n..n + part.len()].copy_from_slice(part);
+                n += part.len();
+            }
+            self.copy_in(at, &small[..n]);
+            at += n as u64;
+        } else {
+            for part in parts {
+                self.copy_in(at, part);
+                at += part.len() as u64;
+            }
         }
+        self.copy_in(at, data);
+        at += data.len() as u64;
         let pad = (head + len - at) as usize;
         self.copy_in(at, &[0u8; 8][..pad]);
 
