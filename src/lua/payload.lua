@@ -253,34 +253,42 @@ encode_table = function(t, n, depth)
   -- the array part: keys 1..m without a hole
   local len, m = #t, 0
   while m < len and t[m + 1] ~= nil do m = m + 1 end
-  local nh = 0
-  for k in next, t do
-    local tk = type(k)
-    if tk == "number" then
-      if k < 1 or k > m or k ~= floor(k) then nh = nh + 1 end
-    elseif tk == "string" or tk == "boolean" then
-      nh = nh + 1
-    else
-      return nil
-    end
-  end
   ebuf[n] = 7
-  n = put_varint(put_varint(n + 1, m), nh)
+  n = put_varint(n + 1, m)
+  -- the count of the other keys comes first, but one walk counts and
+  -- writes them: one byte is kept for it, more made room for at the end
+  local at = n
+  n = n + 1
   for i = 1, m do
     n = any(t[i], n, depth)
     if not n then return nil end
   end
-  if nh > 0 then
-    for k, v in next, t do
-      if type(k) ~= "number" or k < 1 or k > m or k ~= floor(k) then
-        n = scalar(k, n)
-        if not n then return nil end
-        n = any(v, n, depth)
-        if not n then return nil end
-      end
+  local nh = 0
+  for k, v in next, t do
+    local tk = type(k)
+    if tk == "string" or tk == "boolean"
+       or (tk == "number" and (k < 1 or k > m or k ~= floor(k))) then
+      nh = nh + 1
+      n = scalar(k, n)
+      if not n then return nil end
+      n = any(v, n, depth)
+      if not n then return nil end
+    elseif tk ~= "number" then
+      return nil
     end
   end
-  return n
+  if nh < 128 then
+    ebuf[at] = nh
+    return n
+  end
+  local wide, x = 0, nh -- bytes the count takes beyond one
+  while x >= 128 do
+    wide, x = wide + 1, floor(x / 128)
+  end
+  if n + wide > ENC_CAP then return nil end
+  for i = n - 1, at + 1, -1 do ebuf[i + wide] = ebuf[i] end
+  put_varint(at, nh)
+  return n + wide
 end
 
 -- `v` encoded into this module's buffer: pointer, length (good until

@@ -321,6 +321,19 @@ mod tests {
         }
     }
 
+    impl State {
+        /// Runs `src` with the value on top as its `...` (popped).
+        fn run_with_top(&self, src: &str) {
+            let c = std::ffi::CString::new(src).unwrap();
+            // SAFETY: valid state with a value on top; the chunk takes it.
+            unsafe {
+                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0, "{src}");
+                mlua::ffi::lua_insert(self.0, -2);
+                assert_eq!(lua_pcall(self.0, 1, 0, 0), 0, "{src}");
+            }
+        }
+    }
+
     impl Drop for State {
         fn drop(&mut self) {
             // SAFETY: our state, closed once.
@@ -435,5 +448,88 @@ mod tests {
             enc.as_bytes(),
             "v.a == 2 and next(v, 'a') == nil and next(v) == 'a'"
         ));
+    }
+
+    /// payload.lua's encoder writes exactly the bytes of this one (so an
+    /// event is the same in the log whichever encoder took it): random
+    /// values, tables with array parts, holes, every kind of key, nesting,
+    /// and up to 300 other keys (a count of 128 or more takes two bytes,
+    /// which the Lua encoder makes room for after the fact).
+    #[test]
+    fn the_lua_encoder_writes_these_bytes() {
+        let st = State::new();
+        // SAFETY: valid state; a NULL light userdata is ngx.null.
+        unsafe { lua_pushlightuserdata(st.0, core::ptr::null_mut()) };
+        st.run_with_top("ngx = { null = ... }");
+        st.eval(include_str!("payload.lua"));
+        st.run_with_top("payload = ...");
+        st.eval(
+            r#"
+            math.randomseed(20261207)
+            local function str()
+              local t = {}
+              for i = 1, math.random(0, math.random() < 0.1 and 300 or 12) do
+                t[i] = string.char(math.random(0, 255))
+              end
+              return table.concat(t)
+            end
+            local function value(depth)
+              local r = math.random(1, depth > 2 and 7 or 10)
+              if r == 1 then return math.random() < 0.5
+              elseif r == 2 then return math.random(-2^40, 2^40)
+              elseif r == 3 then return (math.random() - 0.5) * 10^math.random(-5, 20)
+              elseif r == 4 then return ({ 0/0, 1/0, -1/0, -0.0, 2^53, -2^63, 2^63 })[math.random(1, 7)]
+              elseif r == 5 then return str()
+              elseif r == 6 then return ngx.null
+              elseif r == 7 then return nil
+              end
+              local t = {}
+              for i = 1, math.random(0, 5) do t[i] = value(depth + 1) end
+              if math.random() < 0.2 then t[math.random(1, 6)] = nil end
+              local keys = depth < 2 and math.random() < 0.15 and math.random(100, 300)
+                or math.random(0, 5)
+              for _ = 1, keys do
+                local k = math.random(1, 5)
+                local key = k == 1 and str() or k == 2 and math.random(-1000, 1000)
+                  or k == 3 and math.random() * 100 or k == 4 and (math.random() < 0.5) or 2^60
+                local v = value(depth + 1)
+                if key ~= "" and v ~= nil then t[key] = v end
+              end
+              return t
+            end
+            cases = {}
+            for i = 1, 2000 do cases[i] = { value(0) } end
+            return #cases
+            "#,
+        );
+        // SAFETY: the count is on top.
+        let n = unsafe { mlua::ffi::lua_tointeger(st.0, -1) };
+        // SAFETY: popping it.
+        unsafe { lua_settop(st.0, 0) };
+        let (mut wide, mut small) = (0, 0);
+        for i in 1..=n {
+            st.eval(&format!("return cases[{i}][1]"));
+            let native = st.encode_top().unwrap();
+            st.eval(&format!(
+                "local p, n = payload.encode(cases[{i}][1]) return p and require('ffi').string(p, n)"
+            ));
+            // SAFETY: the Lua encoder's bytes (or nil) are on top.
+            let lua =
+                unsafe { (lua_type(st.0, -1) == LUA_TSTRING).then(|| str_at(st.0, -1).to_vec()) };
+            // SAFETY: popping them.
+            unsafe { lua_settop(st.0, 0) };
+            match lua {
+                Some(lua) => assert_eq!(lua, native, "case {i}"),
+                // It leaves only values near or past its 16 KB to this one.
+                None => assert!(native.len() > 16000, "case {i} not taken"),
+            }
+            small += i64::from(native.len() <= 16000);
+            wide += usize::from(native.windows(2).any(|w| w[0] == 7 && w[1] >= 0x80));
+        }
+        assert!(
+            small > n * 9 / 10,
+            "only {small} of {n} cases fit the Lua encoder"
+        );
+        assert!(wide > 50, "only {wide} cases had a count of 128 or more");
     }
 }
