@@ -112,7 +112,7 @@ end
 function M.run()
   local args = ngx.req.get_uri_args()
   local count = tonumber(args.count) or 100000
-  local passes = tonumber(args.passes) or 6
+  local passes = tonumber(args.passes) or 10
   local s64 = rep("x", 64)
   local out = {}
   for pass = 1, passes do
