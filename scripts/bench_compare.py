@@ -354,6 +354,12 @@ def targets(R, floor, w, args):
         out.append(line)
     out.append(check("%dw every worker posting: aggregate deliveries/s ≥ 10× lua-resty-worker-events@0.001" % w,
                      ratios(R, w, "contend", "rate", "module", "lrwe-1ms", True), 10))
+    # CPU per delivered event cut in half: against --baseline, which issue
+    # 24 means to be the tree it was filed at (17ee229)
+    for scen, log in (("throughput", "fresh log"), ("throughput_full", "wrapped log")):
+        for metric, who in (("cpu_post", "posting worker"), ("cpu_recv", "receiving workers")):
+            out.append(check("%dw CPU per event, %s, %s, ≥ 2× less than --baseline" % (w, who, log),
+                             ratios(R, w, scen, metric, "module", "baseline", False), 2))
     return out
 
 
