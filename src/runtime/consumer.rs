@@ -101,15 +101,19 @@ pub fn close(id: u32) {
 }
 
 /// What one read for a consumer found.
-pub enum Fetched {
+pub enum Fetched<'a> {
     Empty,
     Lost(u64),
-    /// A record, in a buffer lent out: give it back with [`put_buffer`].
-    Record(RecordHeader, Vec<u8>),
+    /// A record: its bytes, in this process' read buffer.
+    Record(RecordHeader, &'a [u8]),
 }
 
-/// Reads consumer `id`'s next record (Empty when not open).
-pub fn fetch(id: u32) -> Fetched {
+/// Reads consumer `id`'s next record (Empty when not open) and hands it to
+/// `f`, which must not reach the per-process state (it is borrowed). The
+/// record's bytes stay where they are after `f` returns, until the next
+/// fetch by any consumer of this process: pointers taken from them stay
+/// good until then.
+pub fn fetch<R>(id: u32, mut f: impl FnMut(Fetched<'_>) -> R) -> R {
     STATE
         .with(|st| {
             let mut buf = core::mem::take(&mut st.buf);
@@ -121,7 +125,7 @@ pub fn fetch(id: u32) -> Fetched {
             }
             let Some(c) = st.consumer(id) else {
                 st.buf = buf;
-                return Fetched::Empty;
+                return f(Fetched::Empty);
             };
             let (z, bridge) = (c.zone, c.bridge);
             let mut cursor = c.cursor;
@@ -152,7 +156,10 @@ pub fn fetch(id: u32) -> Fetched {
                     if a.pending.delivered >= counters::FLUSH_EVERY {
                         counters::flush(st, z);
                     }
-                    Fetched::Record(rh, buf)
+                    let r = f(Fetched::Record(rh, &buf));
+                    // The vector moves back, its bytes do not.
+                    st.buf = buf;
+                    r
                 }
                 ReadOutcome::Lost(n) => {
                     if let Some(s) = st.zones[z].slot {
@@ -164,21 +171,16 @@ pub fn fetch(id: u32) -> Fetched {
                     }
                     counters::flush(st, z);
                     st.buf = buf;
-                    Fetched::Lost(n)
+                    f(Fetched::Lost(n))
                 }
                 ReadOutcome::Empty => {
                     counters::flush(st, z);
                     st.buf = buf;
-                    Fetched::Empty
+                    f(Fetched::Empty)
                 }
             }
         })
-        .unwrap_or(Fetched::Empty)
-}
-
-/// Returns the buffer lent by [`fetch`] (its bytes stay where they are).
-pub fn put_buffer(buf: Vec<u8>) {
-    let _ = STATE.with(|st| st.buf = buf);
+        .unwrap_or_else(|_| f(Fetched::Empty))
 }
 
 /// True if records are waiting for consumer `id` (one atomic load).

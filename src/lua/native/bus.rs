@@ -35,7 +35,7 @@ use crate::lua::value;
 use crate::runtime::cluster;
 use crate::runtime::consumer::{self, Fetched};
 use crate::runtime::post;
-use crate::zone::record::RecordView;
+use crate::zone::record::{RecordHeader, RecordView};
 
 /// `post` flag: drop the event when its `unique` key is live.
 pub const POST_DEDUP: i64 = 1;
@@ -339,44 +339,43 @@ pub struct Record {
 /// [`FETCH_LOST`] (`r.seq` lost records) or [`FETCH_BAD`] (`r.seq`: a record
 /// whose parts do not fit it; the Lua side reports it as malformed).
 pub fn fetch_into(id: u32, r: &mut Record) -> c_int {
-    let (rh, buf) = match consumer::fetch(id) {
-        Fetched::Empty => return 0,
+    consumer::fetch(id, |fetched| match fetched {
+        Fetched::Empty => 0,
         Fetched::Lost(n) => {
             r.seq = n as f64;
-            return FETCH_LOST as c_int;
+            FETCH_LOST as c_int
         }
-        Fetched::Record(rh, buf) => (rh, buf),
+        // The pointers below stay good until the next fetch (see
+        // `consumer::fetch`).
+        Fetched::Record(rh, buf) => fill(r, &rh, buf) as c_int,
+    })
+}
+
+/// `r` pointing at the parts of the record `rh` in `buf`: [`FETCH_EVENT`],
+/// or [`FETCH_BAD`] when they do not fit.
+fn fill(r: &mut Record, rh: &RecordHeader, buf: &[u8]) -> i64 {
+    let Some(v) = RecordView::parse(rh, buf) else {
+        r.seq = rh.seq as f64;
+        return FETCH_BAD;
     };
-    let kind = match RecordView::parse(&rh, &buf) {
-        None => {
-            r.seq = rh.seq as f64;
-            FETCH_BAD
-        }
-        Some(v) => {
-            let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(0);
-            r.source = v.source.as_ptr();
-            r.source_len = len(v.source);
-            r.event = v.event.as_ptr();
-            r.event_len = len(v.event);
-            r.data = v.data.as_ptr();
-            r.data_len = len(v.data);
-            r.has_unique = v.unique.is_some() as u8;
-            let unique = v.unique.unwrap_or_default();
-            r.unique = unique.as_ptr();
-            r.unique_len = len(unique);
-            r.seq = v.seq as f64;
-            r.pid = if v.remote { -1 } else { v.pid };
-            let wid = v.wid.filter(|_| !v.remote);
-            r.has_wid = wid.is_some() as u8;
-            r.wid = wid.unwrap_or(-1);
-            r.own = v.own as u8;
-            FETCH_EVENT
-        }
-    };
-    // The buffer goes back to the state without moving its bytes: the
-    // pointers above stay valid until the next fetch takes it again.
-    consumer::put_buffer(buf);
-    kind as c_int
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(0);
+    r.source = v.source.as_ptr();
+    r.source_len = len(v.source);
+    r.event = v.event.as_ptr();
+    r.event_len = len(v.event);
+    r.data = v.data.as_ptr();
+    r.data_len = len(v.data);
+    r.has_unique = v.unique.is_some() as u8;
+    let unique = v.unique.unwrap_or_default();
+    r.unique = unique.as_ptr();
+    r.unique_len = len(unique);
+    r.seq = v.seq as f64;
+    r.pid = if v.remote { -1 } else { v.pid };
+    let wid = v.wid.filter(|_| !v.remote);
+    r.has_wid = wid.is_some() as u8;
+    r.wid = wid.unwrap_or(-1);
+    r.own = v.own as u8;
+    FETCH_EVENT
 }
 
 /// `native.decode(bytes)` -> value | `nil, "failed decoding event data: ..."`:
