@@ -422,11 +422,20 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
         if p.sender.is_none() {
             p.sender = Sender::new().ok();
         }
-        let mut to_ring = core::mem::take(&mut p.to_ring);
-        to_ring.clear();
-        let Some(sender) = p.sender.as_ref() else {
+        // Borrowed field by field: the reused list is not moved out and
+        // back on every post.
+        let Push {
+            to_ring,
+            sender,
+            group,
+            group_fds,
+            shared_fd,
+            ..
+        } = p;
+        let Some(sender) = sender.as_ref() else {
             return;
         };
+        to_ring.clear();
         let slots = handle.zone.slots();
         let mut sent = 0;
         let me = crate::ngx::process::NgxProcess::current().worker_number();
@@ -437,8 +446,8 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
             let (g, worker) = slots.group(idx);
             let fd = usize::try_from(worker)
                 .ok()
-                .filter(|&w| g == p.group && g != 0 && Some(w) != me)
-                .and_then(|w| p.group_fds.get(w).copied());
+                .filter(|&w| g == *group && g != 0 && Some(w) != me)
+                .and_then(|w| group_fds.get(w).copied());
             if let Some(fd) = fd {
                 to_ring.push((fd, idx));
                 return;
@@ -461,18 +470,17 @@ pub fn wake_others(handle: &ZoneHandle, slot: Option<usize>) {
         });
         // A worker the shared eventfd wakes looks at its flag at once: ring
         // it only now that every flag is set.
-        if to_ring.len() >= 2 && p.shared_fd >= 0 {
+        if to_ring.len() >= 2 && *shared_fd >= 0 {
             // cannot fail short of 2^64 rings
-            let _ = eventfd::ring(p.shared_fd);
+            let _ = eventfd::ring(*shared_fd);
         } else {
-            for &(fd, idx) in &to_ring {
+            for &(fd, idx) in to_ring.iter() {
                 if eventfd::ring(fd).is_err() {
                     // cannot happen short of 2^64 rings: a later post retries
                     slots.reset_wake(idx);
                 }
             }
         }
-        p.to_ring = to_ring;
         if sent != 0 {
             let h = handle.zone.header();
             h.wakeups_sent
