@@ -69,6 +69,38 @@ fn wraps_around_and_keeps_data_intact() {
     assert!(z.header().head.load(Ordering::Relaxed) > z.cap() * 2);
 }
 
+/// Header and names are gathered on the stack up to 256 bytes and copied
+/// part by part beyond: names on both sides of that, a unique key and a
+/// log that wraps (some records straddle its end) read back as written.
+#[test]
+fn long_names_read_back_on_both_sides_of_the_gathered_prefix() {
+    let z = zone(16 * 1024);
+    let l = TestLock::default();
+    let mut cur = z.cursor_at_head(&l);
+    for round in 0..120u32 {
+        let name = |len: u32, salt: u32| -> Vec<u8> {
+            (0..len).map(|i| (i * 7 + salt + round) as u8).collect()
+        };
+        let source = name(1 + round * 3 % 400, 1);
+        let event = name(1 + round * 5 % 150, 2);
+        let unique = name(round % 90, 3);
+        let data = name(round * 11 % 700, 4);
+        z.append(&l, 1, &source, &event, Some(&unique), &data)
+            .unwrap();
+        let mut buf = Vec::new();
+        let ReadOutcome::Record(rh) = z.read_next(&l, &mut cur, &mut buf) else {
+            panic!("round {round}: no record");
+        };
+        let v = z.view(&rh, &buf).unwrap();
+        assert_eq!(
+            (v.source, v.event, v.unique, v.data),
+            (&source[..], &event[..], Some(&unique[..]), &data[..]),
+            "round {round}"
+        );
+    }
+    assert!(z.header().head.load(Ordering::Relaxed) > z.cap() * 2);
+}
+
 #[test]
 fn overrun_reports_exact_loss() {
     let z = zone(64 * 1024);
