@@ -281,6 +281,17 @@ mod tests {
             }
         }
 
+        /// Runs `src` with the value on top as its `...` (popped).
+        fn run_with_top(&self, src: &str) {
+            let c = std::ffi::CString::new(src).unwrap();
+            // SAFETY: valid state with a value on top; the chunk takes it.
+            unsafe {
+                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0, "{src}");
+                mlua::ffi::lua_insert(self.0, -2);
+                assert_eq!(lua_pcall(self.0, 1, 0, 0), 0, "{src}");
+            }
+        }
+
         fn top(&self) -> c_int {
             // SAFETY: valid state.
             unsafe { lua_gettop(self.0) }
@@ -305,32 +316,13 @@ mod tests {
             // SAFETY: valid state.
             unsafe { decode(self.0, bytes) }.unwrap();
             assert_eq!(self.top(), top + 1, "decode pushes one value");
-            let c = std::ffi::CString::new("_G.v = ...").unwrap();
-            // SAFETY: valid state; the chunk takes the decoded value as `...`.
-            unsafe {
-                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0);
-                mlua::ffi::lua_insert(self.0, -2);
-                assert_eq!(lua_pcall(self.0, 1, 0, 0), 0);
-            }
+            self.run_with_top("_G.v = ...");
             self.eval(&format!("return ({check})"));
             // SAFETY: valid state with the boolean on top.
             let ok = unsafe { lua_toboolean(self.0, -1) } != 0;
             // SAFETY: popping it.
             unsafe { lua_settop(self.0, top) };
             ok
-        }
-    }
-
-    impl State {
-        /// Runs `src` with the value on top as its `...` (popped).
-        fn run_with_top(&self, src: &str) {
-            let c = std::ffi::CString::new(src).unwrap();
-            // SAFETY: valid state with a value on top; the chunk takes it.
-            unsafe {
-                assert_eq!(luaL_loadstring(self.0, c.as_ptr()), 0, "{src}");
-                mlua::ffi::lua_insert(self.0, -2);
-                assert_eq!(lua_pcall(self.0, 1, 0, 0), 0, "{src}");
-            }
         }
     }
 
