@@ -396,9 +396,9 @@ location = /t {
     content_by_lua_block {
         local ffi = require "ffi"
         local payload = require "ngx_worker_events.payload"
-        local native_ok = require("t.we").native_accepts
-        local uchar = ffi.typeof("const unsigned char *")
-        local lua_ok = function(s) return select(2, payload.decode(ffi.cast(uchar, s), #s)) end
+        local we = require "t.we"
+        local native_ok = we.native_accepts
+        local lua_ok = function(s) return select(2, we.lua_decode(s)) end
         math.randomseed(20261206)
         local function rnd_value(depth)
             local r = math.random(1, depth > 3 and 6 or 9)
@@ -459,11 +459,8 @@ some accepted, some refused: true
 --- config
 location = /t {
     content_by_lua_block {
-        local ffi = require "ffi"
-        local payload = require "ngx_worker_events.payload"
-        local native_ok = require("t.we").native_accepts
-        local uchar = ffi.typeof("const unsigned char *")
-        local function decode(s) return payload.decode(ffi.cast(uchar, s), #s) end
+        local we = require "t.we"
+        local native_ok, decode = we.native_accepts, we.lua_decode
         local int = "\4\1\0\0\0\0\0\0\0"
         -- a level: {a = inner, b = last} in the payload's bytes
         local function nest(depth, bottom, last, key_b)

@@ -220,6 +220,18 @@ function _M.reload()
   os.execute("kill -HUP " .. _M.master_pid())
 end
 
+-- the bytes of s through the Lua payload decoder: value, ok (as
+-- payload.decode returns them; its type and module looked up once)
+local uchar, payload_decode
+function _M.lua_decode(s)
+  local ffi = require "ffi"
+  if not uchar then
+    uchar = ffi.typeof("const unsigned char *")
+    payload_decode = require("ngx_worker_events.payload").decode
+  end
+  return payload_decode(ffi.cast(uchar, s), #s)
+end
+
 -- true when the native payload decoder accepts the bytes of s (the
 -- module's test export; declared once, on first use)
 local check_payload
